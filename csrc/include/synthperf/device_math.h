@@ -1,0 +1,124 @@
+// Device-independent math shared by the C++ CPU core (g++) and the CUDA kernels (nvcc).
+//
+// Everything here is a small inline function marked SP_HD (= __host__ __device__ under
+// nvcc, nothing under g++), so the CPU test suite exercises exactly the code the GPU runs.
+//
+// Contents
+//   1. Order-preserving integer keys for IEEE floats (radix/bitwise selection).
+//   2. Bitwise selection ("binary lifting" on keys): the k-th smallest key is the largest
+//      t with #{key < t} < k. One step per key bit, each step one counting pass.
+//   3. Split-conformal and SPPI index math (specs/sppi.md §1c), evaluated in double in
+//      exactly the upstream order so the integer indices match bit for bit.
+#pragma once
+
+#include <cstdint>
+#include <cmath>
+
+#if defined(__CUDACC__)
+#define SP_HD __host__ __device__ __forceinline__
+#else
+#define SP_HD inline
+#endif
+
+namespace synthperf {
+
+// ---------------------------------------------------------------------------------------
+// 1. Order-preserving keys: a < b (as floats, no NaN)  <=>  key(a) < key(b) (as unsigned).
+//    Negative floats have every bit flipped; non-negative floats get the sign bit set.
+//    -0.0 maps just below +0.0, which is harmless: both hold the same value.
+// ---------------------------------------------------------------------------------------
+template <typename T> struct KeyTraits;
+
+template <> struct KeyTraits<float> {
+  using Key = std::uint32_t;
+  static constexpr int kBits = 32;
+};
+template <> struct KeyTraits<double> {
+  using Key = std::uint64_t;
+  static constexpr int kBits = 64;
+};
+
+SP_HD std::uint32_t ordered_key_from_bits(std::uint32_t bits) {
+  const std::uint32_t sign = bits >> 31;
+  return bits ^ (sign ? 0xFFFFFFFFu : 0x80000000u);
+}
+SP_HD std::uint64_t ordered_key_from_bits(std::uint64_t bits) {
+  const std::uint64_t sign = bits >> 63;
+  return bits ^ (sign ? 0xFFFFFFFFFFFFFFFFull : 0x8000000000000000ull);
+}
+SP_HD std::uint32_t bits_from_ordered_key(std::uint32_t key) {
+  const std::uint32_t top = key >> 31;  // set for non-negative values
+  return key ^ (top ? 0x80000000u : 0xFFFFFFFFu);
+}
+SP_HD std::uint64_t bits_from_ordered_key(std::uint64_t key) {
+  const std::uint64_t top = key >> 63;
+  return key ^ (top ? 0x8000000000000000ull : 0xFFFFFFFFFFFFFFFFull);
+}
+
+// ---------------------------------------------------------------------------------------
+// 2. Bitwise selection. Start with ans = 0 and visit the bits from the most significant:
+//      t = ans | (1 << bit);   if count_less(t) < k then ans = t.
+//    After the last bit, ans = the k-th smallest key (1-based k). count_less(t) is the
+//    number of valid keys strictly below t; the caller computes it (a loop on the CPU,
+//    a block reduction on the GPU) and lifting_step applies the decision.
+// ---------------------------------------------------------------------------------------
+template <typename Key>
+SP_HD Key lifting_candidate(Key ans, int bit) {
+  return ans | (Key(1) << bit);
+}
+template <typename Key>
+SP_HD Key lifting_step(Key ans, int bit, std::int64_t count_less_than_candidate, std::int64_t k) {
+  return count_less_than_candidate < k ? lifting_candidate(ans, bit) : ans;
+}
+
+// ---------------------------------------------------------------------------------------
+// 3. Conformal index math (specs/sppi.md §1c and §3). All indices are 1-based ranks.
+// ---------------------------------------------------------------------------------------
+
+// Split conformal on n scores: rank ceil(((1-a)(1+1/n)) n), or 0 ("trivial": threshold = top)
+// when (1-a)(1+1/n) > 1. Upstream computes the 0-based index ceil(level*n)-1 from
+// level = (1.0-alpha)*(1.0+1.0/n); we return that index + 1.
+SP_HD std::int64_t split_conformal_rank(std::int64_t n, double alpha) {
+  const double level = (1.0 - alpha) * (1.0 + 1.0 / static_cast<double>(n));
+  if (level > 1.0) return 0;
+  return static_cast<std::int64_t>(ceil(level * static_cast<double>(n)));
+}
+
+// SPPI synthetic quantities for N synthetic scores:
+//   la  = (1-a)(1+1/N);  K = ceil(N la)
+//   la+ = (1-a)(1+1/N+1/(N(1-a)));  synthetic rank ceil(N la+), or 0 (= top) when la+ > 1.
+SP_HD std::int64_t sppi_K(std::int64_t N, double alpha) {
+  const double Nd = static_cast<double>(N);
+  const double la = (1.0 - alpha) * (1.0 + 1.0 / Nd);
+  return static_cast<std::int64_t>(ceil(Nd * la));
+}
+SP_HD std::int64_t sppi_synth_rank(std::int64_t N, double alpha) {
+  const double Nd = static_cast<double>(N);
+  const double la_plus = (1.0 - alpha) * (1.0 + 1.0 / Nd + 1.0 / (Nd * (1.0 - alpha)));
+  if (la_plus > 1.0) return 0;
+  return static_cast<std::int64_t>(ceil(Nd * la_plus));
+}
+
+// r = max{r in 1..m : W[r-1] <= K} for a window bound W that is non-decreasing except for
+// a suffix of -1 sentinels (empty windows, specs/sppi.md §1b), which count as satisfied.
+// A sentinel in the last row therefore gives r = m. Returns 0 when no rank qualifies
+// (upstream crashes there; callers define s = -inf). Binary search: O(log m).
+SP_HD std::int64_t last_rank_with_bound_at_most(const std::int64_t* W, std::int64_t m, std::int64_t K) {
+  if (m <= 0) return 0;
+  if (W[m - 1] < 0 || W[m - 1] <= K) return m;
+  std::int64_t lo = 0, hi = m - 1;  // answer in [lo, hi]; ranks 1..lo qualify
+  while (lo < hi) {
+    const std::int64_t mid = lo + (hi - lo + 1) / 2;  // candidate rank, 1-based
+    if (W[mid - 1] <= K) lo = mid; else hi = mid - 1;
+  }
+  return lo;
+}
+
+// SPPI clip (specs/sppi.md §1c): q = max(min(q_syn, s_minus), s_plus).
+template <typename T>
+SP_HD T sppi_clip(T q_syn, T s_minus, T s_plus) {
+  const T upper = q_syn < s_minus ? q_syn : s_minus;
+  return upper > s_plus ? upper : s_plus;
+}
+
+}  // namespace synthperf

@@ -1,0 +1,42 @@
+// Batched order statistics on the CPU (declarations; implementation in csrc/cpu/order_stats.cpp).
+//
+// Conventions (shared by every backend, see python/synthperf/ops/order_stats.py):
+//   x       [B, ld] row-major values; row b holds lengths[b] valid entries x[b, 0:lengths[b]],
+//           the rest is padding and never read.
+//   ranks   [R, A] 1-based ranks (k-th smallest), R = 1 (shared by all rows) or R = B.
+//   out     [B, A] selected values, out[b, a] = k-th smallest of row b with k = ranks[r(b), a].
+// Errors are reported through the returned status (0 = ok) and the first offending row.
+#pragma once
+
+#include <cstdint>
+
+namespace synthperf {
+
+enum SelectStatus : int {
+  kSelectOk = 0,
+  kSelectNaN = 1,          // a NaN inside the valid part of a row
+  kSelectRankOutOfRange = 2,  // rank < 1 or rank > lengths[b]
+  kSelectBadLength = 3,    // lengths[b] < 1 or > ld
+};
+
+struct SelectError {
+  int status = kSelectOk;
+  std::int64_t row = -1;
+  std::int64_t value = 0;  // offending rank or length
+};
+
+// nth_element-style multi-selection, OpenMP over rows.
+template <typename T>
+SelectError order_statistics_cpu(const T* x, std::int64_t B, std::int64_t ld,
+                                 const std::int64_t* lengths, const std::int64_t* ranks,
+                                 std::int64_t rank_rows, std::int64_t A, T* out);
+
+// The GPU algorithm (bitwise selection on order-preserving keys, device_math.h) executed on
+// the CPU. Slower than order_statistics_cpu; it exists so the CPU tests exercise the exact
+// device math the CUDA kernel runs.
+template <typename T>
+SelectError order_statistics_bitwise_cpu(const T* x, std::int64_t B, std::int64_t ld,
+                                         const std::int64_t* lengths, const std::int64_t* ranks,
+                                         std::int64_t rank_rows, std::int64_t A, T* out);
+
+}  // namespace synthperf

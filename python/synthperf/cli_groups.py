@@ -1,0 +1,20 @@
+"""Registry of per-system CLI groups, imported lazily so ``synthperf --help`` stays fast.
+
+Each entry maps a group name to ``module:attribute`` of a ``typer.Typer``; a system adds
+its group here when it lands.
+"""
+from __future__ import annotations
+
+import importlib
+
+import typer
+
+GROUPS: dict[str, tuple[str, str]] = {
+}
+
+
+def register(app: typer.Typer) -> None:
+    for name, (target, help_text) in GROUPS.items():
+        module_name, _, attr = target.partition(":")
+        module = importlib.import_module(module_name)
+        app.add_typer(getattr(module, attr or "app"), name=name, help=help_text)

@@ -1,0 +1,156 @@
+"""Batched order statistics: ``out[b, a]`` = the ``ranks[a]``-th smallest value of row ``b``.
+
+This is the primitive under every conformal quantile in synthperf (split conformal picks
+rank ceil((1-alpha)(n+1)); SPPI needs synthetic rank K+1 and two real ranks).
+
+Conventions
+-----------
+x : float32 or float64, shape [B, n]. Row ``b`` has ``lengths[b]`` valid entries
+    ``x[b, :lengths[b]]``; anything after them is padding and is never read (NaN padding
+    is fine). Other real dtypes are converted to float64.
+ranks : integer, shape [A] (shared by all rows) or [B, A]. **1-based**: rank 1 is the
+    minimum, rank ``lengths[b]`` the maximum.
+lengths : integer, shape [B], optional (default: every row has all ``n`` entries).
+Returns the selected values, shape [B, A], in ``x``'s dtype and array type (numpy in,
+numpy out; torch in, torch out on the same device).
+
+Backends: ``reference`` (numpy, a sort per row), ``cpu`` (C++ multi-selection with
+``std::nth_element``, OpenMP over rows), ``cuda`` and ``triton`` (bitwise selection on
+order-preserving integer keys, ``csrc/include/synthperf/device_math.h``). Every backend
+returns the same values; for ties among equal values any of them is "the" order
+statistic, and ``-0.0``/``0.0`` compare equal.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from .. import _native
+from .._arrays import array_kind, like_input, to_torch
+from .._validation import float_array, int_array
+from ..backend import resolve_backend
+
+SUPPORTED_BACKENDS = ("reference", "cpu", "cuda", "triton")
+
+
+def _validate(x: Any, ranks: Any, lengths: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Shapes and dtypes (cheap). NaN and rank ranges are checked by each backend's pass."""
+    x_np = float_array(x, "x", ndim=2, allow_nan=True, allow_empty=True)
+    B, n = x_np.shape
+    if n == 0:
+        raise ValueError(f"x has no columns (shape {x_np.shape}); each row needs at least one value")
+    r_np = int_array(ranks, "ranks", ndim=(1, 2))
+    if r_np.ndim == 2 and r_np.shape[0] != B:
+        raise ValueError(f"ranks has shape {r_np.shape}: a 2-D ranks array must be [B, A] with B = x.shape[0] = {B}")
+    r_np = r_np.reshape(1, -1) if r_np.ndim == 1 else r_np
+    if lengths is None:
+        l_np = np.full(B, n, dtype=np.int64)
+    else:
+        l_np = int_array(lengths, "lengths", ndim=1)
+        if l_np.shape[0] != B:
+            raise ValueError(f"lengths has {l_np.shape[0]} entries but x has {B} rows")
+        bad = (l_np < 1) | (l_np > n)
+        if bad.any():
+            i = int(np.flatnonzero(bad)[0])
+            raise ValueError(f"lengths[{i}] = {int(l_np[i])} is invalid: each row needs between 1 and x.shape[1] = {n} valid entries")
+    return x_np, np.ascontiguousarray(r_np), np.ascontiguousarray(l_np)
+
+
+def _check_values_host(x: np.ndarray, ranks: np.ndarray, lengths: np.ndarray) -> None:
+    """NaN inside valid parts and ranks outside [1, length] raise ValueError."""
+    valid = np.arange(x.shape[1])[None, :] < lengths[:, None]
+    nan_rows = np.flatnonzero((np.isnan(x) & valid).any(axis=1))
+    if nan_rows.size:
+        raise ValueError(f"x contains NaN in row {int(nan_rows[0])} (within its valid length); "
+                         "remove or impute NaN scores before selecting order statistics")
+    bad = (ranks < 1) | (ranks > lengths[:, None])
+    if bad.any():
+        b, a = np.argwhere(bad)[0]
+        raise ValueError(f"ranks out of range for row {int(b)}: got rank {int(ranks[b, a])}, "
+                         "ranks are 1-based and must lie in [1, length of the row]")
+
+
+def order_statistics_reference(x: np.ndarray, ranks: np.ndarray, lengths: np.ndarray) -> np.ndarray:
+    """Readable ground truth: sort each row's valid part and pick the 1-based ranks."""
+    B, A = x.shape[0], ranks.shape[1]
+    out = np.empty((B, A), dtype=x.dtype)
+    for b in range(B):
+        row_sorted = np.sort(x[b, : lengths[b]])
+        out[b] = row_sorted[ranks[b if ranks.shape[0] == B else 0] - 1]
+    return out
+
+
+def _run_cpu(x: np.ndarray, ranks: np.ndarray, lengths: np.ndarray, bitwise: bool = False) -> np.ndarray:
+    x_c = np.ascontiguousarray(x)
+    out = np.empty((x_c.shape[0], ranks.shape[1]), dtype=x_c.dtype)
+    name = ("order_statistics_bitwise_" if bitwise else "order_statistics_") + ("f32" if x_c.dtype == np.float32 else "f64")
+    getattr(_native, name)(x_c, lengths, ranks, out)
+    return out
+
+
+def _run_gpu(x: Any, ranks: np.ndarray, lengths: np.ndarray, backend: str) -> Any:
+    """cuda/triton: data goes to the CUDA device (or stays on CPU under the Triton interpreter)."""
+    import torch
+
+    from ..backend import cuda_device_count, native_cuda_module
+
+    if array_kind(x).is_torch and x.device.type == "cuda":
+        device = x.device
+    else:
+        device = torch.device("cuda") if cuda_device_count() > 0 else torch.device("cpu")
+    x_t = to_torch(x, device)
+    if x_t.dtype not in (torch.float32, torch.float64):
+        x_t = x_t.to(torch.float64)
+    l_t = to_torch(lengths, device)
+    r_t = to_torch(ranks, device)
+    out = torch.empty((x_t.shape[0], r_t.shape[1]), dtype=x_t.dtype, device=device)
+    if out.numel() == 0:
+        return out
+    if backend == "cuda":
+        mod = native_cuda_module()
+        fn = mod.order_statistics_f32 if x_t.dtype == torch.float32 else mod.order_statistics_f64
+        stream = torch.cuda.current_stream(device).cuda_stream
+        fn(x_t.data_ptr(), x_t.shape[0], x_t.shape[1], l_t.data_ptr(), r_t.data_ptr(),
+           r_t.shape[0], r_t.shape[1], out.data_ptr(), stream)
+    else:
+        from synthperf.kernels.triton.order_stats import order_statistics_triton
+
+        order_statistics_triton(x_t, l_t, r_t, out)
+    return out
+
+
+def order_statistics(x: Any, ranks: Any, lengths: Any = None, *, backend: str | None = None) -> Any:
+    """Select 1-based order statistics from every row of a batch.
+
+    Parameters
+    ----------
+    x : array [B, n], float32/float64 (numpy or torch, CPU or CUDA)
+    ranks : int array [A] or [B, A], 1-based ranks, each in [1, lengths[b]]
+    lengths : int array [B], optional; valid entries per row (ragged batches)
+    backend : "auto" | "reference" | "cpu" | "cuda" | "triton" | None
+
+    Returns
+    -------
+    array [B, A] in x's dtype and array type.
+
+    Raises
+    ------
+    ValueError for a wrong ndim, no columns, NaN in a valid entry, a rank out of range,
+    a bad length or an unknown backend; TypeError for non-numeric dtypes;
+    BackendUnavailableError for an explicit backend that cannot run here.
+    """
+    kind = array_kind(x)
+    x_np = None
+    name = resolve_backend(backend, supported=SUPPORTED_BACKENDS, kernel="order_statistics")
+    x_np, r_np, l_np = _validate(x, ranks, lengths)
+    if x_np.shape[0] == 0 or r_np.shape[1] == 0:
+        return like_input(np.empty((x_np.shape[0], r_np.shape[1]), dtype=x_np.dtype), kind)
+    if name == "reference":
+        _check_values_host(x_np, r_np, l_np)
+        return like_input(order_statistics_reference(x_np, r_np, l_np), kind)
+    if name == "cpu":
+        return like_input(_run_cpu(x_np, r_np, l_np), kind)
+    _check_values_host(x_np, r_np, l_np)
+    source = x if kind.is_torch else x_np
+    return like_input(_run_gpu(source, r_np, l_np, name), kind)
