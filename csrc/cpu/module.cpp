@@ -9,6 +9,7 @@
 #include <sstream>
 #include <string>
 
+#include "synthperf/bindings_registry.h"
 #include "synthperf/order_stats.h"
 #include "synthperf/parallel.h"
 
@@ -91,4 +92,5 @@ PYBIND11_MODULE(_native, m) {
         py::arg("lengths"), py::arg("ranks"), py::arg("out"));
   m.def("order_statistics_bitwise_f64", &order_statistics<double, true>, py::arg("x"),
         py::arg("lengths"), py::arg("ranks"), py::arg("out"));
+  synthperf::register_all_bindings(m);  // csrc/cpu/*.cpp groups (SPPI, flows, ...)
 }

@@ -7,6 +7,7 @@
 #include <string>
 
 #include "launchers.h"
+#include "synthperf/bindings_registry.h"
 
 namespace py = pybind11;
 
@@ -54,4 +55,5 @@ PYBIND11_MODULE(_native_cuda, m) {
                                                      stream),
                 "order_statistics (CUDA, float64)");
         });
+  synthperf::register_all_bindings(m);  // csrc/cuda/*.cpp groups
 }
