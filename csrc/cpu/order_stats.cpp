@@ -8,6 +8,7 @@
 
 #include "synthperf/device_math.h"
 #include "synthperf/parallel.h"
+#include "synthperf/selection.h"
 
 namespace synthperf {
 namespace {
@@ -20,21 +21,6 @@ inline int check_row(std::int64_t len, std::int64_t ld, const std::int64_t* rk, 
     if (rk[a] < 1 || rk[a] > len) { *bad_value = rk[a]; return kSelectRankOutOfRange; }
   }
   return kSelectOk;
-}
-
-// Select the sorted, distinct ranks ks[lo..hi) inside buf[begin, end): recursive
-// multi-selection. Each nth_element call partitions the range, so the ranks left of the
-// pivot are searched only in the left part (expected O(n log A) per row).
-template <typename T>
-void multiselect(T* buf, std::int64_t begin, std::int64_t end, const std::int64_t* ks,
-                 std::int64_t lo, std::int64_t hi, T* values) {
-  if (lo >= hi) return;
-  const std::int64_t mid = lo + (hi - lo) / 2;
-  const std::int64_t pos = ks[mid] - 1;  // 0-based position of the pivot rank
-  std::nth_element(buf + begin, buf + pos, buf + end);
-  values[mid] = buf[pos];
-  multiselect(buf, begin, pos, ks, lo, mid, values);
-  multiselect(buf, pos + 1, end, ks, mid + 1, hi, values);
 }
 
 template <typename T, typename RowFn>
@@ -73,25 +59,7 @@ SelectError order_statistics_cpu(const T* x, std::int64_t B, std::int64_t ld,
           if (std::isnan(row[i])) return kSelectNaN;
           s.values[i] = row[i];
         }
-        // Distinct ranks in increasing order, remembering where each requested rank goes.
-        s.order.resize(A);
-        for (std::int64_t a = 0; a < A; ++a) s.order[a] = a;
-        std::sort(s.order.begin(), s.order.end(),
-                  [rk](std::int64_t i, std::int64_t j) { return rk[i] < rk[j]; });
-        s.distinct.clear();
-        for (std::int64_t a = 0; a < A; ++a) {
-          const std::int64_t k = rk[s.order[a]];
-          if (s.distinct.empty() || s.distinct.back() != k) s.distinct.push_back(k);
-        }
-        const std::int64_t D = static_cast<std::int64_t>(s.distinct.size());
-        s.selected.resize(D);
-        multiselect(s.values.data(), 0, len, s.distinct.data(), 0, D, s.selected.data());
-        std::int64_t d = 0;
-        for (std::int64_t a = 0; a < A; ++a) {
-          const std::int64_t k = rk[s.order[a]];
-          while (s.distinct[d] != k) ++d;
-          out[b * A + s.order[a]] = s.selected[d];
-        }
+        select_ranks(s.values.data(), len, rk, A, out + b * A, s.order, s.distinct, s.selected);
         return kSelectOk;
       });
 }

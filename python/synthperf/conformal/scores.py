@@ -1,0 +1,205 @@
+"""Nonconformity scores for SPPI / split conformal (spec ``sppi.md`` §3-§4, §8 steps 1-2).
+
+Classification
+--------------
+``aps_scores`` is randomized APS exactly as upstream computes it (spec §4, pitfall P4):
+
+    Z = round(cumsum(desc-sorted p), 9)          # float32 arrays, sequential float32 cumsum
+    s(x, y) = max( f32( f64(Z[rank_y]) - f64(p_y) * eps ), 0 )
+
+so the result is float32 and bit-identical to upstream. Ties among equal probabilities are
+ordered by numpy's default (non-stable) ``argsort(-p)``, as upstream (P4). The trivial APS
+threshold ("top") is 1, not +inf (P3); estimators and trials pass ``top=APS_TOP``.
+
+The work is split in two so that trials never re-sort an image (spec §8):
+
+1. :func:`aps_precompute` - one sort per image, independent of trials: for every needed
+   (image, label) pair store ``Z_y`` (float32) and ``p_y`` (float32);
+2. :func:`aps_from_precomputed` - per trial, the gather + ``eps`` arithmetic above.
+
+Regression
+----------
+``cqr_scores(intervals[..., 2], y) = max(lo - y, y - hi)`` and
+``abs_residual_scores(pred, y) = |pred - y|`` (spec §3-§4), computed in the input dtype.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from .._validation import float_array, int_array
+
+#: The APS "top" (trivial threshold) used by upstream: 1, not +inf (spec pitfall P3).
+APS_TOP: float = 1.0
+
+
+def _probs(probs: Any, name: str = "probs") -> np.ndarray:
+    p = float_array(probs, name, ndim=2)
+    if p.shape[1] < 1:
+        raise ValueError(f"{name} has no classes (shape {p.shape})")
+    if np.isinf(p).any() or (p < 0).any():
+        raise ValueError(f"{name} must hold finite non-negative probabilities")
+    return np.ascontiguousarray(p, dtype=np.float32)
+
+
+def _labels(labels: Any, n: int, n_classes: int, name: str = "labels") -> np.ndarray:
+    lab = int_array(labels, name, ndim=(1, 2))
+    if lab.shape[0] != n:
+        raise ValueError(f"{name} has {lab.shape[0]} rows but probs has {n}; they must match")
+    if lab.size and ((lab < 0) | (lab >= n_classes)).any():
+        bad = lab[(lab < 0) | (lab >= n_classes)].ravel()[0]
+        raise ValueError(f"{name} out of range: got label {int(bad)}, labels must lie in [0, {n_classes})")
+    return lab
+
+
+def _count_below(flat: np.ndarray, row0: np.ndarray, C: int, target: np.ndarray) -> np.ndarray:
+    """Per query, #(row values < target) in ascending sorted rows.
+
+    ``flat`` is the row-major [n, C] sorted array; ``row0[i] = i * C``; ``target`` [n, L].
+    A vectorised binary search: ceil(log2(C+1)) gathers, no Python loop over queries.
+    """
+    lo = np.zeros(target.shape, dtype=np.int64)
+    hi = np.full(target.shape, C, dtype=np.int64)
+    for _ in range(int(C).bit_length()):
+        mid = (lo + hi) >> 1
+        v = flat[row0 + np.minimum(mid, C - 1)]
+        go_right = (v < target) & (mid < hi)
+        lo = np.where(go_right, mid + 1, lo)
+        hi = np.where(go_right, hi, mid)
+    return lo
+
+
+def aps_precompute(probs: Any, labels: Any) -> tuple[np.ndarray, np.ndarray]:
+    """Per-image APS ingredients ``(Z_y, p_y)`` for the needed labels (spec §8 step 1).
+
+    Parameters
+    ----------
+    probs : float array [n, C] (softmax rows; converted to float32 as upstream stores them)
+    labels : int array [n] (one label per image, e.g. the true label) or [n, L]
+        (candidate labels per image, e.g. the 30 subset classes)
+
+    Returns
+    -------
+    (Z, P) : float32 arrays of ``labels``' shape. ``Z`` is ``round(cumsum(desc-sorted p), 9)``
+    at the rank of the label, ``P`` the label's probability.
+
+    Cost: one ``np.sort`` per row plus a batched binary search; rows where a needed label
+    ties with another probability fall back to upstream's ``argsort(-p)`` for that row, so
+    the tie order is exactly numpy's (pitfall P4).
+    """
+    p = _probs(probs)
+    n, C = p.shape
+    lab = _labels(labels, n, C)
+    lab2 = lab.reshape(n, -1)
+    neg_sorted = np.sort(-p, axis=1)  # -(desc-sorted p); negation is exact
+    neg_z = np.cumsum(neg_sorted, axis=1)  # = -cumsum(desc-sorted p) bit for bit (symmetric rounding)
+    P = np.take_along_axis(p, lab2, axis=1)
+    # 0-based descending rank of a label = #(values > p_y) when p_y is unique in its row:
+    # batched binary search on the sorted rows for #(-v < -p_y) and #(-v <= -p_y).
+    flat = neg_sorted.ravel()
+    row0 = (np.arange(n, dtype=np.int64) * C)[:, None]
+    target = -P
+    greater = _count_below(flat, row0, C, target)
+    # the label's own value sits at position `greater`; a tie exists iff the next one equals it
+    nxt = flat[row0 + np.minimum(greater + 1, C - 1)]
+    tied = (greater + 1 < C) & (nxt == target)
+    rank = greater
+    tied_rows = np.flatnonzero(tied.any(axis=1))
+    if tied_rows.size:
+        order = np.argsort(-p[tied_rows], axis=1)  # upstream's (non-stable) tie order
+        inv = np.empty_like(order)
+        np.put_along_axis(inv, order, np.arange(C)[None, :].repeat(len(tied_rows), 0), axis=1)
+        rank[tied_rows] = np.take_along_axis(inv, lab2[tied_rows], axis=1)
+    Z = np.round(-np.take_along_axis(neg_z, rank, axis=1), 9)
+    return Z.reshape(lab.shape).astype(np.float32, copy=False), P.reshape(lab.shape)
+
+
+def aps_from_precomputed(Z: Any, P: Any, u: Any) -> np.ndarray:
+    """Randomized APS from precomputed ``(Z, P)`` (spec §8 step 2).
+
+    ``score = max(f32(f64(Z) - f64(P) * f64(u)), 0)``, float32, the shape of ``broadcast(Z, u)``.
+    ``u`` (the eps draws, float64 in [0, 1]) broadcasts against ``Z``: pass ``u[:, None]``
+    to share one eps across a test point's candidate labels, as upstream does.
+    """
+    z = np.asarray(Z, dtype=np.float32)
+    pp = np.asarray(P, dtype=np.float32)
+    uu = np.asarray(u, dtype=np.float64)
+    out = (z.astype(np.float64) - pp.astype(np.float64) * uu).astype(np.float32)
+    np.maximum(out, np.float32(0.0), out=out)
+    return out
+
+
+def aps_scores(probs: Any, labels: Any, u: Any = None, randomized: bool = True, *,
+               random_state: Any = None) -> np.ndarray:
+    """Randomized APS scores, bit-exact with upstream (spec §4, pitfalls P3/P4).
+
+    Parameters
+    ----------
+    probs : float array [n, C]; float32 as upstream (other float dtypes are cast to float32)
+    labels : int array [n] or [n, L] of labels in [0, C)
+    u : float array [n] of eps in [0, 1] (one per sample, shared by its candidate labels),
+        or of ``labels``' shape; ``None`` draws ``default_rng(random_state).uniform(size=n)``
+    randomized : False gives the non-randomized score ``Z[rank_y]`` (eps = 0)
+
+    Returns
+    -------
+    float32 array of ``labels``' shape. The trivial threshold for these scores is
+    :data:`APS_TOP` = 1.
+    """
+    if not isinstance(randomized, (bool, np.bool_)):
+        raise TypeError(f"randomized must be a bool, got {type(randomized).__name__}")
+    Z, P = aps_precompute(probs, labels)
+    n = Z.shape[0]
+    if not randomized:
+        eps = np.zeros(n)
+    elif u is None:
+        eps = np.random.default_rng(random_state).uniform(size=n)
+    else:
+        eps = float_array(u, "u", ndim=(1, 2))
+        if np.isinf(eps).any() or (eps < 0).any() or (eps > 1).any():
+            raise ValueError("u must lie in [0, 1] (uniform randomization draws)")
+        if eps.shape != (n,) and eps.shape != Z.shape:
+            raise ValueError(f"u has shape {eps.shape}; expected ({n},) or labels' shape {Z.shape}")
+    eps = np.asarray(eps, dtype=np.float64)
+    if Z.ndim == 2 and eps.ndim == 1:
+        eps = eps[:, None]
+    return aps_from_precomputed(Z, P, eps)
+
+
+def lac_scores(probs: Any, labels: Any) -> np.ndarray:
+    """LAC / "1 - p_y" scores, shape of ``labels`` ([n] or [n, L]), dtype of ``probs``."""
+    p = float_array(probs, "probs", ndim=2)
+    lab = _labels(labels, p.shape[0], p.shape[1])
+    py = np.take_along_axis(p, lab.reshape(p.shape[0], -1), axis=1).reshape(lab.shape)
+    return (p.dtype.type(1.0) - py).astype(p.dtype, copy=False)
+
+
+def _same_leading(a: np.ndarray, b: np.ndarray, a_name: str, b_name: str) -> None:
+    if a.shape != b.shape:
+        raise ValueError(f"{a_name} has shape {a.shape} but {b_name} has shape {b.shape}; they must match")
+
+
+def cqr_scores(intervals: Any, y: Any) -> np.ndarray:
+    """CQR scores ``max(lo - y, y - hi)`` (spec §4, MEPS).
+
+    intervals : float array [..., 2] of [lower, upper] quantile predictions
+    y : float array [...] of targets. Returns [...] in the common float dtype.
+    """
+    iv = float_array(intervals, "intervals")
+    if iv.ndim < 1 or iv.shape[-1] != 2:
+        raise ValueError(f"intervals must have a last axis of size 2 ([lower, upper]), got shape {iv.shape}")
+    yy = float_array(y, "y", allow_empty=True)
+    _same_leading(iv[..., 0], yy, "intervals[..., 0]", "y")
+    dt = np.result_type(iv.dtype, yy.dtype)
+    lo, hi, yy = iv[..., 0].astype(dt, copy=False), iv[..., 1].astype(dt, copy=False), yy.astype(dt, copy=False)
+    return np.maximum(lo - yy, yy - hi)
+
+
+def abs_residual_scores(pred: Any, y: Any) -> np.ndarray:
+    """Absolute residuals ``|pred - y|`` (spec §3: 1-D predictions), same shape as ``y``."""
+    pp = float_array(pred, "pred")
+    yy = float_array(y, "y")
+    _same_leading(pp, yy, "pred", "y")
+    dt = np.result_type(pp.dtype, yy.dtype)
+    return np.abs(pp.astype(dt, copy=False) - yy.astype(dt, copy=False))

@@ -1,0 +1,285 @@
+"""Conformal thresholds: split conformal and SPPI, single group and batched (specs/sppi.md §1c, §3).
+
+Notation (1-based ranks, S_(k) the k-th smallest real score, S~_(k) synthetic):
+
+    split conformal   q = S_(k), k = ceil(((1-a)(1+1/n)) n)          (= ceil((1-a)(n+1)))
+                      q = top when (1-a)(1+1/n) > 1 (alpha < 1/(n+1): trivial set)
+    SPPI              K = ceil(N la),  la = (1-a)(1+1/N)
+                      q_syn = S~_(ceil(N la+)), la+ = (1-a)(1+1/N+1/(N(1-a))); top if la+ > 1
+                      r+ = max{r : U_r <= K},  r- = max{r : L_r <= K}   (windows.py)
+                      s+- = S_(r+-) if r+- <= n, top if r+- = n+1, -inf if r+- = 0
+                      q = max(min(q_syn, s-), s+)
+
+The float expressions are evaluated in double in exactly this order, as upstream, so the
+integer ranks agree bit for bit (a few (N, alpha) pairs round to K+1; spec §1d). Sets are
+{y : s(x, y) <= q}. ``top`` is +inf for regression and 1 for APS (spec pitfall P3).
+
+Every threshold is an exact order statistic (or top / -inf), so all backends and the
+single-group functions return identical values. Result dtype: the scores' dtype
+(np.result_type of real and synthetic scores).
+"""
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+
+from .. import _native
+from .._arrays import array_kind, like_input
+from .._validation import float_array, int_array, open_unit_interval, real_scalar
+from ..backend import resolve_backend
+from ..ops.order_stats import order_statistics
+from .windows import _validate_sizes, transport_windows
+
+SUPPORTED_BACKENDS = ("reference", "cpu", "cuda", "triton")
+
+
+# ----------------------------------------------------------------------------------------
+# Index math (one helper per formula; the C++/CUDA twins live in device_math.h)
+# ----------------------------------------------------------------------------------------
+def split_conformal_rank(n: int, alpha: float) -> int:
+    """1-based rank ceil(((1-a)(1+1/n)) n) of the split-conformal threshold, 0 for 'top'."""
+    level = (1.0 - alpha) * (1.0 + 1.0 / n)
+    return 0 if level > 1.0 else math.ceil(level * n)
+
+
+def sppi_ranks(n_real: int, n_synth: int, alpha: float, L: np.ndarray, U: np.ndarray) -> tuple[int, int, int]:
+    """(synthetic rank or 0 for top, r_plus, r_minus) for one group and one alpha."""
+    N = n_synth
+    la = (1.0 - alpha) * (1.0 + 1.0 / N)
+    la_plus = (1.0 - alpha) * (1.0 + 1.0 / N + 1.0 / (N * (1.0 - alpha)))
+    K = math.ceil(N * la)
+    synth_rank = 0 if la_plus > 1.0 else math.ceil(N * la_plus)
+    return synth_rank, _last_rank_at_most(U, K), _last_rank_at_most(L, K)
+
+
+def _last_rank_at_most(W: np.ndarray, K: int) -> int:
+    ok = (W <= K) | (W < 0)
+    idx = np.flatnonzero(ok)
+    return int(idx[-1]) + 1 if idx.size else 0
+
+
+# ----------------------------------------------------------------------------------------
+# Single group (readable; these are also the reference backend of the batched functions)
+# ----------------------------------------------------------------------------------------
+def _alpha_levels(alpha: Any) -> tuple[np.ndarray, bool]:
+    levels = open_unit_interval(alpha, "alpha")
+    return np.atleast_1d(levels), np.ndim(alpha) == 0
+
+
+def _scores_1d(x: Any, name: str) -> np.ndarray:
+    return float_array(x, name, ndim=1)
+
+
+def split_conformal_threshold(scores: Any, alpha: Any, top: float = math.inf):
+    """Split-conformal threshold from n calibration scores (specs/sppi.md §3, method SC).
+
+    scores : [n] float; alpha : float or [A]; top : value of a trivial threshold.
+    Returns a float for scalar alpha, else a float array [A].
+    """
+    s = _scores_1d(scores, "scores")
+    alphas, scalar = _alpha_levels(alpha)
+    top = real_scalar(top, "top")
+    sorted_s = np.sort(s)
+    n = sorted_s.shape[0]
+    out = np.empty(alphas.shape[0], dtype=sorted_s.dtype)
+    for i, a in enumerate(alphas):
+        k = split_conformal_rank(n, float(a))
+        out[i] = top if k == 0 else sorted_s[k - 1]
+    return float(out[0]) if scalar else out
+
+
+def _sppi_one_group(real_sorted: np.ndarray, synth_sorted: np.ndarray, alphas: np.ndarray,
+                    L: np.ndarray, U: np.ndarray, top: float, dtype) -> np.ndarray:
+    n = real_sorted.shape[0]
+    out = np.empty(alphas.shape[0], dtype=dtype)
+    for i, a in enumerate(alphas):
+        synth_rank, r_plus, r_minus = sppi_ranks(n, synth_sorted.shape[0], float(a), L, U)
+        q_syn = top if synth_rank == 0 else synth_sorted[synth_rank - 1]
+        s_plus = -math.inf if r_plus == 0 else (real_sorted[r_plus - 1] if r_plus <= n else top)
+        s_minus = -math.inf if r_minus == 0 else (real_sorted[r_minus - 1] if r_minus <= n else top)
+        out[i] = max(min(dtype.type(q_syn), dtype.type(s_minus)), dtype.type(s_plus))
+    return out
+
+
+def sppi_threshold(real_scores: Any, synth_scores: Any, alpha: Any, beta: float = 0.4, top: float = math.inf):
+    """SPPI threshold for one group (specs/sppi.md §1c).
+
+    real_scores : [n] float, n >= 1; synth_scores : [N] float, N >= n + 2;
+    alpha : float or [A] in (0, 1); beta : window slack in (0, 1); top : trivial threshold.
+    Returns a float for scalar alpha, else a float array [A]. Coverage of {s <= q} on a new
+    real point lies in ``coverage_bounds(n, N, alpha, beta)`` whatever the synthetic scores.
+    """
+    r = _scores_1d(real_scores, "real_scores")
+    s = _scores_1d(synth_scores, "synth_scores")
+    alphas, scalar = _alpha_levels(alpha)
+    top = real_scalar(top, "top")
+    _validate_sizes(r.shape[0], s.shape[0], beta)
+    L, U = transport_windows(r.shape[0], s.shape[0], beta)
+    dtype = np.result_type(r.dtype, s.dtype)
+    out = _sppi_one_group(np.sort(r), np.sort(s), alphas, L, U, top, dtype)
+    return float(out[0]) if scalar else out
+
+
+# ----------------------------------------------------------------------------------------
+# Batched (the hot path)
+# ----------------------------------------------------------------------------------------
+def _lengths(lengths: Any, B: int, width: int, name: str, minimum: int) -> np.ndarray:
+    if lengths is None:
+        return np.full(B, width, dtype=np.int64)
+    ln = int_array(lengths, name, ndim=1)
+    if ln.shape[0] != B:
+        raise ValueError(f"{name} has {ln.shape[0]} entries but the scores have {B} groups")
+    bad = (ln < minimum) | (ln > width)
+    if bad.any():
+        i = int(np.flatnonzero(bad)[0])
+        raise ValueError(f"{name}[{i}] = {int(ln[i])} must lie in [{minimum}, {width}] (the padded width)")
+    return ln
+
+
+def _check_no_nan(x: np.ndarray, lengths: np.ndarray, name: str) -> None:
+    if x.dtype.kind != "f":
+        return
+    valid = np.arange(x.shape[1])[None, :] < lengths[:, None]
+    bad = np.isnan(x) & valid
+    if bad.any():
+        b = int(np.flatnonzero(bad.any(axis=1))[0])
+        raise ValueError(f"{name} contains NaN in group {b} (within its length); NaN scores are not allowed")
+
+
+def split_conformal_thresholds(scores: Any, alphas: Any, top: float = math.inf, lengths: Any = None,
+                               *, backend: str | None = None):
+    """Split-conformal thresholds for B groups at A levels: [B, n] -> [B, A].
+
+    ``lengths`` [B] gives ragged group sizes (entries past a group's length are never read).
+    Equal, bit for bit, to ``split_conformal_threshold`` applied group by group.
+    """
+    kind = array_kind(scores)
+    name = resolve_backend(backend, supported=SUPPORTED_BACKENDS, kernel="split_conformal_thresholds")
+    x = float_array(scores, "scores", ndim=2, allow_nan=True)
+    lv = np.atleast_1d(open_unit_interval(alphas, "alphas"))
+    top = real_scalar(top, "top")
+    ln = _lengths(lengths, x.shape[0], x.shape[1], "lengths", 1)
+    _check_no_nan(x, ln, "scores")
+    level = (1.0 - lv[None, :]) * (1.0 + 1.0 / ln[:, None])  # same double expression as the scalar helper
+    ranks = np.where(level > 1.0, 0, np.ceil(level * ln[:, None])).astype(np.int64)
+    if name == "reference":
+        out = np.stack([split_conformal_threshold(x[b, : ln[b]], lv, top) for b in range(x.shape[0])]) \
+            if x.shape[0] else np.empty((0, lv.shape[0]), x.dtype)
+        return like_input(out.astype(x.dtype, copy=False), kind)
+    source = scores if (kind.is_torch and name in ("cuda", "triton")) else x
+    sel = order_statistics(source, np.maximum(ranks, 1), ln, backend=name)
+    sel = like_input(sel, array_kind(x))  # numpy for the final combine
+    out = np.where(ranks == 0, x.dtype.type(top), sel)
+    return like_input(out, kind)
+
+
+def _window_tables(n: np.ndarray, N: np.ndarray, beta: float):
+    """Pack the windows of each distinct (n, N) into flat L/U arrays plus per-group offsets."""
+    pairs, inverse = np.unique(np.stack([n, N], axis=1), axis=0, return_inverse=True)
+    L_parts, U_parts, starts, pos = [], [], [], 0
+    for n_b, N_b in pairs:
+        L, U = transport_windows(int(n_b), int(N_b), beta)
+        L_parts.append(L)
+        U_parts.append(U)
+        starts.append(pos)
+        pos += L.shape[0]
+    offsets = np.asarray(starts, dtype=np.int64)[inverse.reshape(-1)]
+    return np.concatenate(L_parts), np.concatenate(U_parts), offsets, pairs, inverse.reshape(-1)
+
+
+def sppi_thresholds(real: Any, synth: Any, alphas: Any, beta: float = 0.4, top: float = math.inf,
+                    real_lengths: Any = None, synth_lengths: Any = None, *, backend: str | None = None):
+    """SPPI thresholds for B groups at A levels (specs/sppi.md §1c, §8 step 3).
+
+    Parameters
+    ----------
+    real : [B, n_max] float real calibration scores; group b uses real[b, :real_lengths[b]].
+    synth : [B, N_max] float synthetic scores; group b uses synth[b, :synth_lengths[b]].
+    alphas : [A] (or scalar) levels in (0, 1); beta : window slack in (0, 1); top : trivial value.
+    real_lengths, synth_lengths : [B] int, optional ragged sizes (need N_b >= n_b + 2).
+    backend : "auto" | "reference" | "cpu" | "cuda" | "triton".
+
+    Returns [B, A] thresholds in the scores' dtype and the caller's array type, identical
+    bit for bit to ``sppi_threshold`` applied group by group.
+    """
+    kind = array_kind(real)
+    name = resolve_backend(backend, supported=SUPPORTED_BACKENDS, kernel="sppi_thresholds")
+    R = float_array(real, "real", ndim=2, allow_nan=True)
+    S = float_array(synth, "synth", ndim=2, allow_nan=True)
+    if R.shape[0] != S.shape[0]:
+        raise ValueError(f"real and synth must have the same number of groups, got {R.shape[0]} and {S.shape[0]}")
+    lv = np.atleast_1d(open_unit_interval(alphas, "alphas"))
+    top = real_scalar(top, "top")
+    if isinstance(beta, (list, tuple, np.ndarray)):
+        raise TypeError(f"beta must be a scalar in (0, 1), got {beta!r}")
+    beta = float(open_unit_interval(beta, "beta"))
+    n = _lengths(real_lengths, R.shape[0], R.shape[1], "real_lengths", 1)
+    N = _lengths(synth_lengths, S.shape[0], S.shape[1], "synth_lengths", 1)
+    small = N < n + 2
+    if small.any():
+        b = int(np.flatnonzero(small)[0])
+        raise ValueError(f"group {b} has n_synth = {int(N[b])} < n_real + 2 = {int(n[b]) + 2}; SPPI needs more synthetic scores")
+    _check_no_nan(R, n, "real")
+    _check_no_nan(S, N, "synth")
+    dtype = np.result_type(R.dtype, S.dtype)
+    B, A = R.shape[0], lv.shape[0]
+    if B == 0:
+        return like_input(np.empty((0, A), dtype=dtype), kind)
+    if name == "reference":
+        out = np.empty((B, A), dtype=dtype)
+        for b in range(B):
+            L, U = transport_windows(int(n[b]), int(N[b]), beta)
+            out[b] = _sppi_one_group(np.sort(R[b, : n[b]]), np.sort(S[b, : N[b]]), lv, L, U, top, dtype)
+        return like_input(out, kind)
+    L_flat, U_flat, offsets, pairs, inverse = _window_tables(n, N, beta)
+    if name == "cpu":
+        Rc = np.ascontiguousarray(R, dtype=dtype)
+        Sc = np.ascontiguousarray(S, dtype=dtype)
+        out = np.empty((B, A), dtype=dtype)
+        fn = _native.sppi_thresholds_f32 if dtype == np.float32 else _native.sppi_thresholds_f64
+        fn(Rc, n, Sc, N, np.ascontiguousarray(lv), L_flat, U_flat, offsets, top, out)
+        return like_input(out, kind)
+    return like_input(_sppi_thresholds_by_selection(R.astype(dtype, copy=False), S.astype(dtype, copy=False),
+                                                    lv, n, N, pairs, inverse, beta, top, name), kind)
+
+
+def _sppi_thresholds_by_selection(R, S, lv, n, N, pairs, inverse, beta, top, backend):
+    """GPU path: host computes all ranks (vectorised, same double expressions), the device
+    selects the order statistics (order_statistics kernel), then the clip is applied."""
+    B, A = R.shape[0], lv.shape[0]
+    la = (1.0 - lv[None, :]) * (1.0 + 1.0 / N[:, None])
+    la_plus = (1.0 - lv[None, :]) * (1.0 + 1.0 / N[:, None] + 1.0 / (N[:, None] * (1.0 - lv[None, :])))
+    K = np.ceil(N[:, None] * la).astype(np.int64)
+    synth_rank = np.where(la_plus > 1.0, 0, np.ceil(N[:, None] * la_plus)).astype(np.int64)
+    r_plus = np.empty((B, A), dtype=np.int64)
+    r_minus = np.empty((B, A), dtype=np.int64)
+    for t, (n_t, N_t) in enumerate(pairs):
+        rows = np.flatnonzero(inverse == t)
+        L, U = transport_windows(int(n_t), int(N_t), beta)
+        r_plus[rows] = _last_ranks_vectorised(U, K[rows])
+        r_minus[rows] = _last_ranks_vectorised(L, K[rows])
+    real_ranks = np.concatenate([r_plus, r_minus], axis=1)
+    real_sel = order_statistics(R, np.clip(real_ranks, 1, n[:, None]), n, backend=backend)
+    synth_sel = order_statistics(S, np.maximum(synth_rank, 1), N, backend=backend)
+    real_sel = like_input(real_sel, array_kind(R))
+    synth_sel = like_input(synth_sel, array_kind(S))
+    t = R.dtype.type(top)
+    ninf = R.dtype.type(-np.inf)
+
+    def pick(r, values):
+        return np.where(r == 0, ninf, np.where(r > n[:, None], t, values))
+
+    s_plus = pick(r_plus, real_sel[:, :A])
+    s_minus = pick(r_minus, real_sel[:, A:])
+    q_syn = np.where(synth_rank == 0, t, synth_sel)
+    return np.maximum(np.minimum(q_syn, s_minus), s_plus)
+
+
+def _last_ranks_vectorised(W: np.ndarray, K: np.ndarray) -> np.ndarray:
+    """max{r : W[r-1] <= K} elementwise over K (W non-decreasing, then a -1 sentinel suffix)."""
+    m = W.shape[0]
+    if W[-1] < 0:
+        return np.full(K.shape, m, dtype=np.int64)
+    return np.searchsorted(W, K, side="right").astype(np.int64)

@@ -1,0 +1,144 @@
+"""Family adapters: x0_hat and decode for SD (UNet) and FLUX (flow transformer); classifiers.
+
+Each denoiser maps (z, *cond tensors) -> x0_hat (spec §2 c); each decoder maps the blended
+latent z_tilde -> image in about [-1, 1] (spec §2 e). They are thin nn.Modules so that
+:class:`~synthperf.guidance.step.FeedbackGuidanceStep` only ever sees tensors.
+"""
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+SD_PREDICTION_TYPES = ("epsilon", "v_prediction")
+
+
+class SDDenoiser(nn.Module):
+    """x0_hat from a UNet2DConditionModel, text-conditional branch only, unscaled input (spec §2 b-c).
+
+    forward(z (B,C,h,w), t 0-d, sqrt_ab 0-d, sqrt_1mab 0-d, emb (B,L,d)) -> x0_hat (B,C,h,w)
+    epsilon:      x0 = (z - sqrt(1-ab) eps) / sqrt(ab)
+    v_prediction: x0 = sqrt(ab) z - sqrt(1-ab) v
+    """
+
+    def __init__(self, unet: nn.Module, prediction_type: str) -> None:
+        super().__init__()
+        if prediction_type not in SD_PREDICTION_TYPES:
+            raise ValueError(f"prediction_type {prediction_type!r} is not supported for SD guidance: "
+                             f"expected one of {SD_PREDICTION_TYPES}")
+        self.unet, self.prediction_type = unet, prediction_type
+
+    def forward(self, z, t, sqrt_ab, sqrt_1mab, emb):
+        out = self.unet(z, t, encoder_hidden_states=emb, return_dict=False)[0]
+        if self.prediction_type == "epsilon":
+            return (z - sqrt_1mab * out) / sqrt_ab
+        return sqrt_ab * z - sqrt_1mab * out
+
+
+class SDDecoder(nn.Module):
+    """x = D(z_tilde / s_vae) with AutoencoderKL (spec §2 e)."""
+
+    def __init__(self, vae: nn.Module) -> None:
+        super().__init__()
+        self.vae = vae
+        self.scaling_factor = float(vae.config.scaling_factor)
+        self.shift_factor = float(getattr(vae.config, "shift_factor", None) or 0.0)
+
+    def forward(self, z):
+        return self.vae.decode(z / self.scaling_factor + self.shift_factor, return_dict=False)[0]
+
+
+def unpack_flux_latents(latents: torch.Tensor, h: int, w: int) -> torch.Tensor:
+    """(B, (h/2)(w/2), 4C) packed FLUX latents -> (B, C, h, w) (h, w in latent pixels)."""
+    B, _, ch = latents.shape
+    x = latents.view(B, h // 2, w // 2, ch // 4, 2, 2).permute(0, 3, 1, 4, 2, 5)
+    return x.reshape(B, ch // 4, h, w)
+
+
+class FluxDenoiser(nn.Module):
+    """x0_hat = z - sigma_t v from a FluxTransformer2DModel (spec: FLUX family).
+
+    forward(z (B,N,c) packed, timestep 0-d (=sigma, as FluxPipeline passes t/1000), sigma 0-d,
+    prompt_embeds (B,L,d), pooled (B,p), txt_ids (L,3), img_ids (N,3), guidance (B,) or empty)
+    """
+
+    def __init__(self, transformer: nn.Module) -> None:
+        super().__init__()
+        self.transformer = transformer
+
+    def forward(self, z, timestep, sigma, prompt_embeds, pooled, txt_ids, img_ids, guidance):
+        v = self.transformer(hidden_states=z, timestep=timestep.expand(z.shape[0]).to(z.dtype),
+                             guidance=guidance if guidance.numel() else None, pooled_projections=pooled,
+                             encoder_hidden_states=prompt_embeds, txt_ids=txt_ids, img_ids=img_ids,
+                             return_dict=False)[0]
+        return z - sigma * v
+
+
+class FluxDecoder(nn.Module):
+    """Unpack, then x = D(z / s_vae + shift) as FluxPipeline does."""
+
+    def __init__(self, vae: nn.Module, latent_h: int, latent_w: int) -> None:
+        super().__init__()
+        self.vae, self.h, self.w = vae, latent_h, latent_w
+        self.scaling_factor = float(vae.config.scaling_factor)
+        self.shift_factor = float(getattr(vae.config, "shift_factor", None) or 0.0)
+
+    def forward(self, z):
+        x = unpack_flux_latents(z, self.h, self.w)
+        return self.vae.decode(x / self.scaling_factor + self.shift_factor, return_dict=False)[0]
+
+
+class FeatureClassifier(nn.Module):
+    """classifier = head(backbone(x)); exposes features for the hardness criterion.
+
+    backbone: (B,3,H,W) -> (B,D) (flattened); head: (B,D) -> (B,K).
+    For torchvision ResNets: ``FeatureClassifier(nn.Sequential(*list(m.children())[:-1], nn.Flatten()), m.fc)``.
+    """
+
+    def __init__(self, backbone: nn.Module, head: nn.Module) -> None:
+        super().__init__()
+        self.backbone, self.head = backbone, head
+
+    def forward_with_features(self, x):
+        f = self.backbone(x)
+        if f.ndim != 2:
+            f = f.flatten(1)
+        return self.head(f), f
+
+    def forward(self, x):
+        return self.forward_with_features(x)[0]
+
+
+class _Block(nn.Module):
+    def __init__(self, cin: int, cout: int, stride: int) -> None:
+        super().__init__()
+        self.c1 = nn.Conv2d(cin, cout, 3, stride, 1, bias=False)
+        self.n1 = nn.GroupNorm(min(4, cout), cout)
+        self.c2 = nn.Conv2d(cout, cout, 3, 1, 1, bias=False)
+        self.n2 = nn.GroupNorm(min(4, cout), cout)
+        self.skip = nn.Identity() if (cin == cout and stride == 1) else nn.Conv2d(cin, cout, 1, stride, bias=False)
+
+    def forward(self, x):
+        h = torch.relu(self.n1(self.c1(x)))
+        return torch.relu(self.n2(self.c2(h)) + self.skip(x))
+
+
+class SmallResNet(nn.Module):
+    """A small ResNet (3 stages, GroupNorm, global average pool) for the embedded digits default.
+
+    Input (B, 3, H, W) normalised images (any H, W >= 8); output (B, n_classes) logits;
+    ``forward_with_features`` also returns the (B, 4*width) pooled features (hardness).
+    """
+
+    def __init__(self, n_classes: int = 10, *, width: int = 16, in_channels: int = 3) -> None:
+        super().__init__()
+        self.stem = nn.Sequential(nn.Conv2d(in_channels, width, 3, 1, 1, bias=False), nn.GroupNorm(4, width), nn.ReLU())
+        self.stages = nn.Sequential(_Block(width, width, 1), _Block(width, 2 * width, 2), _Block(2 * width, 4 * width, 2))
+        self.head = nn.Linear(4 * width, n_classes)
+        self.n_classes = n_classes
+
+    def forward_with_features(self, x):
+        f = self.stages(self.stem(x)).mean(dim=(2, 3))
+        return self.head(f), f
+
+    def forward(self, x):
+        return self.forward_with_features(x)[0]

@@ -1,0 +1,107 @@
+"""Shared helpers of :mod:`synthperf.selective`: logger, input coercion, quantile thresholds.
+
+Conventions (spec ``seapig.md`` §1.2): scores are 1-D, lower = more in-distribution = accept;
+``selected = score < threshold`` (strict); the threshold is the linearly interpolated empirical
+``q``-quantile of the stored calibration (or leave-one-out reference) scores.
+"""
+from __future__ import annotations
+
+import logging
+import numbers
+from typing import Any
+
+import numpy as np
+import torch
+
+logger = logging.getLogger("synthperf.selective")
+
+#: keys accepted for embeddings / logits / labels when a dict is passed (seapig version B).
+EMBEDDING_KEYS = ("embedding", "embeddings")
+LOGIT_KEYS = ("logit", "logits")
+LABEL_KEYS = ("label", "labels")
+
+
+def pick(*pairs: tuple[str, Any]) -> tuple[str | None, Any]:
+    """Resolve version-A / version-B keyword aliases: at most one of ``pairs`` may be non-None.
+
+    Returns ``(name, value)`` of the given one, ``(None, None)`` when none is given; two given
+    values raise ``ValueError`` naming both keywords.
+    """
+    given = [(n, v) for n, v in pairs if v is not None]
+    if len(given) > 1:
+        names = " and ".join(f"{n}=" for n, _ in given)
+        raise ValueError(f"{names} are aliases of the same argument; pass only one of them")
+    return given[0] if given else (None, None)
+
+
+def as_tensor(x: Any, name: str, *, keys: tuple[str, ...] = EMBEDDING_KEYS) -> torch.Tensor:
+    """``x`` (tensor, numpy array, or dict holding one of ``keys``) as a torch tensor.
+
+    Raises ``KeyError`` for a dict without any of ``keys`` and ``TypeError`` for other types.
+    """
+    if isinstance(x, dict):
+        for key in keys:
+            if key in x:
+                return as_tensor(x[key], f"{name}[{key!r}]", keys=keys)
+        raise KeyError(f"{name} is a dict without any of the keys {keys}; got keys {sorted(map(str, x))}")
+    if isinstance(x, torch.Tensor):
+        return x
+    if isinstance(x, np.ndarray):
+        if x.dtype == object:
+            raise ValueError(f"{name} is ragged or has mixed types (object array)")
+        return torch.from_numpy(np.ascontiguousarray(x))
+    raise TypeError(f"{name} must be a torch.Tensor, numpy array or dict of tensors, got {type(x).__name__}")
+
+
+def check_embeddings(x: Any, name: str, *, dim: int | None = None) -> torch.Tensor:
+    """Validate an embedding matrix: real dtype, shape (N, D) with N >= 1, no NaN/inf.
+
+    ``dim`` (the fitted dimension) is checked when given. Returns a floating tensor (float32
+    unless the input is float64), on the input's device.
+    """
+    t = as_tensor(x, name)
+    if t.dtype == torch.bool or t.is_complex():
+        raise TypeError(f"{name} must hold real numbers, got dtype {t.dtype}")
+    if not t.is_floating_point():
+        t = t.float()
+    elif t.dtype not in (torch.float32, torch.float64):
+        t = t.float()
+    if t.ndim == 1:
+        raise ValueError(f"{name} must be 2-D (N, D), got a 1-D tensor of shape {tuple(t.shape)}; "
+                         "use x.reshape(1, -1) for a single sample")
+    if t.ndim != 2:
+        raise ValueError(f"{name} must be 2-D (N, D), got shape {tuple(t.shape)}")
+    if t.shape[0] == 0 or t.shape[1] == 0:
+        raise ValueError(f"{name} is empty (shape {tuple(t.shape)})")
+    if not torch.isfinite(t).all():
+        bad = "NaN" if torch.isnan(t).any() else "inf"
+        raise ValueError(f"{name} contains {bad} values; remove or impute them before scoring")
+    if dim is not None and t.shape[1] != dim:
+        raise ValueError(f"{name} has dimension {t.shape[1]} but the score was fitted on dimension {dim} "
+                         "(query dimension does not match index dimension)")
+    return t
+
+
+def check_q(q: Any, name: str = "q") -> float:
+    """A quantile level strictly inside (0, 1)."""
+    if isinstance(q, bool) or not isinstance(q, numbers.Real):
+        raise TypeError(f"{name} must be a real number in (0, 1), got {type(q).__name__} {q!r}")
+    qf = float(q)
+    if not (0.0 < qf < 1.0):
+        raise ValueError(f"{name} must lie strictly inside (0, 1), got {qf}")
+    return qf
+
+
+def quantile_threshold(scores: torch.Tensor, q: float) -> torch.Tensor:
+    """Linearly interpolated empirical ``q``-quantile of ``scores`` (NaN ignored), as a 0-D tensor.
+
+    Same definition as ``torch.quantile(..., interpolation="linear")`` (numpy's default
+    ``method="linear"``), computed in float64 by numpy so there is no 16M-element limit.
+    Returned in ``scores``' floating dtype (float32 for integer input).
+    """
+    values = scores.detach().reshape(-1).cpu().double().numpy()
+    values = values[~np.isnan(values)]
+    if values.size == 0:
+        raise ValueError("cannot set a threshold: the stored scores are empty or all NaN")
+    dtype = scores.dtype if scores.is_floating_point() else torch.float32
+    return torch.tensor(float(np.quantile(values, q)), dtype=dtype)

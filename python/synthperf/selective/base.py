@@ -1,0 +1,382 @@
+"""Score base classes: ``UncertaintyScore``, ``RandomScore``, ``EmbeddingScore`` (spec §1.3-1.4).
+
+Lifecycle: ``fit`` (reference, optional calibration set) -> ``set_threshold(q)`` -> ``select``.
+``select`` returns ``{"score": s, "selected": s < threshold}`` (strict, bool); lower score =
+accept. The threshold is the linear-interpolated ``q``-quantile of ``self.scores``: scores of
+the calibration set when one was given (``is_calibrated()``), else leave-one-out self-scores of
+the reference (optimistic; an independent calibration set is recommended).
+
+Two call styles are accepted (spec §0): version A (``fit(X=ref, Y=cal)``,
+``fit(model=, loaders={"train", "val"})``, ``score(X)``) and version B aliases (``ref=``,
+``cal=``, ``query=``, loaders key ``"cal"``; tensors or dicts with key ``"embedding"``).
+
+Model mode embeds loader batches with ``model.embed(x)`` under ``torch.inference_mode`` in eval
+mode, restoring the model's train/eval mode afterwards; batches are a tensor, a list/tuple
+(element 0 is the input) or a dict (key ``"image"``). Embeddings can be cached as safetensors
+files under ``outdir`` (``{prefix}-embeddings-{train|val}.safetensors`` for fit,
+``{prefix}.safetensors`` for score/select).
+"""
+from __future__ import annotations
+
+import inspect
+import warnings
+from abc import ABC, abstractmethod
+from pathlib import Path
+from typing import Any, Mapping
+
+import torch
+
+from ..progress import track
+from ._common import check_embeddings, check_q, logger, pick, quantile_threshold
+
+
+class UncertaintyScore(torch.nn.Module, ABC):
+    """Abstract score: ``fit``, ``score`` and ``select`` plus the threshold lifecycle.
+
+    Buffers: ``threshold`` (0-D, persistent) and ``scores`` (1-D calibration scores, not saved).
+    """
+
+    ident: str = "base"
+    train_required: bool = False
+    cal_required: bool = False
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.register_buffer("threshold", None)
+        self.register_buffer("scores", None, persistent=False)
+        self.trained = False
+        self.calibrated = False
+        self.threshold_q_: float | None = None
+
+    # -- lifecycle flags ---------------------------------------------------------------------
+    def requires_training(self) -> bool:
+        return self.train_required
+
+    def requires_calibration(self) -> bool:
+        return self.cal_required
+
+    def is_trained(self) -> bool:
+        return self.trained
+
+    def is_calibrated(self) -> bool:
+        return self.calibrated
+
+    def set_trained(self) -> None:
+        self.trained = True
+
+    def set_calibrated(self) -> None:
+        self.calibrated = True
+
+    def get_threshold(self) -> torch.Tensor | None:
+        return self.threshold
+
+    def _check_ready(self, action: str) -> None:
+        if self.train_required and not self.trained:
+            raise RuntimeError(f"{type(self).__name__} is not fitted: call fit(...) before {action}")
+        if self.cal_required and not self.calibrated:
+            raise RuntimeError(f"{type(self).__name__} needs a calibration set: call fit(..., Y=cal) before {action}")
+
+    def set_threshold(self, q: float = 0.99) -> torch.Tensor:
+        """Threshold = linear-interpolated ``q``-quantile of the stored scores; ``q`` in (0, 1).
+
+        Accepting ``score < threshold`` keeps about a fraction ``q`` of calibration-like data.
+        Returns the threshold (0-D tensor).
+        """
+        q = check_q(q)
+        self._check_ready("set_threshold()")
+        if self.scores is None:
+            raise ValueError(f"{type(self).__name__} has no stored scores to set a threshold on: call fit(...) first")
+        self.threshold = quantile_threshold(self.scores, q).to(self.scores.device)
+        self.threshold_q_ = q
+        return self.threshold
+
+    def _selection(self, s: torch.Tensor) -> dict[str, torch.Tensor]:
+        if self.threshold is None:
+            logger.warning("Threshold has not been set. Trying to set it via `set_threshold()`.")
+            self.set_threshold()
+        thr = self.threshold.to(device=s.device, dtype=s.dtype if s.is_floating_point() else torch.float32)
+        return {"score": s, "selected": s < thr}
+
+    @abstractmethod
+    def fit(self, *args: Any, **kwargs: Any) -> "UncertaintyScore":
+        """Fit on reference data (and optionally a calibration set)."""
+
+    @abstractmethod
+    def score(self, *args: Any, **kwargs: Any) -> torch.Tensor:
+        """Scores (N,) of query samples; lower = more in-distribution."""
+
+    @abstractmethod
+    def select(self, *args: Any, **kwargs: Any) -> dict[str, torch.Tensor]:
+        """``{"score": (N,), "selected": (N,) bool}``."""
+
+    def plot(self, query_scores: torch.Tensor | None = None, bins: int = 100):
+        """Histogram of the stored (and optional query) scores with the threshold; returns a Figure."""
+        import matplotlib
+
+        matplotlib.use("Agg", force=False)
+        import matplotlib.pyplot as plt
+
+        if self.scores is None:
+            raise ValueError("nothing to plot: call fit(...) first")
+        fig, ax = plt.subplots(figsize=(6, 4))
+        ax.hist(self.scores.detach().cpu().float().numpy(), bins=bins, density=True, alpha=0.6, label="calibration")
+        if query_scores is not None:
+            ax.hist(torch.as_tensor(query_scores).detach().cpu().float().numpy(), bins=bins, density=True,
+                    alpha=0.6, label="query")
+        if self.threshold is not None:
+            ax.axvline(float(self.threshold), color="k", linestyle="--", label="threshold")
+        ax.set_xlabel(f"{self.ident} score (lower = accept)")
+        ax.legend()
+        return fig
+
+
+class RandomScore(UncertaintyScore):
+    """Baseline: uniform random scores in [0, 1); ``threshold = q`` so about ``q`` is accepted."""
+
+    ident = "random"
+
+    def __init__(self, *, generator: torch.Generator | None = None) -> None:
+        super().__init__()
+        self.generator = generator
+        self.set_threshold(0.99)
+
+    def set_threshold(self, q: float = 0.99) -> torch.Tensor:
+        self.threshold = torch.tensor(check_q(q))
+        self.threshold_q_ = float(q)
+        return self.threshold
+
+    def fit(self, *args: Any, **kwargs: Any) -> "RandomScore":
+        raise NotImplementedError("RandomScore has nothing to fit; call score()/select() directly")
+
+    def score(self, X: Any = None, *, query: Any = None) -> torch.Tensor:
+        _, x = pick(("X", X), ("query", query))
+        if x is None:
+            raise ValueError("score() needs the query samples (X= or query=)")
+        if isinstance(x, Mapping):
+            x = next(iter(x.values()))
+        n = int(x.shape[0])
+        return torch.rand(n, generator=self.generator)
+
+    def select(self, X: Any = None, *, query: Any = None) -> dict[str, torch.Tensor]:
+        return self._selection(self.score(X, query=query))
+
+
+# -- model-mode helpers -----------------------------------------------------------------------
+def check_embed_model(model: Any, method: str = "embed") -> None:
+    """``model`` must expose ``model.<method>(x)``; TypeError/AttributeError otherwise."""
+    fn = getattr(model, method, None)
+    if fn is None or not callable(fn):
+        raise TypeError(f"model is required to have a `.{method}()` method.")
+    try:
+        params = inspect.signature(fn).parameters
+    except (TypeError, ValueError):  # builtins / C extensions: trust them
+        return
+    if "x" not in params and not any(p.kind == p.VAR_POSITIONAL for p in params.values()):
+        raise AttributeError(f"model.{method}() is required to accept `x` as argument.")
+
+
+def batch_input(batch: Any) -> Any:
+    """The model input of a loader batch: tensor as is, list/tuple -> [0], dict -> ["image"]."""
+    if isinstance(batch, Mapping):
+        if "image" not in batch:
+            raise KeyError(f"dict batches must hold the input under 'image'; got keys {sorted(map(str, batch))}")
+        return batch["image"]
+    if isinstance(batch, (list, tuple)):
+        return batch[0]
+    return batch
+
+
+def model_device(model: torch.nn.Module) -> torch.device | None:
+    for t in list(model.parameters()) + list(model.buffers()):
+        return t.device
+    return None
+
+
+def embed_batches(model: Any, loader: Any, *, method: str = "embed", desc: str = "Embedding") -> torch.Tensor:
+    """Concatenated ``model.<method>(x)`` over ``loader``, eval mode + inference_mode, mode restored."""
+    check_embed_model(model, method)
+    fn = getattr(model, method)
+    was_training = bool(getattr(model, "training", False))
+    dev = model_device(model) if isinstance(model, torch.nn.Module) else None
+    if isinstance(model, torch.nn.Module):
+        model.eval()
+    outs: list[torch.Tensor] = []
+    try:
+        with torch.inference_mode():
+            total = len(loader) if hasattr(loader, "__len__") else None
+            for batch in track(loader, desc, total=total):
+                x = batch_input(batch)
+                if dev is not None and isinstance(x, torch.Tensor):
+                    x = x.to(dev)
+                e = fn(x)
+                if not isinstance(e, torch.Tensor):
+                    raise TypeError(f"model.{method}() must return a torch.Tensor, got {type(e).__name__}")
+                if e.ndim > 2:
+                    raise ValueError(f"model.{method}() must return (B, D) embeddings, got shape {tuple(e.shape)}")
+                outs.append(e.reshape(e.shape[0], -1) if e.ndim == 2 else e.reshape(-1, 1))
+    finally:
+        if isinstance(model, torch.nn.Module):
+            model.train(was_training)
+    if not outs:
+        raise ValueError("the loader yielded no batches")
+    return torch.cat(outs).clone()  # clone: inference tensors cannot be used in autograd later
+
+
+def cache_path(outdir: str | Path | None, prefix: str | None, suffix: str = "") -> Path | None:
+    """``outdir/{prefix}{suffix}.safetensors`` (folder created), or None when either is missing."""
+    if outdir is None:
+        return None
+    if prefix is None:
+        warnings.warn("outdir was given without prefix: embeddings are not cached", UserWarning, stacklevel=3)
+        return None
+    p = Path(outdir)
+    p.mkdir(parents=True, exist_ok=True)
+    return p / f"{prefix}{suffix}.safetensors"
+
+
+def load_or_embed(path: Path | None, model: Any, loader: Any, *, method: str = "embed") -> torch.Tensor:
+    """Load cached embeddings from ``path`` when it exists, else embed and (if path) save."""
+    from safetensors.torch import load_file, save_file
+
+    if path is not None and path.is_file():
+        warnings.warn(f"Loading pre-existing embeddings from {path}", UserWarning, stacklevel=3)
+        try:
+            data = load_file(str(path))
+        except Exception as exc:  # safetensors raises its own error types
+            raise ValueError(f"embedding cache {path} is corrupt: {exc}") from None
+        if "embeddings" not in data:
+            raise ValueError(f"embedding cache {path} has no 'embeddings' tensor (keys {sorted(data)})")
+        dev = model_device(model) if isinstance(model, torch.nn.Module) else None
+        return data["embeddings"].to(dev) if dev is not None else data["embeddings"]
+    emb = embed_batches(model, loader, method=method)
+    if path is not None:
+        save_file({"embeddings": emb.detach().cpu().contiguous()}, str(path))
+    return emb
+
+
+class EmbeddingScore(UncertaintyScore):
+    """Scores computed on embeddings (N, D); subclasses implement ``_fit_impl`` and ``_score_embeddings``.
+
+    Buffers: ``ref_embeddings`` (persistent) and ``cal_embeddings`` (not saved). Fitted
+    attribute ``n_features_in_`` is the input embedding dimension D (before any PCA).
+    """
+
+    train_required = True
+
+    def __init__(self, pca: Any = None) -> None:
+        super().__init__()
+        self.pca = pca
+        self.register_buffer("ref_embeddings", None)
+        self.register_buffer("cal_embeddings", None, persistent=False)
+        self.n_features_in_: int | None = None
+
+    # -- input resolution ---------------------------------------------------------------------
+    def _fit_inputs(self, X, Y, model, loaders, outdir, prefix, ref, cal):
+        _, X = pick(("X", X), ("ref", ref))
+        _, Y = pick(("Y", Y), ("cal", cal))
+        if X is not None and (model is not None or loaders is not None):
+            raise ValueError("Cannot specify both embeddings (X/Y) and model+loaders. Pass one or the other.")
+        if X is None and model is None and loaders is None:
+            if Y is not None:
+                raise ValueError("Y/cal was given without reference embeddings: pass X= (or ref=) too")
+            raise ValueError("Must specify either embeddings (X) or model+loaders for fitting.")
+        if X is not None:
+            ref_t = check_embeddings(X, "X (reference embeddings)")
+            cal_t = None if Y is None else check_embeddings(Y, "Y (calibration embeddings)", dim=ref_t.shape[1])
+            return ref_t, cal_t
+        if model is None:
+            raise ValueError("model is required when not using precomputed embeddings.")
+        if loaders is None:
+            raise ValueError("loaders is required when using a model.")
+        if not isinstance(loaders, Mapping):
+            raise TypeError(f"loaders must be a dict with keys 'train' and optionally 'val' (or 'cal'), "
+                            f"got {type(loaders).__name__}")
+        unknown = set(loaders) - {"train", "val", "cal"}
+        if unknown:
+            raise ValueError(f"unknown loaders keys {sorted(unknown)}: expected 'train' and 'val' (alias 'cal')")
+        if "train" not in loaders:
+            raise KeyError("loaders must contain a 'train' loader (the reference set)")
+        if "val" in loaders and "cal" in loaders:
+            raise ValueError("loaders 'val' and 'cal' are aliases; pass only one of them")
+        check_embed_model(model)
+        ref_t = check_embeddings(load_or_embed(cache_path(outdir, prefix, "-embeddings-train"), model,
+                                               loaders["train"]), "embeddings of loaders['train']")
+        cal_key = "val" if "val" in loaders else ("cal" if "cal" in loaders else None)
+        cal_t = None
+        if cal_key is not None:
+            cal_t = check_embeddings(load_or_embed(cache_path(outdir, prefix, f"-embeddings-{cal_key}"), model,
+                                                   loaders[cal_key]), f"embeddings of loaders[{cal_key!r}]",
+                                     dim=ref_t.shape[1])
+        return ref_t, cal_t
+
+    def _query_input(self, X, model, loader, outdir, prefix, query) -> torch.Tensor:
+        _, X = pick(("X", X), ("query", query))
+        if X is not None and (model is not None or loader is not None):
+            raise ValueError("Cannot specify both embeddings (X) and model+loader. Pass one or the other.")
+        if X is not None:
+            return X
+        if model is None and loader is None:
+            raise ValueError("Must specify either embeddings (X) or model+loader.")
+        if model is None:
+            raise ValueError("model is required when not using precomputed embeddings.")
+        if loader is None:
+            raise ValueError("loader is required when using a model.")
+        return load_or_embed(cache_path(outdir, prefix), model, loader)
+
+    # -- public API ----------------------------------------------------------------------------
+    def fit(self, X: Any = None, Y: Any = None, model: Any = None, loaders: Mapping[str, Any] | None = None,
+            outdir: str | Path | None = None, prefix: str | None = None, *, ref: Any = None, cal: Any = None,
+            q: float | bool = False) -> "EmbeddingScore":
+        """Fit on reference embeddings ``X`` (N, D) and optional calibration embeddings ``Y`` (M, D),
+        or on ``model.embed`` outputs over ``loaders["train"]`` / ``loaders["val"]``.
+
+        ``q`` (float in (0, 1), or False) first trims the reference to rows whose leave-one-out
+        score is below its ``q``-quantile. Returns self.
+        """
+        ref_t, cal_t = self._fit_inputs(X, Y, model, loaders, outdir, prefix, ref, cal)
+        if q is not False and q is not None and q != 0:
+            q = check_q(q)
+        else:
+            q = None
+        self.ref_embeddings = ref_t
+        self.cal_embeddings = cal_t
+        self.n_features_in_ = int(ref_t.shape[1])
+        self.trained = self.calibrated = False
+        self.threshold = None
+        self._fit_impl(q)
+        return self
+
+    def _check_query(self, X: Any) -> torch.Tensor:
+        self._check_ready("score()/select()")
+        return check_embeddings(X, "X (query embeddings)", dim=self.n_features_in_)
+
+    def score(self, X: Any = None, model: Any = None, loader: Any = None, outdir: str | Path | None = None,
+              prefix: str | None = None, *, query: Any = None) -> torch.Tensor:
+        """Scores (N,) of query embeddings ``X`` (N, D), or of ``model.embed`` over ``loader``."""
+        x = self._query_input(X, model, loader, outdir, prefix, query)
+        return self._score_embeddings(self._check_query(x))
+
+    def select(self, X: Any = None, model: Any = None, loader: Any = None, outdir: str | Path | None = None,
+               prefix: str | None = None, *, query: Any = None) -> dict[str, torch.Tensor]:
+        """``{"score": (N,), "selected": score < threshold}``; sets ``set_threshold()`` (q=0.99) if unset."""
+        x = self._query_input(X, model, loader, outdir, prefix, query)
+        return self._selection(self._score_embeddings(self._check_query(x)))
+
+    def set_threshold(self, q: float = 0.99) -> torch.Tensor:
+        return super().set_threshold(q)
+
+    # -- hooks ---------------------------------------------------------------------------------
+    def _fit_pca(self) -> None:
+        """Fit ``self.pca`` on the reference and project reference and calibration embeddings."""
+        self.pca.fit(self.ref_embeddings)
+        self.ref_embeddings = self.pca.transform(self.ref_embeddings)
+        if self.cal_embeddings is not None:
+            self.cal_embeddings = self.pca.transform(self.cal_embeddings)
+
+    @abstractmethod
+    def _fit_impl(self, q: float | None) -> None:
+        """Fit from ``self.ref_embeddings`` / ``self.cal_embeddings``; set ``scores`` and flags."""
+
+    @abstractmethod
+    def _score_embeddings(self, X: torch.Tensor) -> torch.Tensor:
+        """Scores (N,) of validated query embeddings X (N, D) in the original space."""

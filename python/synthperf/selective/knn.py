@@ -1,0 +1,295 @@
+"""Exact k-nearest-neighbour engine on faiss (spec ``seapig.md`` §2, issue 4 "KNN engine").
+
+Differences from seapig, on purpose:
+
+- **Exact by default at any size** (``IndexFlatL2`` / ``IndexFlatIP``); seapig switched to
+  HNSW above 10k references (recall@5 = 0.84). Approximate indexes are opt-in through a faiss
+  factory string, e.g. ``index_factory="HNSW32"`` or ``"IVF256,Flat"``.
+- **Leave-one-out by identity.** ``search(ref, k, exclude_self=True)`` asks for ``k + 1``
+  neighbours of every reference row and removes the column whose index *is* that row; only when
+  the row itself is not among them (possible with exact duplicates ranking first, or with an
+  approximate index) the last column is dropped. A duplicate point therefore stays a neighbour
+  at distance 0, as it should; seapig dropped "the first neighbour" whatever it was.
+- **Padding.** When fewer than ``k`` neighbours exist (``k`` > reference size, or ``k`` >=
+  size with leave-one-out) the missing columns repeat the farthest neighbour found (index -1)
+  and a ``UserWarning`` is issued; faiss alone returns ``FLT_MAX`` there.
+- **Chunked queries** bound memory (``chunk_size`` rows per faiss call) and drive the progress bar.
+- **GPU:** with ``device`` a CUDA device and a faiss build that sees GPUs, the flat index is
+  moved with ``faiss.index_cpu_to_gpu`` (a ``GpuIndexFlat``); everything else is shared code.
+
+Backends (``synthperf.backend.resolve_backend``): ``"reference"`` is a numpy brute force in
+float64 (ties broken by reference index), the ground truth of the tests; ``"cpu"`` (and
+``"auto"``) is faiss. Distances are **squared** L2 for ``metric="l2"`` and inner products
+(descending) for ``metric="ip"``; the returned tensors are float32 distances and int64 indices
+of shape (N_query, k), on the query's device.
+"""
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from ..backend import resolve_backend
+from ..progress import track
+from .._validation import positive_int
+from ._common import check_embeddings, logger
+
+SUPPORTED_BACKENDS = ("reference", "cpu")
+METRICS = ("l2", "ip")
+
+
+def import_faiss():
+    """Import faiss lazily; a missing install raises ImportError naming the extras."""
+    try:
+        import faiss  # noqa: PLC0415
+    except ImportError as exc:  # pragma: no cover - faiss is installed in the test env
+        raise ImportError(
+            "synthperf.selective needs faiss for its KNN index: install the 'faiss' extra "
+            "(pip install 'synthperf[faiss]', CPU) or the 'faiss-gpu' extra "
+            "(pip install 'synthperf[faiss-gpu]'); the two are mutually exclusive") from exc
+    return faiss
+
+
+def faiss_gpu_usable(device: torch.device | str | None) -> bool:
+    """True when ``device`` is CUDA and the installed faiss is a GPU build that sees a GPU."""
+    if device is None or torch.device(device).type != "cuda":
+        return False
+    faiss = import_faiss()
+    if not hasattr(faiss, "StandardGpuResources") or not hasattr(faiss, "get_num_gpus"):
+        return False
+    try:
+        return int(faiss.get_num_gpus()) > 0
+    except Exception:  # a broken driver reads as "no GPU"
+        return False
+
+
+def _pad_and_check(dist: np.ndarray, idx: np.ndarray, k: int, metric: str, n_avail: int) -> None:
+    """In place: replace missing neighbours (index -1) by the row's farthest found neighbour."""
+    missing = idx < 0
+    if not missing.any():
+        return
+    found = (~missing).sum(axis=1)
+    if (found == 0).any():
+        raise ValueError("no neighbour was found for some queries: the reference set has "
+                         f"{n_avail} usable point(s); fit on more reference points")
+    warnings.warn(f"k={k} exceeds the number of neighbours available ({int(found.min())}); the missing "
+                  "neighbours are padded with the farthest neighbour found (index -1)", UserWarning,
+                  stacklevel=4)
+    last = dist[np.arange(dist.shape[0]), found - 1]  # valid entries come first (sorted)
+    rows, cols = np.nonzero(missing)
+    dist[rows, cols] = last[rows]
+
+
+def _drop_self(dist: np.ndarray, idx: np.ndarray, self_ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """From (n, k+1) results remove the column holding the row's own index, else the last one."""
+    hit = idx == self_ids[:, None]
+    first_hit = np.where(hit.any(axis=1), hit.argmax(axis=1), idx.shape[1] - 1)
+    keep = np.ones_like(hit)
+    keep[np.arange(idx.shape[0]), first_hit] = False
+    n, kp1 = idx.shape
+    return dist[keep].reshape(n, kp1 - 1), idx[keep].reshape(n, kp1 - 1)
+
+
+def brute_force_knn(ref: np.ndarray, query: np.ndarray, k: int, *, metric: str = "l2",
+                    self_offset: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Numpy reference: exact k-NN in float64, ties broken by reference index.
+
+    ref (N, D), query (M, D) -> (distances (M, k) float64, indices (M, k) int64); distances are
+    squared L2 (``metric="l2"``, ascending) or inner products (``"ip"``, descending). With
+    ``self_offset=o`` query row ``i`` is reference row ``o + i`` and is excluded. Missing
+    neighbours have index -1 and distance +inf (-inf for ``ip``).
+    """
+    ref64, q64 = ref.astype(np.float64), query.astype(np.float64)
+    if metric == "l2":
+        d = (q64 * q64).sum(1)[:, None] + (ref64 * ref64).sum(1)[None, :] - 2.0 * q64 @ ref64.T
+        np.maximum(d, 0.0, out=d)
+        bad = np.inf
+    else:
+        d = -(q64 @ ref64.T)  # sort ascending on the negated similarity
+        bad = np.inf
+    if self_offset is not None:
+        rows = np.arange(q64.shape[0])
+        d[rows, self_offset + rows] = bad
+    kk = min(k, d.shape[1])
+    order = np.argsort(d, axis=1, kind="stable")[:, :kk]
+    dist = np.take_along_axis(d, order, axis=1)
+    idx = order.astype(np.int64)
+    idx[np.isinf(dist)] = -1
+    if kk < k:
+        dist = np.concatenate([dist, np.full((dist.shape[0], k - kk), bad)], axis=1)
+        idx = np.concatenate([idx, np.full((idx.shape[0], k - kk), -1, dtype=np.int64)], axis=1)
+    return (dist if metric == "l2" else -dist), idx
+
+
+class KNNIndex:
+    """An exact (or factory-string approximate) k-NN index over a reference matrix.
+
+    Parameters (keyword-only)
+    -------------------------
+    metric : ``"l2"`` (squared Euclidean, default) or ``"ip"`` (inner product).
+    index_factory : faiss factory string for an approximate index (``"HNSW32"``, ``"IVF64,Flat"``);
+        None (default) means exact ``IndexFlat``.
+    chunk_size : query rows per faiss call (bounds the result memory; default 16384).
+    device : where the index lives; CUDA uses faiss-gpu when available, else the CPU index.
+    backend : ``"reference"`` (numpy brute force), ``"cpu"``/``"auto"``/None (faiss).
+
+    Fitted attributes: ``ntotal_`` (reference rows), ``d_`` (dimension), ``index_`` (the faiss
+    index, or the float32 reference array for the reference backend), ``on_gpu_``.
+    """
+
+    def __init__(self, *, metric: str = "l2", index_factory: str | None = None, chunk_size: int = 16384,
+                 device: torch.device | str | None = None, backend: str | None = None) -> None:
+        if metric not in METRICS:
+            raise ValueError(f"metric must be one of {METRICS}, got {metric!r}")
+        if index_factory is not None and not isinstance(index_factory, str):
+            raise TypeError(f"index_factory must be a faiss factory string or None, got {type(index_factory).__name__}")
+        self.metric = metric
+        self.index_factory = index_factory
+        self.chunk_size = positive_int(chunk_size, "chunk_size")
+        self.device = torch.device(device) if device is not None else None
+        self.backend = resolve_backend(backend, supported=SUPPORTED_BACKENDS, kernel="selective KNN")
+        if self.backend == "reference" and index_factory is not None:
+            raise ValueError("index_factory needs the faiss backend; backend='reference' is exact brute force")
+        self.index_ = None
+        self.ntotal_ = 0
+        self.d_ = 0
+        self.on_gpu_ = False
+        self._gpu_res = None
+
+    # -- building ---------------------------------------------------------------------------
+    def _faiss_metric(self, faiss):
+        return faiss.METRIC_L2 if self.metric == "l2" else faiss.METRIC_INNER_PRODUCT
+
+    def _new_cpu_index(self, d: int, train_data: np.ndarray):
+        faiss = import_faiss()
+        if self.index_factory is None:
+            return faiss.IndexFlatL2(d) if self.metric == "l2" else faiss.IndexFlatIP(d)
+        try:
+            index = faiss.index_factory(d, self.index_factory, self._faiss_metric(faiss))
+        except RuntimeError as exc:
+            raise ValueError(f"index_factory {self.index_factory!r} is not a valid faiss factory string: {exc}") from None
+        if not index.is_trained:
+            index.train(train_data)
+        return index
+
+    def _maybe_to_gpu(self, index):
+        """Move a flat CPU index to the GPU when ``device`` is CUDA and faiss has GPUs."""
+        if not faiss_gpu_usable(self.device):
+            return index, False
+        faiss = import_faiss()
+        if self._gpu_res is None:
+            self._gpu_res = faiss.StandardGpuResources()
+        return faiss.index_cpu_to_gpu(self._gpu_res, self.device.index or 0, index), True
+
+    def build(self, ref: Any) -> "KNNIndex":
+        """Index the reference matrix ``ref`` (N, D); returns self."""
+        ref_t = check_embeddings(ref, "ref")
+        data = np.ascontiguousarray(ref_t.detach().cpu().numpy(), dtype=np.float32)
+        self.d_, self.ntotal_ = data.shape[1], data.shape[0]
+        if self.backend == "reference":
+            self.index_ = data
+            return self
+        index = self._new_cpu_index(self.d_, data)
+        index, self.on_gpu_ = self._maybe_to_gpu(index)
+        index.add(data)
+        self.index_ = index
+        logger.debug("built %s index: %d x %d (gpu=%s)", self.index_factory or "flat", *data.shape, self.on_gpu_)
+        return self
+
+    # -- searching --------------------------------------------------------------------------
+    def _check_fitted(self) -> None:
+        if self.index_ is None:
+            raise RuntimeError("the KNN index is empty: call build(ref) (or fit the score) before searching")
+
+    def _search_chunk(self, q: np.ndarray, kk: int, self_offset: int | None) -> tuple[np.ndarray, np.ndarray]:
+        if self.backend == "reference":
+            d, i = brute_force_knn(self.index_, q, kk, metric=self.metric, self_offset=self_offset)
+            return d.astype(np.float32), i
+        d, i = self.index_.search(q, kk)
+        return d, i.astype(np.int64, copy=False)
+
+    def search(self, query: Any, k: int, *, exclude_self: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+        """The ``k`` nearest reference rows of each query row.
+
+        query : (M, D). With ``exclude_self=True`` the query must be the reference itself
+        (M = ntotal) and row i's own entry is excluded (leave-one-out, see module notes).
+        Returns (distances float32 (M, k), indices int64 (M, k)) on the query's device.
+        """
+        self._check_fitted()
+        k = positive_int(k, "k")
+        q_t = check_embeddings(query, "query", dim=self.d_)
+        if exclude_self and q_t.shape[0] != self.ntotal_:
+            raise ValueError(f"exclude_self=True needs the reference itself as query ({self.ntotal_} rows), "
+                             f"got {q_t.shape[0]} rows")
+        q = np.ascontiguousarray(q_t.detach().cpu().numpy(), dtype=np.float32)
+        extra = 1 if exclude_self else 0
+        kk = min(k + extra, self.ntotal_) if self.backend == "reference" else k + extra
+        n = q.shape[0]
+        out_d = np.empty((n, k), dtype=np.float32)
+        out_i = np.empty((n, k), dtype=np.int64)
+        starts = range(0, n, self.chunk_size)
+        for s in track(starts, "KNN search", total=len(starts)):
+            e = min(s + self.chunk_size, n)
+            if self.backend == "reference":
+                d, i = brute_force_knn(self.index_, q[s:e], k, metric=self.metric,
+                                       self_offset=s if exclude_self else None)
+                d = d.astype(np.float32)
+                d[i < 0] = 0.0
+            else:
+                d, i = self._search_chunk(q[s:e], kk, None)
+                if exclude_self:
+                    d, i = _drop_self(d, i, np.arange(s, e, dtype=np.int64))
+            out_d[s:e], out_i[s:e] = d, i
+        _pad_and_check(out_d, out_i, k, self.metric, self.ntotal_ - extra)
+        if self.metric == "l2":
+            np.maximum(out_d, 0.0, out=out_d)
+        dev = q_t.device
+        return torch.from_numpy(out_d).to(dev), torch.from_numpy(out_i).to(dev)
+
+    # -- persistence ------------------------------------------------------------------------
+    def _cpu_index(self):
+        faiss = import_faiss()
+        if self.backend == "reference":
+            index = faiss.IndexFlatL2(self.d_) if self.metric == "l2" else faiss.IndexFlatIP(self.d_)
+            index.add(self.index_)
+            return index
+        return faiss.index_gpu_to_cpu(self.index_) if self.on_gpu_ else self.index_
+
+    def save(self, path: str | Path) -> Path:
+        """Write the index to ``path`` (faiss binary format; parent folders are created)."""
+        self._check_fitted()
+        p = Path(path)
+        p.parent.mkdir(parents=True, exist_ok=True)
+        import_faiss().write_index(self._cpu_index(), str(p))
+        return p
+
+    def load(self, path: str | Path) -> "KNNIndex":
+        """Replace the contents by the index stored at ``path``; returns self."""
+        faiss = import_faiss()
+        p = Path(path)
+        if not p.is_file():
+            raise FileNotFoundError(f"no index file at {p}")
+        try:
+            index = faiss.read_index(str(p))
+        except RuntimeError as exc:
+            raise ValueError(f"index file {p} is corrupt or not a faiss index: {exc}") from None
+        file_metric = "l2" if index.metric_type == faiss.METRIC_L2 else "ip"
+        if file_metric != self.metric:
+            raise ValueError(f"index file {p} uses metric {file_metric!r} but this index expects {self.metric!r}")
+        self.d_, self.ntotal_ = int(index.d), int(index.ntotal)
+        if self.backend == "reference":
+            self.index_ = index.reconstruct_n(0, index.ntotal).astype(np.float32)
+        else:
+            self.index_, self.on_gpu_ = self._maybe_to_gpu(index)
+        return self
+
+
+def knn_search(ref: Any, query: Any, k: int, *, exclude_self: bool = False, metric: str = "l2",
+               index_factory: str | None = None, backend: str | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """One-shot k-NN: build an index on ``ref`` (N, D) and search ``query`` (M, D) (or ``ref``
+    itself with ``exclude_self=True``). Returns float32 distances / int64 indices (M, k)."""
+    index = KNNIndex(metric=metric, index_factory=index_factory, backend=backend).build(ref)
+    return index.search(ref if exclude_self and query is None else query, k, exclude_self=exclude_self)

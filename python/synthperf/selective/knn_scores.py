@@ -1,0 +1,217 @@
+"""KNN distance scores: ``EuclideanScore``, ``CosineScore``, ``MahalanobisScore`` (spec §1.5).
+
+score(x) = stat over the distances from x to its k nearest reference embeddings, with
+stat in {max, mean, median (lower median for even k, as torch), min}:
+
+| score        | space the index is built on         | distance                                  |
+|--------------|-------------------------------------|-------------------------------------------|
+| Euclidean    | raw embeddings                      | ``||x - r||_2``                           |
+| Cosine       | L2-normalised embeddings (eps 1e-12)| ``1 - cos(x, r) = 0.5 ||x/|x| - r/|r| ||²``, in [0, 2] |
+| Mahalanobis  | whitened ``x Wᵀ``, ``W = L⁻¹``, ``LLᵀ = Σ + ridge·mean(diag Σ)·I`` | ``sqrt((x-r)ᵀ Σ_ridge⁻¹ (x-r))`` |
+
+Σ is the unbiased (N-1) covariance of the reference (one global covariance, as seapig).
+Reference self-scores (no calibration set) use exact leave-one-out neighbours
+(:mod:`synthperf.selective.knn`). KNN scores are float32 (the faiss index is float32).
+"""
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+
+from .._validation import positive_int, real_scalar
+from ._common import logger, quantile_threshold
+from .base import EmbeddingScore
+from .knn import KNNIndex
+
+STATS = ("max", "mean", "median", "min")
+
+
+def reduce_stat(d: torch.Tensor, stat: str) -> torch.Tensor:
+    """Reduce neighbour distances (N, k) to (N,) with max / mean / median (lower) / min."""
+    if stat == "max":
+        return d.amax(dim=1)
+    if stat == "mean":
+        return d.mean(dim=1)
+    if stat == "median":
+        return d.median(dim=1).values
+    if stat == "min":
+        return d.amin(dim=1)
+    raise ValueError(f"stat must be one of {STATS}, got {stat!r}")
+
+
+class KNNScore(EmbeddingScore):
+    """Base of the KNN distance scores.
+
+    Parameters
+    ----------
+    k : neighbours (>= 1). stat : one of ``max``/``mean``/``median``/``min``.
+    pca : optional ``TensorPCA`` (or any object with fit/transform) applied before indexing.
+    save_index : False, True (writes ``{ident}_index.bin`` in the working directory) or a
+        ``.bin`` path; an existing file is loaded instead of rebuilding (with a warning).
+    index_factory : faiss factory string for an approximate index (default exact flat).
+    chunk_size, device, backend : passed to :class:`~synthperf.selective.knn.KNNIndex`.
+    """
+
+    ident = "knn"
+
+    def __init__(self, k: int = 1, stat: str = "max", pca: Any = None, save_index: bool | str | Path = False, *,
+                 index_factory: str | None = None, chunk_size: int = 16384, device: Any = None,
+                 backend: str | None = None) -> None:
+        super().__init__(pca=pca)
+        self.k = positive_int(k, "k")
+        if stat not in STATS:
+            raise ValueError(f"stat must be one of {STATS}, got {stat!r}")
+        self.stat = stat
+        self.index_factory = index_factory
+        self.chunk_size = positive_int(chunk_size, "chunk_size")
+        self.device = device
+        self.backend = backend
+        self.ident = f"{type(self).ident}-k{self.k}-{'full' if pca is None else 'pca'}"
+        if save_index is True:
+            self.index_path: Path | None = Path(f"{self.ident}_index.bin")
+        elif save_index is False or save_index is None:
+            self.index_path = None
+        elif isinstance(save_index, (str, Path)):
+            self.index_path = Path(save_index)
+            if self.index_path.suffix != ".bin":
+                raise ValueError(f"save_index path must end with '.bin', got {str(self.index_path)!r}")
+        else:
+            raise TypeError(f"save_index must be a bool or a path ending in .bin, got {type(save_index).__name__}")
+        self.index: KNNIndex | None = None
+
+    # -- per-metric hooks ----------------------------------------------------------------------
+    _index_metric = "l2"
+
+    def _fit_space(self, ref: torch.Tensor) -> None:
+        """Learn any transform of the embedding space from the reference (Mahalanobis)."""
+
+    def _to_space(self, x: torch.Tensor) -> torch.Tensor:
+        return x.float()
+
+    def _to_distance(self, sq: torch.Tensor) -> torch.Tensor:
+        return sq.sqrt()
+
+    # -- internals -----------------------------------------------------------------------------
+    def _new_index(self) -> KNNIndex:
+        return KNNIndex(metric=self._index_metric, index_factory=self.index_factory, chunk_size=self.chunk_size,
+                        device=self.device, backend=self.backend)
+
+    def _distance(self, X: torch.Tensor, *, exclude_self: bool = False, index: KNNIndex | None = None):
+        """(distances (N, k), indices (N, k)) of already-projected X in the index space."""
+        index = self.index if index is None else index
+        sq, idx = index.search(self._to_space(X), self.k, exclude_self=exclude_self)
+        return self._to_distance(sq), idx
+
+    def knn_search(self, query: torch.Tensor, offset: int = 0):
+        """seapig's ``knn_search``: neighbours of ``query`` (input space). ``offset=1`` means the
+        query *is* the reference and each row's own entry is excluded (leave-one-out)."""
+        if self.index is None:
+            raise RuntimeError("call fit(...) before knn_search()")
+        x = self._check_query(query)
+        if self.pca is not None:
+            x = self.pca.transform(x)
+        return self._distance(x, exclude_self=bool(offset))
+
+    def _stat(self, d: torch.Tensor) -> torch.Tensor:
+        return reduce_stat(d, self.stat)
+
+    def _fit_impl(self, q: float | None) -> None:
+        if self.pca is not None:
+            self._fit_pca()
+        ref = self.ref_embeddings
+        self._fit_space(ref)
+        if q is not None:  # trim the reference to its leave-one-out inliers
+            tmp = self._new_index().build(self._to_space(ref))
+            s = self._stat(self._distance(ref, exclude_self=True, index=tmp)[0])
+            keep = s < quantile_threshold(s, q)
+            if int(keep.sum()) < 2:
+                raise ValueError(f"q={q} trims the reference to {int(keep.sum())} point(s); use a larger q")
+            logger.info("q-trim kept %d of %d reference rows", int(keep.sum()), ref.shape[0])
+            ref = ref[keep.to(ref.device)]
+            self.ref_embeddings = ref
+            self._fit_space(ref)
+        self.index = self._new_index()
+        if self.index_path is not None and self.index_path.is_file():
+            warnings.warn(f"Index file {self.index_path} already exists. Loading existing index from disk.",
+                          UserWarning, stacklevel=3)
+            self.index.load(self.index_path)
+        else:
+            self.index.build(self._to_space(ref))
+            if self.index_path is not None:
+                self.index.save(self.index_path)
+        self.set_trained()
+        if self.cal_embeddings is not None:
+            self.scores = self._stat(self._distance(self.cal_embeddings)[0])
+            self.set_calibrated()
+        else:
+            self.scores = self._stat(self._distance(ref, exclude_self=True)[0])
+
+    def _score_embeddings(self, X: torch.Tensor) -> torch.Tensor:
+        if self.pca is not None:
+            X = self.pca.transform(X)
+        return self._stat(self._distance(X)[0]).to(X.device)
+
+
+class EuclideanScore(KNNScore):
+    """k-NN Euclidean distance score (see module table)."""
+
+    ident = "euclidean"
+
+
+class CosineScore(KNNScore):
+    """k-NN cosine distance ``1 - cos`` in [0, 2] (see module table)."""
+
+    ident = "cosine"
+
+    def _to_space(self, x: torch.Tensor) -> torch.Tensor:
+        return F.normalize(x.double(), p=2.0, dim=1, eps=1e-12).float()
+
+    def _to_distance(self, sq: torch.Tensor) -> torch.Tensor:
+        return 0.5 * sq
+
+
+class MahalanobisScore(KNNScore):
+    """k-NN Mahalanobis distance with a ridge-regularised global covariance.
+
+    ``ridge`` (default 1e-6) is relative to the mean variance: Σ + ridge·mean(diag Σ)·I.
+    ``ridge=0`` gives the plain Σ⁻¹ metric and raises ValueError for a singular Σ. Fewer than
+    two reference rows or zero total variance raise ValueError (degenerate input).
+    Fitted buffer ``whiten`` = W (D, D) with ``WᵀW = Σ_ridge⁻¹``.
+    """
+
+    ident = "mahalanobis"
+
+    def __init__(self, k: int = 1, stat: str = "max", pca: Any = None, save_index: bool | str | Path = False, *,
+                 ridge: float = 1e-6, **kwargs: Any) -> None:
+        super().__init__(k, stat, pca, save_index, **kwargs)
+        self.ridge = real_scalar(ridge, "ridge", allow_inf=False)
+        if self.ridge < 0:
+            raise ValueError(f"ridge must be >= 0, got {self.ridge}")
+        self.register_buffer("whiten", None)
+
+    def _fit_space(self, ref: torch.Tensor) -> None:
+        x = ref.detach().double()
+        n, d = x.shape
+        if n < 2:
+            raise ValueError(f"MahalanobisScore needs at least 2 reference rows to estimate a covariance, got {n}")
+        cov = torch.cov(x.T).reshape(d, d)
+        scale = float(torch.diagonal(cov).mean())
+        if not scale > 0.0:
+            raise ValueError("MahalanobisScore: the reference embeddings have zero variance (all rows identical); "
+                             "the covariance is degenerate")
+        cov = cov + self.ridge * scale * torch.eye(d, dtype=cov.dtype, device=cov.device)
+        L, info = torch.linalg.cholesky_ex(cov)
+        if int(info) != 0:
+            raise ValueError(f"MahalanobisScore: the covariance (ridge={self.ridge}) is singular or not positive "
+                             f"definite (rank < {d}, e.g. fewer rows than dimensions or collinear features); "
+                             "use ridge > 0 or PCA")
+        eye = torch.eye(d, dtype=cov.dtype, device=cov.device)
+        self.whiten = torch.linalg.solve_triangular(L, eye, upper=False)  # W = L⁻¹
+
+    def _to_space(self, x: torch.Tensor) -> torch.Tensor:
+        W = self.whiten.to(x.device)
+        return (x.double() @ W.T).float()

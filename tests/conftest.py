@@ -1,0 +1,42 @@
+"""Test-wide setup.
+
+- Triton kernels run under the interpreter on CPU tensors when no CUDA device exists; the
+  variable must be set before any @triton.jit module is imported, hence here.
+- Progress bars are off in tests.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("SYNTHPERF_PROGRESS", "0")
+
+try:
+    import torch
+
+    _HAS_CUDA = torch.cuda.is_available()
+except ImportError:  # pragma: no cover - torch is a core dependency
+    _HAS_CUDA = False
+if not _HAS_CUDA:
+    os.environ.setdefault("TRITON_INTERPRET", "1")
+
+#: ../shared next to the checkout (reference data); tests needing it skip when absent.
+SHARED_DIR = Path(__file__).resolve().parents[1].parent / "shared"
+
+
+def pytest_collection_modifyitems(config, items):
+    if _HAS_CUDA:
+        return
+    skip_gpu = pytest.mark.skip(reason="needs a CUDA device (its CPU twin runs)")
+    for item in items:
+        if "gpu" in item.keywords:
+            item.add_marker(skip_gpu)
+
+
+@pytest.fixture(scope="session")
+def shared_dir() -> Path:
+    if not SHARED_DIR.is_dir():
+        pytest.skip("../shared (reference data) is not present beside the checkout")
+    return SHARED_DIR
