@@ -1,0 +1,4 @@
+"""``python -m synthperf`` runs the CLI."""
+from .cli import main
+
+main()
