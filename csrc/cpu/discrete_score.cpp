@@ -44,7 +44,7 @@ struct Scratch {
 
 // acc[c] <- sum_j pi_j (y_jc - u_c) for one query u (so D = u + acc, score = acc / gamma).
 template <typename T>
-void denoise_offset(const T* u, const T* yT, std::int64_t N, std::int64_t d, const T* hinv,
+__attribute__((always_inline)) inline void denoise_offset_impl(const T* u, const T* yT, std::int64_t N, std::int64_t d, const T* hinv,
                     bool clamp, Scratch<T>& s) {
   double* acc = s.acc.data();
   for (std::int64_t c = 0; c < d; ++c) acc[c] = 0.0;
@@ -92,6 +92,30 @@ void denoise_offset(const T* u, const T* yT, std::int64_t N, std::int64_t d, con
     }
   }
   for (std::int64_t c = 0; c < d; ++c) acc[c] /= l;
+}
+
+// Runtime dispatch (GCC/Clang ifunc): an AVX2+FMA clone and a baseline clone of the hot loop;
+// the package is built without -march, so this is how wide vectors are used where present.
+#if defined(__GNUC__) && defined(__x86_64__) && !defined(__clang__)
+#define SP_CLONES __attribute__((target_clones("arch=haswell", "default")))
+#else
+#define SP_CLONES
+#endif
+SP_CLONES void denoise_offset_f32(const float* u, const float* yT, std::int64_t N, std::int64_t d,
+                                  const float* hinv, bool clamp, Scratch<float>& s) {
+  denoise_offset_impl<float>(u, yT, N, d, hinv, clamp, s);
+}
+SP_CLONES void denoise_offset_f64(const double* u, const double* yT, std::int64_t N, std::int64_t d,
+                                  const double* hinv, bool clamp, Scratch<double>& s) {
+  denoise_offset_impl<double>(u, yT, N, d, hinv, clamp, s);
+}
+inline void denoise_offset(const float* u, const float* yT, std::int64_t N, std::int64_t d,
+                           const float* hinv, bool clamp, Scratch<float>& s) {
+  denoise_offset_f32(u, yT, N, d, hinv, clamp, s);
+}
+inline void denoise_offset(const double* u, const double* yT, std::int64_t N, std::int64_t d,
+                           const double* hinv, bool clamp, Scratch<double>& s) {
+  denoise_offset_f64(u, yT, N, d, hinv, clamp, s);
 }
 
 template <typename T>

@@ -79,6 +79,8 @@ void order_statistics(CArray<T> x, IArray lengths, IArray ranks, CArray<T> out) 
 PYBIND11_MODULE(_native, m) {
   m.doc() = "synthperf C++ CPU core (OpenMP). Called through synthperf.ops; not a public API.";
   m.def("max_threads", &synthperf::max_threads, "OpenMP threads a parallel region will use.");
+  m.def("set_num_threads", &synthperf::set_num_threads, py::arg("n"),
+        "Pin the OpenMP thread count (benchmarks); same effect as OMP_NUM_THREADS.");
 #ifdef SYNTHPERF_HAVE_OPENMP
   m.attr("has_openmp") = true;
 #else

@@ -54,12 +54,7 @@ SelectError order_statistics_cpu(const T* x, std::int64_t B, std::int64_t ld,
   return for_each_row<T>(B, ld, lengths, ranks, rank_rows, A,
       [&](std::int64_t b, std::int64_t len, const std::int64_t* rk, RowScratch<T>& s) -> int {
         const T* row = x + b * ld;
-        s.values.resize(len);
-        for (std::int64_t i = 0; i < len; ++i) {
-          if (std::isnan(row[i])) return kSelectNaN;
-          s.values[i] = row[i];
-        }
-        select_ranks(s.values.data(), len, rk, A, out + b * A, s.order, s.distinct, s.selected);
+        if (!bucket_select_row(row, len, rk, A, out + b * A, s.buckets)) return kSelectNaN;
         return kSelectOk;
       });
 }

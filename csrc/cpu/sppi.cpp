@@ -131,7 +131,7 @@ void sppi_thresholds(CArray<T> real, IArray real_len, CArray<T> synth, IArray sy
 #pragma omp parallel
   {
     RowScratch<T> s;
-    std::vector<T> real_buf, real_vals, synth_vals;
+    std::vector<T> real_vals, synth_vals;
     std::vector<std::int64_t> real_ranks, synth_ranks, r_plus(A), r_minus(A), syn_rank(A);
 #pragma omp for schedule(dynamic, 8)
     for (std::int64_t b = 0; b < B; ++b) {
@@ -149,17 +149,13 @@ void sppi_thresholds(CArray<T> real, IArray real_len, CArray<T> synth, IArray sy
         if (r_plus[a] >= 1 && r_plus[a] <= n) real_ranks.push_back(r_plus[a]);
         if (r_minus[a] >= 1 && r_minus[a] <= n) real_ranks.push_back(r_minus[a]);
       }
-      // Select the needed order statistics (copies: nth_element reorders).
-      real_buf.assign(rp + b * ldr, rp + b * ldr + n);
+      // Select the needed order statistics straight from the read-only rows (histogram select).
       real_vals.resize(real_ranks.size());
       if (!real_ranks.empty())
-        select_ranks(real_buf.data(), n, real_ranks.data(), (std::int64_t)real_ranks.size(), real_vals.data(),
-                     s.order, s.distinct, s.selected);
-      s.values.assign(sp + b * lds, sp + b * lds + N);
+        bucket_select_row(rp + b * ldr, n, real_ranks.data(), (std::int64_t)real_ranks.size(), real_vals.data(), s.buckets);
       synth_vals.resize(synth_ranks.size());
       if (!synth_ranks.empty())
-        select_ranks(s.values.data(), N, synth_ranks.data(), (std::int64_t)synth_ranks.size(), synth_vals.data(),
-                     s.order, s.distinct, s.selected);
+        bucket_select_row(sp + b * lds, N, synth_ranks.data(), (std::int64_t)synth_ranks.size(), synth_vals.data(), s.buckets);
       std::size_t ri = 0, si = 0;
       for (std::int64_t a = 0; a < A; ++a) {
         const T q_syn = syn_rank[a] >= 1 ? synth_vals[si++] : t_top;

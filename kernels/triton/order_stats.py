@@ -2,8 +2,9 @@
 
 Same algorithm as kernels/cuda/order_stats.cu and the shared C++ device math
 (csrc/include/synthperf/device_math.h): the k-th smallest key is the largest t with
-#{key < t} < k, found one key bit at a time from the top. One program per (row, rank);
-each bit is one masked counting pass over the row in BLOCK-sized tiles.
+#{key < t} < k, found one key bit at a time from the top. One program per row;
+each bit is one masked counting pass over the row in BLOCK-sized tiles, all of the
+row's ranks at once ([A_BLOCK, BLOCK] compares).
 
 Runs on CUDA tensors, or on CPU tensors under ``TRITON_INTERPRET=1`` (set before import).
 """
@@ -36,29 +37,34 @@ def order_statistics_kernel(
     ld, A, rank_row_stride,  # rank_row_stride = A when R == B, 0 when shared
     IS_F64: tl.constexpr,
     NBITS: tl.constexpr,
-    BLOCK: tl.constexpr,
+    BLOCK: tl.constexpr,     # row tile
+    A_BLOCK: tl.constexpr,   # all ranks of a row in one program (power of two >= A)
 ):
     b = tl.program_id(0)
-    a = tl.program_id(1)
     length = tl.load(lengths_ptr + b)
-    k = tl.load(ranks_ptr + b * rank_row_stride + a)
+    a_offs = tl.arange(0, A_BLOCK)
+    a_mask = a_offs < A
+    k = tl.load(ranks_ptr + b * rank_row_stride + a_offs, mask=a_mask, other=1)
     row = x_ptr + b * ld
     offs = tl.arange(0, BLOCK)
     if IS_F64:
-        ans = tl.zeros((), dtype=tl.uint64)
+        ans = tl.zeros((A_BLOCK,), dtype=tl.uint64)
         step = tl.full((), 0x8000000000000000, dtype=tl.uint64)
     else:
-        ans = tl.zeros((), dtype=tl.uint32)
+        ans = tl.zeros((A_BLOCK,), dtype=tl.uint32)
         step = tl.full((), 0x80000000, dtype=tl.uint32)
+    # Bitwise selection for every rank at once: t[a] = ans[a] | step; keep it when
+    # #{key < t[a]} < k[a]. Counting is a [A_BLOCK, BLOCK] compare + row sum per tile.
     for _ in range(NBITS):
         t = ans | step
-        count = tl.zeros((), dtype=tl.int64)
+        count = tl.zeros((A_BLOCK,), dtype=tl.int64)
         for start in range(0, length, BLOCK):
             idx = start + offs
             mask = idx < length
             v = tl.load(row + idx, mask=mask, other=0.0)
             key = _ordered_key(v, IS_F64)
-            count += tl.sum((mask & (key < t)).to(tl.int64), axis=0)
+            below = mask[None, :] & (key[None, :] < t[:, None])
+            count += tl.sum(below.to(tl.int64), axis=1)
         ans = tl.where(count < k, t, ans)
         step = step >> 1
     # Back from key to float bits: non-negative values have the top bit set in key space.
@@ -68,24 +74,24 @@ def order_statistics_kernel(
     else:
         bits = tl.where((ans >> 31) != 0, ans ^ 0x80000000, ~ans)
         value = bits.to(tl.float32, bitcast=True)
-    tl.store(out_ptr + b * A + a, value)
+    tl.store(out_ptr + b * A + a_offs, value, mask=a_mask)
 
 
 def order_statistics_triton(x: torch.Tensor, lengths: torch.Tensor, ranks: torch.Tensor,
-                            out: torch.Tensor, block: int = 1024) -> torch.Tensor:
-    """Launch the kernel. All tensors contiguous on one device; inputs already validated.
-
-    x [B, ld] float32/float64, lengths [B] int64, ranks [R, A] int64 (R = 1 or B),
-    out [B, A] with x's dtype. Returns ``out``.
+                            out: torch.Tensor, block: int = 256) -> torch.Tensor:
+    """Launch the kernel, one program per row. All tensors contiguous on one device and
+    already validated. x [B, ld] float32/float64, lengths [B] int64, ranks [R, A] int64
+    (R = 1 or B), out [B, A] with x's dtype. Returns ``out``.
     """
     if x.dtype not in (torch.float32, torch.float64):
         raise TypeError(f"x must be float32 or float64 for the Triton kernel, got {x.dtype}")
     B, ld = x.shape
     A = ranks.shape[1]
+    a_block = triton.next_power_of_2(max(int(A), 1))
     block = min(block, triton.next_power_of_2(max(int(ld), 16)))
     is_f64 = x.dtype == torch.float64
-    order_statistics_kernel[(B, A)](
+    order_statistics_kernel[(B,)](
         x, lengths, ranks, out, ld, A, A if ranks.shape[0] == B else 0,
-        IS_F64=is_f64, NBITS=64 if is_f64 else 32, BLOCK=block,
+        IS_F64=is_f64, NBITS=64 if is_f64 else 32, BLOCK=block, A_BLOCK=a_block,
     )
     return out

@@ -10,6 +10,9 @@ import importlib
 import typer
 
 GROUPS: dict[str, tuple[str, str]] = {
+    "conformal": ("synthperf.conformal.cli:app", "SPPI conformal prediction: windows and worst-case bounds."),
+    "selective": ("synthperf.selective.cli:app", "Selective prediction (seapig API) on exact faiss KNN."),
+    "gafi": ("synthperf.gafi.cli:app", "GaFi: GAN synthetic data post-processing (DSF, DDR, ET, MultiGAN, CAS)."),
 }
 
 

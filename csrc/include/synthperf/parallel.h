@@ -2,6 +2,7 @@
 #pragma once
 
 #include <cstdint>
+#include <stdexcept>
 #include <vector>
 
 #ifdef SYNTHPERF_HAVE_OPENMP
@@ -9,6 +10,7 @@
 #endif
 
 #include "synthperf/order_stats.h"
+#include "synthperf/selection.h"
 
 namespace synthperf {
 
@@ -46,6 +48,7 @@ struct RowScratch {
   std::vector<std::int64_t> order;
   std::vector<std::int64_t> distinct;
   std::vector<unsigned char> keys;
+  BucketScratch<T> buckets;
 };
 
 inline int max_threads() {
@@ -53,6 +56,13 @@ inline int max_threads() {
   return omp_get_max_threads();
 #else
   return 1;
+#endif
+}
+
+inline void set_num_threads(int n) {
+  if (n < 1) throw std::invalid_argument("set_num_threads: n must be >= 1");
+#ifdef SYNTHPERF_HAVE_OPENMP
+  omp_set_num_threads(n);
 #endif
 }
 

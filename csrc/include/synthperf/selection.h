@@ -3,8 +3,13 @@
 #pragma once
 
 #include <algorithm>
+#include <cmath>
 #include <cstdint>
 #include <vector>
+
+#if defined(__SSE2__)
+#include <emmintrin.h>
+#endif
 
 namespace synthperf {
 
@@ -46,6 +51,173 @@ void select_ranks(T* buf, std::int64_t len, const std::int64_t* rk, std::int64_t
     while (distinct[d] != k) ++d;
     out[order[a]] = selected[d];
   }
+}
+
+// Min, max and "any NaN" of row[0..len) in one streaming pass. Four independent
+// accumulators (SSE2 lanes on x86-64) break the compare/select dependency chain.
+inline bool minmax_nan(const double* row, std::int64_t len, double* lo_out, double* hi_out) {
+  std::int64_t i = 0;
+  double lo = row[0], hi = row[0];
+  bool nan = false;
+#if defined(__SSE2__)
+  if (len >= 8) {
+    __m128d l0 = _mm_loadu_pd(row), l1 = _mm_loadu_pd(row + 2), h0 = l0, h1 = l1;
+    __m128d bad = _mm_setzero_pd();
+    for (; i + 4 <= len; i += 4) {
+      const __m128d a = _mm_loadu_pd(row + i), b = _mm_loadu_pd(row + i + 2);
+      bad = _mm_or_pd(bad, _mm_or_pd(_mm_cmpunord_pd(a, a), _mm_cmpunord_pd(b, b)));
+      l0 = _mm_min_pd(a, l0); l1 = _mm_min_pd(b, l1);
+      h0 = _mm_max_pd(a, h0); h1 = _mm_max_pd(b, h1);
+    }
+    alignas(16) double lv[4], hv[4];
+    _mm_store_pd(lv, l0); _mm_store_pd(lv + 2, l1); _mm_store_pd(hv, h0); _mm_store_pd(hv + 2, h1);
+    nan = _mm_movemask_pd(bad) != 0;
+    lo = lv[0]; hi = hv[0];
+    for (int k = 1; k < 4; ++k) { lo = lv[k] < lo ? lv[k] : lo; hi = hv[k] > hi ? hv[k] : hi; }
+  }
+#endif
+  for (; i < len; ++i) {
+    const double v = row[i];
+    nan |= (v != v);
+    lo = v < lo ? v : lo;
+    hi = v > hi ? v : hi;
+  }
+  *lo_out = lo; *hi_out = hi;
+  return nan;
+}
+
+inline bool minmax_nan(const float* row, std::int64_t len, float* lo_out, float* hi_out) {
+  std::int64_t i = 0;
+  float lo = row[0], hi = row[0];
+  bool nan = false;
+#if defined(__SSE2__)
+  if (len >= 16) {
+    __m128 l0 = _mm_loadu_ps(row), l1 = _mm_loadu_ps(row + 4), h0 = l0, h1 = l1;
+    __m128 bad = _mm_setzero_ps();
+    for (; i + 8 <= len; i += 8) {
+      const __m128 a = _mm_loadu_ps(row + i), b = _mm_loadu_ps(row + i + 4);
+      bad = _mm_or_ps(bad, _mm_or_ps(_mm_cmpunord_ps(a, a), _mm_cmpunord_ps(b, b)));
+      l0 = _mm_min_ps(a, l0); l1 = _mm_min_ps(b, l1);
+      h0 = _mm_max_ps(a, h0); h1 = _mm_max_ps(b, h1);
+    }
+    alignas(16) float lv[8], hv[8];
+    _mm_store_ps(lv, l0); _mm_store_ps(lv + 4, l1); _mm_store_ps(hv, h0); _mm_store_ps(hv + 4, h1);
+    nan = _mm_movemask_ps(bad) != 0;
+    lo = lv[0]; hi = hv[0];
+    for (int k = 1; k < 8; ++k) { lo = lv[k] < lo ? lv[k] : lo; hi = hv[k] > hi ? hv[k] : hi; }
+  }
+#endif
+  for (; i < len; ++i) {
+    const float v = row[i];
+    nan |= (v != v);
+    lo = v < lo ? v : lo;
+    hi = v > hi ? v : hi;
+  }
+  *lo_out = lo; *hi_out = hi;
+  return nan;
+}
+
+// Scratch for bucket_select_row (reused across rows by one thread).
+template <typename T>
+struct BucketScratch {
+  std::vector<std::uint16_t> bucket_of;        // bucket index of each element
+  std::vector<std::int64_t> count;             // histogram, then exclusive prefix sums
+  std::vector<std::int32_t> sub_count;         // two interleaved partial histograms
+  std::vector<std::int32_t> slot_of_bucket;    // -1 or the gather slot of a needed bucket
+  std::vector<std::vector<T>> gathered;        // elements of each needed bucket
+  std::vector<std::int64_t> rank_bucket, local_rank, slot_fill, order, distinct;
+  std::vector<T> copy, slot_out, selected;
+};
+
+// k-th smallest values of a read-only row for several 1-based ranks rk[0..A).
+//
+// Histogram selection: one pass for min/max, one pass assigning each element to one of
+// NB equal-width buckets on [min, max] (a monotone map, so bucket order is value order)
+// and counting, then prefix sums locate each rank's bucket and its rank inside it; a last
+// pass gathers only the needed buckets (about n/NB elements each), where std::nth_element
+// finishes. About three streaming passes per row instead of a sort. Rows that are short,
+// constant or hold +/-inf take the plain multi-selection path. Returns false (and writes
+// nothing) when the row holds a NaN, which the min/max pass detects for free.
+template <typename T>
+bool bucket_select_row(const T* row, std::int64_t len, const std::int64_t* rk, std::int64_t A, T* out,
+                       BucketScratch<T>& s) {
+  T lo, hi;
+  if (minmax_nan(row, len, &lo, &hi)) return false;
+  if (lo == hi) {
+    for (std::int64_t a = 0; a < A; ++a) out[a] = lo;
+    return true;
+  }
+  const T width = hi - lo;
+  if (len < 64 || !std::isfinite(width)) {
+    s.copy.assign(row, row + len);
+    select_ranks(s.copy.data(), len, rk, A, out, s.order, s.distinct, s.selected);
+    return true;
+  }
+  int nb = 16;
+  while (nb < len / 4 && nb < 4096) nb *= 2;
+  // Bucket map in T's precision: t = (x - lo) * scale is monotone in x, so buckets are ordered.
+  const T scale = static_cast<T>(nb) / static_cast<T>(width);
+  if (!std::isfinite(scale) || !(scale > T(0))) {
+    s.copy.assign(row, row + len);
+    select_ranks(s.copy.data(), len, rk, A, out, s.order, s.distinct, s.selected);
+    return true;
+  }
+  s.bucket_of.resize(len);
+  s.count.assign(nb + 1, 0);
+  s.sub_count.assign(2 * static_cast<std::size_t>(nb), 0);
+  std::uint16_t* bucket_of = s.bucket_of.data();
+  std::int32_t* c0 = s.sub_count.data();
+  std::int32_t* c1 = c0 + nb;  // two interleaved histograms: fewer store-forwarding stalls
+  const int last = nb - 1;
+  std::int64_t i = 0;
+  for (; i + 2 <= len; i += 2) {
+    int j0 = static_cast<int>((row[i] - lo) * scale);
+    int j1 = static_cast<int>((row[i + 1] - lo) * scale);
+    j0 = j0 < last ? j0 : last;
+    j1 = j1 < last ? j1 : last;
+    bucket_of[i] = static_cast<std::uint16_t>(j0);
+    bucket_of[i + 1] = static_cast<std::uint16_t>(j1);
+    ++c0[j0];
+    ++c1[j1];
+  }
+  for (; i < len; ++i) {
+    int j = static_cast<int>((row[i] - lo) * scale);
+    j = j < last ? j : last;
+    bucket_of[i] = static_cast<std::uint16_t>(j);
+    ++c0[j];
+  }
+  std::int64_t* count = s.count.data();
+  for (int j = 0; j < nb; ++j) count[j + 1] = c0[j] + c1[j];
+  for (int j = 0; j < nb; ++j) count[j + 1] += count[j];  // count[j] = #elements in buckets < j
+  s.slot_of_bucket.assign(nb, -1);
+  s.rank_bucket.resize(A);
+  s.local_rank.resize(A);
+  std::int64_t slots = 0;
+  for (std::int64_t a = 0; a < A; ++a) {
+    // bucket j with count[j] < k <= count[j+1]
+    const std::int64_t j = std::upper_bound(count, count + nb + 1, rk[a] - 1) - count - 1;
+    s.rank_bucket[a] = j;
+    s.local_rank[a] = rk[a] - count[j];
+    if (s.slot_of_bucket[j] < 0) {
+      if (static_cast<std::int64_t>(s.gathered.size()) <= slots) s.gathered.resize(slots + 1);
+      s.gathered[slots].resize(count[j + 1] - count[j]);
+      s.slot_fill.resize(slots + 1);
+      s.slot_fill[slots] = 0;
+      s.slot_of_bucket[j] = static_cast<std::int32_t>(slots++);
+    }
+  }
+  const std::int32_t* slot_of_bucket = s.slot_of_bucket.data();
+  for (i = 0; i < len; ++i) {
+    const std::int32_t slot = slot_of_bucket[bucket_of[i]];
+    if (slot >= 0) s.gathered[slot][s.slot_fill[slot]++] = row[i];
+  }
+  for (std::int64_t a = 0; a < A; ++a) {
+    std::vector<T>& g = s.gathered[s.slot_of_bucket[s.rank_bucket[a]]];
+    T* pos = g.data() + (s.local_rank[a] - 1);
+    std::nth_element(g.data(), pos, g.data() + g.size());
+    out[a] = *pos;
+  }
+  return true;
 }
 
 }  // namespace synthperf

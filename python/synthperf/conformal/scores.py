@@ -24,6 +24,7 @@ Regression
 """
 from __future__ import annotations
 
+from functools import lru_cache
 from typing import Any
 
 import numpy as np
@@ -53,12 +54,11 @@ def _labels(labels: Any, n: int, n_classes: int, name: str = "labels") -> np.nda
     return lab
 
 
-def _count_below(flat: np.ndarray, row0: np.ndarray, C: int, target: np.ndarray) -> np.ndarray:
-    """Per query, #(row values < target) in ascending sorted rows.
-
-    ``flat`` is the row-major [n, C] sorted array; ``row0[i] = i * C``; ``target`` [n, L].
-    A vectorised binary search: ceil(log2(C+1)) gathers, no Python loop over queries.
-    """
+def _rank_and_cumsum_numpy(neg_sorted: np.ndarray, target: np.ndarray):
+    """Reference for :func:`_rank_and_cumsum`: vectorised binary search + full-row cumsum."""
+    n, C = neg_sorted.shape
+    flat = neg_sorted.ravel()
+    row0 = (np.arange(n, dtype=np.int64) * C)[:, None]
     lo = np.zeros(target.shape, dtype=np.int64)
     hi = np.full(target.shape, C, dtype=np.int64)
     for _ in range(int(C).bit_length()):
@@ -67,7 +67,64 @@ def _count_below(flat: np.ndarray, row0: np.ndarray, C: int, target: np.ndarray)
         go_right = (v < target) & (mid < hi)
         lo = np.where(go_right, mid + 1, lo)
         hi = np.where(go_right, hi, mid)
-    return lo
+    nxt = flat[row0 + np.minimum(lo + 1, C - 1)]
+    tied = (lo + 1 < C) & (nxt == target)
+    neg_z = np.take_along_axis(np.cumsum(neg_sorted, axis=1), lo, axis=1)
+    return lo, neg_z, tied
+
+
+@lru_cache(maxsize=1)
+def _numba_rank_cumsum():
+    import numba
+
+    @numba.njit(cache=True, nogil=True)
+    def kernel(neg_sorted, target, rank, neg_z, tied):  # pragma: no cover - compiled
+        n, C = neg_sorted.shape
+        L = target.shape[1]
+        for i in range(n):
+            max_rank = 0
+            for j in range(L):
+                t = target[i, j]
+                lo, hi = 0, C
+                while lo < hi:
+                    mid = (lo + hi) >> 1
+                    if neg_sorted[i, mid] < t:
+                        lo = mid + 1
+                    else:
+                        hi = mid
+                rank[i, j] = lo
+                tied[i, j] = lo + 1 < C and neg_sorted[i, lo + 1] == t
+                if lo > max_rank:
+                    max_rank = lo
+            acc = np.float32(0.0)
+            # sequential float32 prefix sums, like numpy's cumsum; store only the needed ones
+            order = np.argsort(rank[i])
+            k = 0
+            for pos in range(max_rank + 1):
+                acc = np.float32(acc + neg_sorted[i, pos])
+                while k < L and rank[i, order[k]] == pos:
+                    neg_z[i, order[k]] = acc
+                    k += 1
+
+    return kernel
+
+
+def _rank_and_cumsum(neg_sorted: np.ndarray, target: np.ndarray):
+    """Per needed label: 0-based descending rank (= #values > p_y), the float32 running sum
+    of ``neg_sorted`` up to that rank (= -cumsum(desc-sorted p)[rank]) and whether p_y is tied.
+
+    neg_sorted : float32 [n, C] ascending rows of -p; target : float32 [n, L] = -p_y.
+    numba (sequential float32 adds, bit-identical to numpy's cumsum) when available.
+    """
+    try:
+        kernel = _numba_rank_cumsum()
+    except ImportError:
+        return _rank_and_cumsum_numpy(neg_sorted, target)
+    rank = np.empty(target.shape, dtype=np.int64)
+    neg_z = np.empty(target.shape, dtype=np.float32)
+    tied = np.empty(target.shape, dtype=np.bool_)
+    kernel(neg_sorted, np.ascontiguousarray(target), rank, neg_z, tied)
+    return rank, neg_z, tied
 
 
 def aps_precompute(probs: Any, labels: Any) -> tuple[np.ndarray, np.ndarray]:
@@ -92,26 +149,19 @@ def aps_precompute(probs: Any, labels: Any) -> tuple[np.ndarray, np.ndarray]:
     n, C = p.shape
     lab = _labels(labels, n, C)
     lab2 = lab.reshape(n, -1)
-    neg_sorted = np.sort(-p, axis=1)  # -(desc-sorted p); negation is exact
-    neg_z = np.cumsum(neg_sorted, axis=1)  # = -cumsum(desc-sorted p) bit for bit (symmetric rounding)
+    neg_sorted = np.negative(p)  # -(p); sorting ascending gives -(desc-sorted p), negation is exact
+    neg_sorted.sort(axis=1)
     P = np.take_along_axis(p, lab2, axis=1)
-    # 0-based descending rank of a label = #(values > p_y) when p_y is unique in its row:
-    # batched binary search on the sorted rows for #(-v < -p_y) and #(-v <= -p_y).
-    flat = neg_sorted.ravel()
-    row0 = (np.arange(n, dtype=np.int64) * C)[:, None]
-    target = -P
-    greater = _count_below(flat, row0, C, target)
-    # the label's own value sits at position `greater`; a tie exists iff the next one equals it
-    nxt = flat[row0 + np.minimum(greater + 1, C - 1)]
-    tied = (greater + 1 < C) & (nxt == target)
-    rank = greater
+    rank, neg_zr, tied = _rank_and_cumsum(neg_sorted, -P)
     tied_rows = np.flatnonzero(tied.any(axis=1))
     if tied_rows.size:
         order = np.argsort(-p[tied_rows], axis=1)  # upstream's (non-stable) tie order
         inv = np.empty_like(order)
         np.put_along_axis(inv, order, np.arange(C)[None, :].repeat(len(tied_rows), 0), axis=1)
-        rank[tied_rows] = np.take_along_axis(inv, lab2[tied_rows], axis=1)
-    Z = np.round(-np.take_along_axis(neg_z, rank, axis=1), 9)
+        rank_t = np.take_along_axis(inv, lab2[tied_rows], axis=1)
+        neg_z_rows = np.cumsum(neg_sorted[tied_rows], axis=1)
+        neg_zr[tied_rows] = np.take_along_axis(neg_z_rows, rank_t, axis=1)
+    Z = np.round(-neg_zr, 9)
     return Z.reshape(lab.shape).astype(np.float32, copy=False), P.reshape(lab.shape)
 
 

@@ -53,10 +53,11 @@ def as_tensor(x: Any, name: str, *, keys: tuple[str, ...] = EMBEDDING_KEYS) -> t
     raise TypeError(f"{name} must be a torch.Tensor, numpy array or dict of tensors, got {type(x).__name__}")
 
 
-def check_embeddings(x: Any, name: str, *, dim: int | None = None) -> torch.Tensor:
+def check_embeddings(x: Any, name: str, *, dim: int | None = None, check_finite: bool = True) -> torch.Tensor:
     """Validate an embedding matrix: real dtype, shape (N, D) with N >= 1, no NaN/inf.
 
-    ``dim`` (the fitted dimension) is checked when given. Returns a floating tensor (float32
+    ``dim`` (the fitted dimension) is checked when given; ``check_finite=False`` skips the NaN/inf
+    scan (for data an earlier call already validated). Returns a floating tensor (float32
     unless the input is float64), on the input's device.
     """
     t = as_tensor(x, name)
@@ -73,7 +74,7 @@ def check_embeddings(x: Any, name: str, *, dim: int | None = None) -> torch.Tens
         raise ValueError(f"{name} must be 2-D (N, D), got shape {tuple(t.shape)}")
     if t.shape[0] == 0 or t.shape[1] == 0:
         raise ValueError(f"{name} is empty (shape {tuple(t.shape)})")
-    if not torch.isfinite(t).all():
+    if check_finite and not torch.isfinite(t).all():
         bad = "NaN" if torch.isnan(t).any() else "inf"
         raise ValueError(f"{name} contains {bad} values; remove or impute them before scoring")
     if dim is not None and t.shape[1] != dim:

@@ -24,6 +24,7 @@ from abc import ABC, abstractmethod
 from pathlib import Path
 from typing import Any, Mapping
 
+import numpy as np
 import torch
 
 from ..progress import track
@@ -47,6 +48,7 @@ class UncertaintyScore(torch.nn.Module, ABC):
         self.trained = False
         self.calibrated = False
         self.threshold_q_: float | None = None
+        self.coverage_bounds_: tuple[float, float] | None = None
 
     # -- lifecycle flags ---------------------------------------------------------------------
     def requires_training(self) -> bool:
@@ -76,19 +78,54 @@ class UncertaintyScore(torch.nn.Module, ABC):
         if self.cal_required and not self.calibrated:
             raise RuntimeError(f"{type(self).__name__} needs a calibration set: call fit(..., Y=cal) before {action}")
 
-    def set_threshold(self, q: float = 0.99) -> torch.Tensor:
+    def set_threshold(self, q: float = 0.99, *, synthetic: Any = None, beta: float = 0.4) -> torch.Tensor:
         """Threshold = linear-interpolated ``q``-quantile of the stored scores; ``q`` in (0, 1).
 
         Accepting ``score < threshold`` keeps about a fraction ``q`` of calibration-like data.
-        Returns the threshold (0-D tensor).
+
+        ``synthetic`` (beyond seapig): synthetic scores (1-D) or synthetic inputs for
+        ``self.score`` (embeddings / logits, 2-D). The threshold is then the SPPI threshold
+        (``synthperf.conformal.sppi_threshold``, specs/sppi.md §1c) at miscoverage ``alpha = 1 - q``
+        with window slack ``beta``, computed from the few real calibration scores and the many
+        synthetic ones. Whatever the synthetic data are, the accepted fraction of a new real
+        sample lies in ``coverage_bounds_ = (lower, upper)`` (worst-case SPPI bounds), stored on
+        the score and logged. Returns the threshold (0-D tensor).
         """
         q = check_q(q)
         self._check_ready("set_threshold()")
         if self.scores is None:
             raise ValueError(f"{type(self).__name__} has no stored scores to set a threshold on: call fit(...) first")
-        self.threshold = quantile_threshold(self.scores, q).to(self.scores.device)
+        if synthetic is None:
+            self.threshold = quantile_threshold(self.scores, q).to(self.scores.device)
+            self.coverage_bounds_ = None
+        else:
+            self.threshold = self._sppi_threshold(q, synthetic, beta)
         self.threshold_q_ = q
         return self.threshold
+
+    def _sppi_threshold(self, q: float, synthetic: Any, beta: float) -> torch.Tensor:
+        from ..conformal import coverage_bounds, sppi_threshold
+
+        if not self.calibrated:
+            logger.warning("SPPI thresholds assume calibration scores exchangeable with test scores; this score "
+                           "was fitted without a calibration set (leave-one-out reference scores)")
+        synth = synthetic
+        if isinstance(synth, (torch.Tensor, np.ndarray)) and synth.ndim == 1:
+            synth = torch.as_tensor(synth)
+        else:
+            synth = self.score(synth)
+        real = self.scores.detach().reshape(-1).cpu().double().numpy()
+        syn = synth.detach().reshape(-1).cpu().double().numpy()
+        if np.isnan(syn).any():
+            raise ValueError("synthetic scores contain NaN")
+        thr = sppi_threshold(real, syn, 1.0 - q, beta=beta)
+        self.coverage_bounds_ = coverage_bounds(real.shape[0], syn.shape[0], 1.0 - q, beta)
+        logger.info("SPPI threshold %.6g from %d real and %d synthetic scores; worst-case coverage in [%.3f, %.3f]",
+                    thr, real.shape[0], syn.shape[0], *self.coverage_bounds_)
+        dtype = self.scores.dtype if self.scores.is_floating_point() else torch.float32
+        t = torch.tensor(thr, dtype=dtype)
+        # SPPI accepts s <= thr; selection is the strict s < threshold, so step to the next float up
+        return torch.nextafter(t, torch.tensor(float("inf"), dtype=dtype)).to(self.scores.device)
 
     def _selection(self, s: torch.Tensor) -> dict[str, torch.Tensor]:
         if self.threshold is None:
@@ -362,8 +399,8 @@ class EmbeddingScore(UncertaintyScore):
         x = self._query_input(X, model, loader, outdir, prefix, query)
         return self._selection(self._score_embeddings(self._check_query(x)))
 
-    def set_threshold(self, q: float = 0.99) -> torch.Tensor:
-        return super().set_threshold(q)
+    def set_threshold(self, q: float = 0.99, *, synthetic: Any = None, beta: float = 0.4) -> torch.Tensor:
+        return super().set_threshold(q, synthetic=synthetic, beta=beta)
 
     # -- hooks ---------------------------------------------------------------------------------
     def _fit_pca(self) -> None:

@@ -134,6 +134,7 @@ class KNNIndex:
         None (default) means exact ``IndexFlat``.
     chunk_size : query rows per faiss call (bounds the result memory; default 16384).
     device : where the index lives; CUDA uses faiss-gpu when available, else the CPU index.
+        None means the reference's device at ``build`` time.
     backend : ``"reference"`` (numpy brute force), ``"cpu"``/``"auto"``/None (faiss).
 
     Fitted attributes: ``ntotal_`` (reference rows), ``d_`` (dimension), ``index_`` (the faiss
@@ -184,9 +185,12 @@ class KNNIndex:
             self._gpu_res = faiss.StandardGpuResources()
         return faiss.index_cpu_to_gpu(self._gpu_res, self.device.index or 0, index), True
 
-    def build(self, ref: Any) -> "KNNIndex":
-        """Index the reference matrix ``ref`` (N, D); returns self."""
-        ref_t = check_embeddings(ref, "ref")
+    def build(self, ref: Any, *, check_finite: bool = True) -> "KNNIndex":
+        """Index the reference matrix ``ref`` (N, D); returns self. ``check_finite=False`` skips
+        the NaN/inf scan for data the caller already validated."""
+        ref_t = check_embeddings(ref, "ref", check_finite=check_finite)
+        if self.device is None and ref_t.device.type == "cuda":
+            self.device = ref_t.device  # CUDA embeddings: use faiss-gpu when it sees a GPU
         data = np.ascontiguousarray(ref_t.detach().cpu().numpy(), dtype=np.float32)
         self.d_, self.ntotal_ = data.shape[1], data.shape[0]
         if self.backend == "reference":
@@ -194,7 +198,9 @@ class KNNIndex:
             return self
         index = self._new_cpu_index(self.d_, data)
         index, self.on_gpu_ = self._maybe_to_gpu(index)
-        index.add(data)
+        starts = range(0, data.shape[0], self.chunk_size)
+        for s in track(starts, "Indexing", total=len(starts)):
+            index.add(data[s:s + self.chunk_size])
         self.index_ = index
         logger.debug("built %s index: %d x %d (gpu=%s)", self.index_factory or "flat", *data.shape, self.on_gpu_)
         return self
@@ -204,14 +210,13 @@ class KNNIndex:
         if self.index_ is None:
             raise RuntimeError("the KNN index is empty: call build(ref) (or fit the score) before searching")
 
-    def _search_chunk(self, q: np.ndarray, kk: int, self_offset: int | None) -> tuple[np.ndarray, np.ndarray]:
-        if self.backend == "reference":
-            d, i = brute_force_knn(self.index_, q, kk, metric=self.metric, self_offset=self_offset)
-            return d.astype(np.float32), i
+    def _search_chunk(self, q: np.ndarray, kk: int) -> tuple[np.ndarray, np.ndarray]:
+        """One faiss search call: (distances float32 (m, kk), indices int64 (m, kk))."""
         d, i = self.index_.search(q, kk)
         return d, i.astype(np.int64, copy=False)
 
-    def search(self, query: Any, k: int, *, exclude_self: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+    def search(self, query: Any, k: int, *, exclude_self: bool = False,
+               check_finite: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
         """The ``k`` nearest reference rows of each query row.
 
         query : (M, D). With ``exclude_self=True`` the query must be the reference itself
@@ -220,13 +225,13 @@ class KNNIndex:
         """
         self._check_fitted()
         k = positive_int(k, "k")
-        q_t = check_embeddings(query, "query", dim=self.d_)
+        q_t = check_embeddings(query, "query", dim=self.d_, check_finite=check_finite)
         if exclude_self and q_t.shape[0] != self.ntotal_:
             raise ValueError(f"exclude_self=True needs the reference itself as query ({self.ntotal_} rows), "
                              f"got {q_t.shape[0]} rows")
         q = np.ascontiguousarray(q_t.detach().cpu().numpy(), dtype=np.float32)
         extra = 1 if exclude_self else 0
-        kk = min(k + extra, self.ntotal_) if self.backend == "reference" else k + extra
+        kk = k + extra
         n = q.shape[0]
         out_d = np.empty((n, k), dtype=np.float32)
         out_i = np.empty((n, k), dtype=np.int64)
@@ -239,7 +244,7 @@ class KNNIndex:
                 d = d.astype(np.float32)
                 d[i < 0] = 0.0
             else:
-                d, i = self._search_chunk(q[s:e], kk, None)
+                d, i = self._search_chunk(q[s:e], kk)
                 if exclude_self:
                     d, i = _drop_self(d, i, np.arange(s, e, dtype=np.int64))
             out_d[s:e], out_i[s:e] = d, i

@@ -1,7 +1,11 @@
 """KNN distance scores: ``EuclideanScore``, ``CosineScore``, ``MahalanobisScore`` (spec §1.5).
 
-score(x) = stat over the distances from x to its k nearest reference embeddings, with
-stat in {max, mean, median (lower median for even k, as torch), min}:
+score(x) = g(stat over the *squared* distances from x to its k nearest reference embeddings),
+with stat in {max, mean, median (lower median for even k, as torch), min} and g the map from
+squared distance to distance (sqrt, or 0.5·d² for cosine). For max/median/min this equals the
+stat of the distances; for ``mean`` it is the root-mean-square distance, which reproduces the
+numbers published in seapig's README (e.g. 3.9220 for its first example, where the plain mean of
+distances would give 3.9044):
 
 | score        | space the index is built on         | distance                                  |
 |--------------|-------------------------------------|-------------------------------------------|
@@ -100,11 +104,24 @@ class KNNScore(EmbeddingScore):
         return KNNIndex(metric=self._index_metric, index_factory=self.index_factory, chunk_size=self.chunk_size,
                         device=self.device, backend=self.backend)
 
-    def _distance(self, X: torch.Tensor, *, exclude_self: bool = False, index: KNNIndex | None = None):
-        """(distances (N, k), indices (N, k)) of already-projected X in the index space."""
+    def _squared(self, X: torch.Tensor, *, exclude_self: bool = False, index: KNNIndex | None = None):
+        """(squared distances (N, k), indices (N, k)) of (PCA-projected) X in the index space."""
         index = self.index if index is None else index
-        sq, idx = index.search(self._to_space(X), self.k, exclude_self=exclude_self)
+        return index.search(self._to_space(X), self.k, exclude_self=exclude_self, check_finite=self._rescan(X))
+
+    def _rescan(self, X: torch.Tensor) -> bool:
+        """Whether the transformed input needs a NaN/inf scan: fit()/score() validated X already,
+        so only a transform that may overflow (float64 -> float32 cast, whitening) needs one."""
+        return X.dtype != torch.float32 or type(self)._to_space is not KNNScore._to_space
+
+    def _distance(self, X: torch.Tensor, *, exclude_self: bool = False):
+        """(distances (N, k), indices (N, k)) of (PCA-projected) X."""
+        sq, idx = self._squared(X, exclude_self=exclude_self)
         return self._to_distance(sq), idx
+
+    def _reduce(self, sq: torch.Tensor) -> torch.Tensor:
+        """Score from squared neighbour distances (N, k): g(stat(sq))."""
+        return self._to_distance(reduce_stat(sq, self.stat))
 
     def knn_search(self, query: torch.Tensor, offset: int = 0):
         """seapig's ``knn_search``: neighbours of ``query`` (input space). ``offset=1`` means the
@@ -125,8 +142,8 @@ class KNNScore(EmbeddingScore):
         ref = self.ref_embeddings
         self._fit_space(ref)
         if q is not None:  # trim the reference to its leave-one-out inliers
-            tmp = self._new_index().build(self._to_space(ref))
-            s = self._stat(self._distance(ref, exclude_self=True, index=tmp)[0])
+            tmp = self._new_index().build(self._to_space(ref), check_finite=self._rescan(ref))
+            s = self._reduce(self._squared(ref, exclude_self=True, index=tmp)[0])
             keep = s < quantile_threshold(s, q)
             if int(keep.sum()) < 2:
                 raise ValueError(f"q={q} trims the reference to {int(keep.sum())} point(s); use a larger q")
@@ -140,20 +157,20 @@ class KNNScore(EmbeddingScore):
                           UserWarning, stacklevel=3)
             self.index.load(self.index_path)
         else:
-            self.index.build(self._to_space(ref))
+            self.index.build(self._to_space(ref), check_finite=self._rescan(ref))
             if self.index_path is not None:
                 self.index.save(self.index_path)
         self.set_trained()
         if self.cal_embeddings is not None:
-            self.scores = self._stat(self._distance(self.cal_embeddings)[0])
+            self.scores = self._reduce(self._squared(self.cal_embeddings)[0])
             self.set_calibrated()
         else:
-            self.scores = self._stat(self._distance(ref, exclude_self=True)[0])
+            self.scores = self._reduce(self._squared(ref, exclude_self=True)[0])
 
     def _score_embeddings(self, X: torch.Tensor) -> torch.Tensor:
         if self.pca is not None:
             X = self.pca.transform(X)
-        return self._stat(self._distance(X)[0]).to(X.device)
+        return self._reduce(self._squared(X)[0]).to(X.device)
 
 
 class EuclideanScore(KNNScore):

@@ -1,0 +1,205 @@
+"""Class-wise KNN scores (spec §1.5 "[B] ClassWiseScore").
+
+One KNN scorer per class, fitted on that class's reference (and calibration) rows.
+
+- **single label** (labels (N,) integer): a query is scored by the scorer of its *predicted*
+  class and compared with that class's threshold (per-class ``q``-quantile).
+- **multi label** (labels (N, C) in {0, 1}): every scorer scores every row, giving (N, C); the
+  row score aggregates the columns of its positive labels (``"mean"``, ``"max"``, ``"min"`` or
+  ``callable(scores, mask) -> (N,)``); rows without a positive label get the row mean. One
+  global threshold is the ``q``-quantile of the aggregated calibration scores.
+
+Without a calibration set the reference rows of class c are scored by scorer c leave-one-out.
+"""
+from __future__ import annotations
+
+from enum import Enum
+from typing import Any, Callable
+
+import torch
+
+from ._common import LABEL_KEYS, as_tensor, check_embeddings, check_q, pick, quantile_threshold
+from .base import UncertaintyScore
+from .knn_scores import CosineScore, EuclideanScore, KNNScore, MahalanobisScore
+
+
+class ClassWiseMode(str, Enum):
+    SINGLE_LABEL = "single_label"
+    MULTI_LABEL = "multi_label"
+
+
+def _split(x: Any, labels: Any, name: str) -> tuple[torch.Tensor, torch.Tensor]:
+    if isinstance(x, dict) and labels is None:
+        labels = next((x[k] for k in LABEL_KEYS if k in x), None)
+    emb = check_embeddings(x, f"{name} embeddings")
+    if labels is None:
+        raise ValueError(f"{name} needs labels: pass a dict with 'embedding' and 'label' or the labels argument")
+    y = as_tensor(labels, f"{name} labels", keys=LABEL_KEYS)
+    if y.shape[0] != emb.shape[0]:
+        raise ValueError(f"{name} has {emb.shape[0]} embeddings but {y.shape[0]} labels")
+    if y.is_floating_point() and not torch.equal(y, y.round()):
+        raise TypeError(f"{name} labels must be integer class indices or 0/1 indicators")
+    return emb, y.long()
+
+
+class ClassWiseScore(UncertaintyScore):
+    """Per-class KNN scores; ``base_score_cls`` is a KNNScore subclass built with ``base_kwargs``."""
+
+    train_required = True
+    ident = "classwise"
+
+    def __init__(self, base_score_cls: type, global_pca: Any = None,
+                 aggregation: str | Callable[[torch.Tensor, torch.Tensor], torch.Tensor] = "mean", **base_kwargs: Any) -> None:
+        super().__init__()
+        if not (isinstance(base_score_cls, type) and issubclass(base_score_cls, KNNScore)):
+            raise TypeError("Class-wise scores are currently only supported for KNNScore.")
+        if not callable(aggregation) and aggregation not in ("mean", "max", "min"):
+            raise ValueError(f"aggregation must be 'mean', 'max', 'min' or a callable, got {aggregation!r}")
+        self.base_score_cls, self.base_kwargs = base_score_cls, base_kwargs
+        self.global_pca, self.aggregation = global_pca, aggregation
+        self.ident = f"classwise-{base_score_cls.ident}"
+        self.scorers = torch.nn.ModuleDict()
+        self.classes_: list[int] = []
+        self.mode_: ClassWiseMode | None = None
+        self.class_thresholds_: dict[int, torch.Tensor] | None = None
+
+    def _proj(self, x: torch.Tensor) -> torch.Tensor:
+        return x if self.global_pca is None else self.global_pca.transform(x)
+
+    def _aggregate(self, s: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        if callable(self.aggregation):
+            out = self.aggregation(s, mask)
+        else:
+            m = mask.bool()
+            if self.aggregation == "mean":
+                out = (s * m).sum(1) / m.sum(1)
+            elif self.aggregation == "max":
+                out = s.masked_fill(~m, float("-inf")).amax(1)
+            else:
+                out = s.masked_fill(~m, float("inf")).amin(1)
+            out = torch.where(m.any(1), out, torch.full_like(out, float("nan")))
+        return torch.where(torch.isnan(out), s.mean(1), out)
+
+    def _members(self, y: torch.Tensor, c: int) -> torch.Tensor:
+        return (y == c) if self.mode_ == ClassWiseMode.SINGLE_LABEL else (y[:, c] == 1)
+
+    def fit(self, X: Any = None, Y: Any = None, *, ref: Any = None, cal: Any = None, labels: Any = None,
+            cal_labels: Any = None) -> "ClassWiseScore":
+        """Fit on ``X`` (dict ``{"embedding", "label"}`` or embeddings + ``labels``) and optional ``Y``."""
+        _, X = pick(("X", X), ("ref", ref))
+        _, Y = pick(("Y", Y), ("cal", cal))
+        if X is None:
+            raise ValueError("Must specify reference embeddings with labels (X= or ref=)")
+        emb, y = _split(X, labels, "reference")
+        self.mode_ = ClassWiseMode.SINGLE_LABEL if y.ndim == 1 else ClassWiseMode.MULTI_LABEL
+        if self.global_pca is not None:
+            self.global_pca.fit(emb)
+        emb = self._proj(emb)
+        cal_e = cal_y = None
+        if Y is not None:
+            cal_e, cal_y = _split(Y, cal_labels, "calibration")
+            if (cal_y.ndim == 1) != (y.ndim == 1):
+                raise ValueError("reference and calibration labels must both be 1-D (single label) or 2-D (multi label)")
+            cal_e = self._proj(cal_e)
+        self.classes_ = sorted(int(c) for c in torch.unique(y)) if y.ndim == 1 else list(range(y.shape[1]))
+        self.scorers = torch.nn.ModuleDict()
+        for c in self.classes_:
+            m = self._members(y, c)
+            if not bool(m.any()):
+                raise ValueError(f"No training samples found for class {c}")
+            scorer = self.base_score_cls(**self.base_kwargs)
+            cal_c = None
+            if cal_e is not None and self.mode_ == ClassWiseMode.SINGLE_LABEL:
+                mc = self._members(cal_y, c)
+                cal_c = cal_e[mc] if bool(mc.any()) else None
+            scorer.fit(X=emb[m], Y=cal_c)
+            self.scorers[str(c)] = scorer
+        if self.mode_ == ClassWiseMode.MULTI_LABEL:
+            base_e, base_y = (cal_e, cal_y) if cal_e is not None else (emb, y)
+            full = self._full(base_e)
+            if cal_e is None:  # own-class rows: leave-one-out self-scores
+                for j, c in enumerate(self.classes_):
+                    full[self._members(y, c), j] = self.scorers[str(c)].scores.to(full.dtype)
+            self.scores = self._aggregate(full, base_y)
+        else:
+            self.scores = torch.cat([self.scorers[str(c)].scores for c in self.classes_])
+        self.n_features_in_ = int(as_tensor(X, "reference").shape[1])
+        self.threshold, self.class_thresholds_ = None, None
+        self.set_trained()
+        if cal_e is not None:
+            self.set_calibrated()
+        return self
+
+    def _full(self, emb: torch.Tensor) -> torch.Tensor:
+        return torch.stack([self.scorers[str(c)]._score_embeddings(emb) for c in self.classes_], dim=1)
+
+    def set_threshold(self, q: float = 0.99) -> dict[int, torch.Tensor] | torch.Tensor:
+        q = check_q(q)
+        self._check_ready("set_threshold()")
+        self.class_thresholds_ = {c: self.scorers[str(c)].set_threshold(q) for c in self.classes_}
+        self.threshold = quantile_threshold(self.scores, q)
+        self.threshold_q_ = q
+        return self.class_thresholds_ if self.mode_ == ClassWiseMode.SINGLE_LABEL else self.threshold
+
+    def get_threshold(self, full_matrix: bool = False):
+        if self.mode_ == ClassWiseMode.SINGLE_LABEL or full_matrix:
+            return self.class_thresholds_
+        return self.threshold
+
+    def _query(self, X: Any, query: Any, prediction: Any) -> tuple[torch.Tensor, torch.Tensor | None]:
+        _, x = pick(("X", X), ("query", query))
+        if x is None:
+            raise ValueError("score() needs query embeddings (X= or query=)")
+        if isinstance(x, dict) and prediction is None:
+            prediction = x.get("prediction", x.get("predictions"))
+        self._check_ready("score()/select()")
+        emb = self._proj(check_embeddings(x, "query embeddings", dim=self.n_features_in_))
+        pred = None if prediction is None else as_tensor(prediction, "prediction").long()
+        return emb, pred
+
+    def score(self, X: Any = None, *, query: Any = None, prediction: Any = None, full_matrix: bool = False) -> torch.Tensor:
+        """(N,) scores (single: predicted class's scorer; multi: aggregated) or (N, C) with ``full_matrix``."""
+        emb, pred = self._query(X, query, prediction)
+        full = self._full(emb)
+        if full_matrix:
+            return full
+        if pred is None:
+            raise ValueError("class-wise scores need the predicted labels (query dict key 'prediction' or prediction=)")
+        if self.mode_ == ClassWiseMode.MULTI_LABEL:
+            return self._aggregate(full, pred)
+        col = {c: j for j, c in enumerate(self.classes_)}
+        unknown = set(pred.tolist()) - set(col)
+        if unknown:
+            raise ValueError(f"predicted classes {sorted(unknown)} were not seen in fit (classes {self.classes_})")
+        j = torch.tensor([col[int(p)] for p in pred.tolist()], dtype=torch.long)
+        return full[torch.arange(full.shape[0]), j]
+
+    def select(self, X: Any = None, *, query: Any = None, prediction: Any = None,
+               full_matrix: bool = False) -> dict[str, torch.Tensor]:
+        if self.class_thresholds_ is None:
+            self.set_threshold()
+        s = self.score(X, query=query, prediction=prediction, full_matrix=full_matrix)
+        thr_c = torch.stack([self.class_thresholds_[c].float() for c in self.classes_])
+        if full_matrix:
+            return {"score": s, "selected": s < thr_c[None, :]}
+        if self.mode_ == ClassWiseMode.MULTI_LABEL:
+            return {"score": s, "selected": s < self.threshold}
+        _, pred = self._query(X, query, prediction)
+        col = {c: j for j, c in enumerate(self.classes_)}
+        thr = thr_c[torch.tensor([col[int(p)] for p in pred.tolist()], dtype=torch.long)]
+        return {"score": s, "selected": s < thr}
+
+
+class EuclideanClassWiseScore(ClassWiseScore):
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(EuclideanScore, **kwargs)
+
+
+class CosineClassWiseScore(ClassWiseScore):
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(CosineScore, **kwargs)
+
+
+class MahalanobisClassWiseScore(ClassWiseScore):
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(MahalanobisScore, **kwargs)

@@ -1,0 +1,308 @@
+"""Logit scores: ``SoftmaxScore``, ``EntropyScore``, ``EnergyScore``, ``MarginScore`` (spec §1.9, version A).
+
+z = logits / T. Lower score = more confident = accept.
+
+| score   | multiclass (N, C) (also binary two-logit) | binary single logit (N,) / (N, 1) | multilabel (N, C)            |
+|---------|-------------------------------------------|-----------------------------------|------------------------------|
+| Softmax | -max_c softmax(z)_c                        | -sigmoid(|z|) = -max(p, 1-p)      | -min_c max(p_c, 1 - p_c)     |
+| Entropy | -Σ p log p, p = softmax(z) clamped ≥1e-12  | Bernoulli entropy of sigmoid(z)   | max_c Bernoulli entropy      |
+| Energy  | -T·logsumexp(z)                            | -T·softplus(|x|/T)                | -T·Σ_c softplus(z_c)         |
+| Margin  | -(top1(z) - top2(z))                       | -|x| (unscaled)                   | -min_c |x_c| (unscaled)      |
+
+``per_member=True``: logits carry a trailing member axis ((N, C, M), or (N, M) for binary single
+logits); each member is scored and the scores are averaged over members.
+
+Temperature: ``fit(X=logits, Y=labels)`` fits T by minimising the NLL (cross-entropy, or BCE for
+single-logit/multilabel) over log T with ``torch.optim.LBFGS`` (strong Wolfe, 200 iterations),
+falling back to Adam (lr 0.1, 200 steps) on a RuntimeError; T is clamped to [1e-3, 1e3]. The fit
+set's scores act as calibration scores. Version-B aliases: ``fit(ref=/cal=)`` with tensors or
+dicts ``{"logit", "label"}``, ``temp_scale=``, ``score/select(query=)``.
+"""
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+
+from ._common import LABEL_KEYS, LOGIT_KEYS, as_tensor, pick
+from .base import UncertaintyScore, batch_input, cache_path, check_embed_model, model_device
+
+TASKS = ("multiclass", "binary", "multilabel")
+
+
+def _bernoulli_entropy(p: torch.Tensor) -> torch.Tensor:
+    p = p.clamp(1e-12, 1 - 1e-12)
+    return -(p * p.log() + (1 - p) * torch.log1p(-p))
+
+
+class LogitScore(UncertaintyScore):
+    """Base of the logit scores; subclasses define ``_formula(logits, T)`` on (N, C) or (N,) logits."""
+
+    ident = "logit"
+
+    def __init__(self, temperature: float | None = None, task: str = "multiclass", per_member: bool = False) -> None:
+        super().__init__()
+        if task not in TASKS:
+            raise ValueError(f"Unknown task: {task} (expected one of {TASKS})")
+        if temperature is not None and not float(temperature) > 0:
+            raise ValueError(f"temperature must be > 0, got {temperature}")
+        self.task = task
+        self.per_member = bool(per_member)
+        self.temperature = None if temperature is None else float(temperature)
+        self.register_buffer("logits", None, persistent=False)
+        self.register_buffer("labels", None, persistent=False)
+
+    @property
+    def T(self) -> float:
+        return 1.0 if self.temperature is None else self.temperature
+
+    # -- shapes ----------------------------------------------------------------------------------
+    def _single_logit(self, x: torch.Tensor) -> bool:
+        return self.task == "binary" and (x.ndim == 1 or (x.ndim == 2 and x.shape[1] == 1))
+
+    def _check_logits(self, x: Any, name: str) -> torch.Tensor:
+        t = as_tensor(x, name, keys=LOGIT_KEYS)
+        if not t.is_floating_point():
+            raise TypeError(f"{name} must be floating-point logits, got dtype {t.dtype}")
+        if t.numel() == 0 or t.shape[0] == 0:
+            raise ValueError(f"{name} must contain at least one sample")
+        if torch.isnan(t).any():
+            raise ValueError(f"{name} contains NaN")
+        want = {False: {"multiclass": (2,), "binary": (1, 2), "multilabel": (2,)},
+                True: {"multiclass": (3,), "binary": (2, 3), "multilabel": (3,)}}[self.per_member][self.task]
+        if t.ndim not in want:
+            raise ValueError(f"{self.task} logits{' with per_member=True' if self.per_member else ''} must have "
+                             f"{' or '.join(f'{d}-D' for d in want)} shape, got {tuple(t.shape)}")
+        return t
+
+    def _flatten_members(self, x: torch.Tensor) -> tuple[torch.Tensor, int]:
+        """(N, C, M) -> (N·M, C); binary (N, M) -> (N·M,). Returns (flat, M)."""
+        if not self.per_member:
+            return x, 1
+        if x.ndim == 2:  # binary single logit per member
+            return x.reshape(-1), x.shape[1]
+        return x.permute(0, 2, 1).reshape(-1, x.shape[1]), x.shape[2]
+
+    # -- scoring ---------------------------------------------------------------------------------
+    def _formula(self, x: torch.Tensor, T: float) -> torch.Tensor:
+        raise NotImplementedError
+
+    def _score_logits(self, logits: torch.Tensor) -> torch.Tensor:
+        flat, M = self._flatten_members(logits)
+        if self._single_logit(flat) and flat.ndim == 2:
+            flat = flat[:, 0]
+        s = self._formula(flat, self.T)
+        return s.reshape(-1, M).mean(dim=1) if self.per_member else s
+
+    def score(self, X: Any = None, *, query: Any = None) -> torch.Tensor:
+        """Scores (N,) of query logits."""
+        _, x = pick(("X", X), ("query", query))
+        if x is None:
+            raise ValueError("score() needs query logits (positional, X= or query=)")
+        return self._score_logits(self._check_logits(x, "query logits"))
+
+    def select(self, X: Any = None, *, query: Any = None) -> dict[str, torch.Tensor]:
+        return self._selection(self.score(X, query=query))
+
+    # -- temperature ------------------------------------------------------------------------------
+    def _normalize_labels(self, logits: torch.Tensor, labels: Any) -> tuple[torch.Tensor, torch.Tensor]:
+        y = as_tensor(labels, "labels", keys=LABEL_KEYS)
+        if y.shape[0] != logits.shape[0]:
+            raise ValueError(f"logits and labels must have same number of samples ({logits.shape[0]} vs {y.shape[0]})")
+        if self.per_member:
+            flat, M = self._flatten_members(logits)
+            y = y.repeat_interleave(M, dim=0)
+            logits = flat
+        if self._single_logit(logits):
+            return logits.reshape(-1), y.reshape(-1).float()
+        if self.task == "multilabel":
+            if y.shape != logits.shape:
+                raise ValueError("multilabel labels must have same shape as logits (N, C)")
+            return logits, y.float()
+        if y.ndim == 2 and y.shape[1] == 1:
+            y = y[:, 0]
+        if y.ndim != 1:
+            raise ValueError("multiclass labels must be 1-D class indices")
+        y = y.long()
+        if (y < 0).any() or (y >= logits.shape[1]).any():
+            raise ValueError(f"labels must be class indices in [0, {logits.shape[1] - 1}]")
+        return logits, y
+
+    def _temperature_loss(self, z: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        if z.ndim == 1 or self.task == "multilabel":
+            return F.binary_cross_entropy_with_logits(z, y)
+        return F.cross_entropy(z, y)
+
+    def _fit_temperature(self, logits: torch.Tensor, labels: Any) -> float:
+        z, y = self._normalize_labels(logits.detach().double(), labels)
+        log_t = torch.tensor(float(torch.log(torch.tensor(self.T))), dtype=torch.float64, requires_grad=True)
+
+        def loss_fn() -> torch.Tensor:
+            return self._temperature_loss(z / log_t.exp().clamp(1e-3, 1e3), y)
+
+        try:
+            opt = torch.optim.LBFGS([log_t], max_iter=200, line_search_fn="strong_wolfe")
+
+            def closure():
+                opt.zero_grad()
+                loss = loss_fn()
+                loss.backward()
+                return loss
+
+            opt.step(closure)
+            if not torch.isfinite(log_t):
+                raise RuntimeError("LBFGS diverged")
+        except RuntimeError:
+            with torch.no_grad():
+                log_t.fill_(0.0)
+            adam = torch.optim.Adam([log_t], lr=0.1)
+            for _ in range(200):
+                adam.zero_grad()
+                loss = loss_fn()
+                loss.backward()
+                adam.step()
+        self.temperature = float(log_t.detach().exp().clamp(1e-3, 1e3))
+        return self.temperature
+
+    # -- fitting ---------------------------------------------------------------------------------
+    def _logits_from_loader(self, model: Any, loader: Any) -> tuple[torch.Tensor, torch.Tensor | None]:
+        check_embed_model(model, "logits")
+        dev = model_device(model) if isinstance(model, torch.nn.Module) else None
+        was = bool(getattr(model, "training", False))
+        if isinstance(model, torch.nn.Module):
+            model.eval()
+        zs, ys = [], []
+        try:
+            with torch.inference_mode():
+                for batch in loader:
+                    x = batch_input(batch)
+                    y = batch.get("label") if isinstance(batch, dict) else (
+                        batch[1] if isinstance(batch, (list, tuple)) and len(batch) > 1 else None)
+                    z = model.logits(x=x.to(dev) if dev is not None else x)
+                    if not isinstance(z, torch.Tensor):
+                        raise TypeError("Extracted logits is not a torch.Tensor")
+                    zs.append(z.detach().cpu())
+                    if y is not None:
+                        ys.append(torch.as_tensor(y).cpu())
+        finally:
+            if isinstance(model, torch.nn.Module):
+                model.train(was)
+        if not zs:
+            raise ValueError("No batches found in loader")
+        return torch.cat(zs).clone(), (torch.cat(ys).clone() if len(ys) == len(zs) else None)
+
+    def fit(self, X: Any = None, Y: Any = None, model: Any = None, loader: Any = None,
+            outdir: str | Path | None = None, prefix: str | None = None, *, ref: Any = None, cal: Any = None,
+            temp_scale: bool | None = None) -> "LogitScore":
+        """Store logits ``X`` and optional labels ``Y``; fit T iff labels are given (or ``temp_scale``).
+
+        Version B: ``ref=``/``cal=`` tensors or dicts ``{"logit", "label"}`` (``cal`` wins when both).
+        """
+        if ref is not None and cal is not None:
+            warnings.warn("Both `ref` and `cal` specified for a LogitScore. We are using `cal`.", UserWarning,
+                          stacklevel=2)
+            ref = None
+        _, src = pick(("X", X), ("ref", ref), ("cal", cal))
+        labels = Y
+        if isinstance(src, dict) and labels is None:
+            labels = next((src[k] for k in LABEL_KEYS if k in src), None)
+        if src is not None and (model is not None or loader is not None):
+            raise ValueError("Cannot specify both precomputed logits and model+loader. Pass one or the other.")
+        if src is None:
+            if model is None and loader is None:
+                raise ValueError("Must specify either logits or model+loader for fitting.")
+            if model is None or loader is None:
+                raise ValueError("model and loader are both required to compute logits")
+            path = cache_path(outdir, prefix or "logits", "_train")
+            if path is not None and path.is_file():
+                from safetensors.torch import load_file
+
+                data = load_file(str(path))
+                if "logits" not in data:
+                    raise ValueError(f"Saved file {path} does not contain 'logits'")
+                src, labels = data["logits"], data.get("labels")
+            else:
+                src, labels = self._logits_from_loader(model, loader)
+                if path is not None:
+                    from safetensors.torch import save_file
+
+                    payload = {"logits": src.contiguous()}
+                    if labels is not None:
+                        payload["labels"] = labels.contiguous()
+                    save_file(payload, str(path))
+        logits = self._check_logits(src, "logits")
+        self.logits = logits
+        self.labels = None if labels is None else as_tensor(labels, "labels", keys=LABEL_KEYS)
+        if temp_scale is None:
+            temp_scale = self.labels is not None
+        if temp_scale:
+            if self.labels is None:
+                raise ValueError("labels must be provided to fit temperature")
+            self._fit_temperature(logits, self.labels)
+        self.scores = self._score_logits(logits)
+        self.threshold = None
+        self.set_trained()
+        self.set_calibrated()
+        return self
+
+
+class SoftmaxScore(LogitScore):
+    """Negative maximum softmax probability (see module table)."""
+
+    ident = "softmax"
+
+    def _formula(self, x: torch.Tensor, T: float) -> torch.Tensor:
+        z = x / T
+        if x.ndim == 1:
+            return -torch.sigmoid(z.abs())
+        if self.task == "multilabel":
+            p = torch.sigmoid(z)
+            return -torch.maximum(p, 1 - p).amin(dim=1)
+        return -torch.softmax(z, dim=1).amax(dim=1)
+
+
+class EntropyScore(LogitScore):
+    """Predictive entropy (see module table)."""
+
+    ident = "entropy"
+
+    def _formula(self, x: torch.Tensor, T: float) -> torch.Tensor:
+        z = x / T
+        if x.ndim == 1:
+            return _bernoulli_entropy(torch.sigmoid(z))
+        if self.task == "multilabel":
+            return _bernoulli_entropy(torch.sigmoid(z)).amax(dim=1)
+        p = torch.softmax(z, dim=1).clamp_min(1e-12)
+        return -(p * p.log()).sum(dim=1)
+
+
+class EnergyScore(LogitScore):
+    """Free energy -T·logsumexp(x/T) (see module table)."""
+
+    ident = "energy"
+
+    def _formula(self, x: torch.Tensor, T: float) -> torch.Tensor:
+        if x.ndim == 1:
+            return -T * F.softplus(x.abs() / T)
+        if self.task == "multilabel":
+            return -T * F.softplus(x / T).sum(dim=1)
+        return -T * torch.logsumexp(x / T, dim=1)
+
+
+class MarginScore(LogitScore):
+    """Negative gap between the two largest logits (see module table)."""
+
+    ident = "margin"
+
+    def _formula(self, x: torch.Tensor, T: float) -> torch.Tensor:
+        if x.ndim == 1:
+            return -x.abs()
+        if self.task == "multilabel":
+            return -x.abs().amin(dim=1)
+        if x.shape[1] < 2:
+            raise ValueError("MarginScore needs at least 2 classes")
+        top2 = (x / T).topk(2, dim=1).values
+        return -(top2[:, 0] - top2[:, 1])
