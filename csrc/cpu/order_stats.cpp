@@ -28,7 +28,10 @@ SelectError for_each_row(std::int64_t B, std::int64_t ld, const std::int64_t* le
                          const std::int64_t* ranks, std::int64_t rank_rows, std::int64_t A,
                          RowFn&& row_fn) {
   ErrorSlot err;
-#pragma omp parallel
+  // Threads only pay off for enough work; a tiny batch runs serially (no fork/join cost,
+  // which on a busy 2-core machine can exceed the work itself).
+  const bool parallel = B * ld >= kParallelMinElements && B > 1;
+#pragma omp parallel if (parallel)
   {
     RowScratch<T> scratch;
 #pragma omp for schedule(dynamic, 8)

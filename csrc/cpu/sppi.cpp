@@ -127,14 +127,18 @@ void sppi_thresholds(CArray<T> real, IArray real_len, CArray<T> synth, IArray sy
   T* op = out.mutable_data();
   const T t_top = static_cast<T>(top);
   const T neg_inf = -std::numeric_limits<T>::infinity();
+  ErrorSlot err;
+  {
   py::gil_scoped_release release;
-#pragma omp parallel
+  const bool parallel = B * (ldr + lds) >= kParallelMinElements && B > 1;
+#pragma omp parallel if (parallel)
   {
     RowScratch<T> s;
     std::vector<T> real_vals, synth_vals;
     std::vector<std::int64_t> real_ranks, synth_ranks, r_plus(A), r_minus(A), syn_rank(A);
 #pragma omp for schedule(dynamic, 8)
     for (std::int64_t b = 0; b < B; ++b) {
+      if (err.failed()) continue;
       const std::int64_t n = rl[b], N = sl[b], m = n + 1;
       const std::int64_t* Lw = Lf + off[b];
       const std::int64_t* Uw = Uf + off[b];
@@ -150,12 +154,20 @@ void sppi_thresholds(CArray<T> real, IArray real_len, CArray<T> synth, IArray sy
         if (r_minus[a] >= 1 && r_minus[a] <= n) real_ranks.push_back(r_minus[a]);
       }
       // Select the needed order statistics straight from the read-only rows (histogram select).
-      real_vals.resize(real_ranks.size());
-      if (!real_ranks.empty())
-        bucket_select_row(rp + b * ldr, n, real_ranks.data(), (std::int64_t)real_ranks.size(), real_vals.data(), s.buckets);
-      synth_vals.resize(synth_ranks.size());
-      if (!synth_ranks.empty())
-        bucket_select_row(sp + b * lds, N, synth_ranks.data(), (std::int64_t)synth_ranks.size(), synth_vals.data(), s.buckets);
+      // A NaN anywhere in a group's valid scores is an error (detected by the min/max pass).
+      real_vals.resize(real_ranks.empty() ? 1 : real_ranks.size());
+      const std::int64_t probe = 1;
+      if (!bucket_select_row(rp + b * ldr, n, real_ranks.empty() ? &probe : real_ranks.data(),
+                             real_ranks.empty() ? 1 : (std::int64_t)real_ranks.size(), real_vals.data(), s.buckets)) {
+        err.set(kSelectNaN, b, 0);
+        continue;
+      }
+      synth_vals.resize(synth_ranks.empty() ? 1 : synth_ranks.size());
+      if (!bucket_select_row(sp + b * lds, N, synth_ranks.empty() ? &probe : synth_ranks.data(),
+                             synth_ranks.empty() ? 1 : (std::int64_t)synth_ranks.size(), synth_vals.data(), s.buckets)) {
+        err.set(kSelectNaN, b, 1);
+        continue;
+      }
       std::size_t ri = 0, si = 0;
       for (std::int64_t a = 0; a < A; ++a) {
         const T q_syn = syn_rank[a] >= 1 ? synth_vals[si++] : t_top;
@@ -165,6 +177,12 @@ void sppi_thresholds(CArray<T> real, IArray real_len, CArray<T> synth, IArray sy
         op[b * A + a] = sppi_clip(q_syn, s_minus, s_plus);
       }
     }
+  }
+  }
+  const SelectError e = err.get();
+  if (e.status != kSelectOk) {
+    throw py::value_error(std::string(e.value == 0 ? "real" : "synth") + " contains NaN in group " +
+                          std::to_string(e.row) + " (within its length); NaN scores are not allowed");
   }
 }
 

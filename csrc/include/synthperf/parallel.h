@@ -14,6 +14,9 @@
 
 namespace synthperf {
 
+// Minimum number of elements a batched kernel must touch before it forks OpenMP threads.
+constexpr std::int64_t kParallelMinElements = 1 << 17;
+
 // Records the first error seen by any thread (under a critical section: errors are rare).
 class ErrorSlot {
  public:

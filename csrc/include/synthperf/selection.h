@@ -129,66 +129,89 @@ struct BucketScratch {
   std::vector<T> copy, slot_out, selected;
 };
 
+// Plain path: copy, NaN check, multi-selection. For short rows and degenerate ranges.
+template <typename T>
+bool copy_select_row(const T* row, std::int64_t len, const std::int64_t* rk, std::int64_t A, T* out,
+                     BucketScratch<T>& s) {
+  s.copy.assign(row, row + len);
+  for (std::int64_t i = 0; i < len; ++i) {
+    if (s.copy[i] != s.copy[i]) return false;
+  }
+  select_ranks(s.copy.data(), len, rk, A, out, s.order, s.distinct, s.selected);
+  return true;
+}
+
 // k-th smallest values of a read-only row for several 1-based ranks rk[0..A).
 //
-// Histogram selection: one pass for min/max, one pass assigning each element to one of
-// NB equal-width buckets on [min, max] (a monotone map, so bucket order is value order)
-// and counting, then prefix sums locate each rank's bucket and its rank inside it; a last
-// pass gathers only the needed buckets (about n/NB elements each), where std::nth_element
-// finishes. About three streaming passes per row instead of a sort. Rows that are short,
-// constant or hold +/-inf take the plain multi-selection path. Returns false (and writes
-// nothing) when the row holds a NaN, which the min/max pass detects for free.
+// Histogram selection in two streaming passes:
+//   1. map each element to one of NB buckets with j = clamp(floor((x - lo) * scale), 0, NB-1)
+//      and count. The map is monotone in x whatever lo and scale are, so bucket order is
+//      value order and the counts locate every rank exactly; lo and scale only affect speed.
+//      They come from a 64-element sample (its 2nd smallest and 2nd largest values), so no
+//      separate min/max pass is needed and one outlier cannot squeeze the buckets.
+//   2. gather only the buckets holding a requested rank (about n/NB elements each) and
+//      finish with std::nth_element there.
+// Short rows, samples without spread and non-finite ranges take an exact min/max range or
+// the plain copy + multi-selection path. Returns false (results unspecified) when the row
+// holds a NaN, which pass 1 detects for free.
 template <typename T>
 bool bucket_select_row(const T* row, std::int64_t len, const std::int64_t* rk, std::int64_t A, T* out,
                        BucketScratch<T>& s) {
-  T lo, hi;
-  if (minmax_nan(row, len, &lo, &hi)) return false;
-  if (lo == hi) {
-    for (std::int64_t a = 0; a < A; ++a) out[a] = lo;
-    return true;
+  if (len < 64) return copy_select_row(row, len, rk, A, out, s);
+  // Second smallest and second largest of a strided 64-element sample (NaN: pass 1 flags it).
+  const std::int64_t stride = len / 64;
+  T lo1 = row[0], lo2 = row[stride], hi1 = row[0], hi2 = row[stride];
+  if (lo2 < lo1) std::swap(lo1, lo2);
+  if (hi2 > hi1) std::swap(hi1, hi2);
+  for (int t = 2; t < 64; ++t) {
+    const T v = row[t * stride];
+    if (v < lo2) { if (v < lo1) { lo2 = lo1; lo1 = v; } else { lo2 = v; } }
+    if (v > hi2) { if (v > hi1) { hi2 = hi1; hi1 = v; } else { hi2 = v; } }
   }
-  const T width = hi - lo;
-  if (len < 64 || !std::isfinite(width)) {
-    s.copy.assign(row, row + len);
-    select_ranks(s.copy.data(), len, rk, A, out, s.order, s.distinct, s.selected);
-    return true;
+  T lo = lo2, hi = hi2;
+  if (!(hi > lo) || !std::isfinite(static_cast<double>(hi - lo))) {
+    if (minmax_nan(row, len, &lo, &hi)) return false;
+    if (lo == hi) {
+      for (std::int64_t a = 0; a < A; ++a) out[a] = lo;
+      return true;
+    }
+    if (!std::isfinite(static_cast<double>(hi - lo))) return copy_select_row(row, len, rk, A, out, s);
   }
   int nb = 16;
   while (nb < len / 4 && nb < 4096) nb *= 2;
-  // Bucket map in T's precision: t = (x - lo) * scale is monotone in x, so buckets are ordered.
-  const T scale = static_cast<T>(nb) / static_cast<T>(width);
-  if (!std::isfinite(scale) || !(scale > T(0))) {
-    s.copy.assign(row, row + len);
-    select_ranks(s.copy.data(), len, rk, A, out, s.order, s.distinct, s.selected);
-    return true;
-  }
+  const T scale = static_cast<T>(nb) / (hi - lo);
+  if (!std::isfinite(static_cast<double>(scale)) || !(scale > T(0))) return copy_select_row(row, len, rk, A, out, s);
   s.bucket_of.resize(len);
   s.count.assign(nb + 1, 0);
   s.sub_count.assign(2 * static_cast<std::size_t>(nb), 0);
   std::uint16_t* bucket_of = s.bucket_of.data();
   std::int32_t* c0 = s.sub_count.data();
   std::int32_t* c1 = c0 + nb;  // two interleaved histograms: fewer store-forwarding stalls
-  const int last = nb - 1;
+  const T last = static_cast<T>(nb - 1);
+  bool nan = false;
+  auto bucket = [&](T v) -> int {
+    nan |= (v != v);
+    T t = (v - lo) * scale;
+    t = t >= T(0) ? t : T(0);  // also maps NaN to 0 (flagged above)
+    t = t < last ? t : last;
+    return static_cast<int>(t);
+  };
   std::int64_t i = 0;
   for (; i + 2 <= len; i += 2) {
-    int j0 = static_cast<int>((row[i] - lo) * scale);
-    int j1 = static_cast<int>((row[i + 1] - lo) * scale);
-    j0 = j0 < last ? j0 : last;
-    j1 = j1 < last ? j1 : last;
+    const int j0 = bucket(row[i]), j1 = bucket(row[i + 1]);
     bucket_of[i] = static_cast<std::uint16_t>(j0);
     bucket_of[i + 1] = static_cast<std::uint16_t>(j1);
     ++c0[j0];
     ++c1[j1];
   }
   for (; i < len; ++i) {
-    int j = static_cast<int>((row[i] - lo) * scale);
-    j = j < last ? j : last;
+    const int j = bucket(row[i]);
     bucket_of[i] = static_cast<std::uint16_t>(j);
     ++c0[j];
   }
+  if (nan) return false;
   std::int64_t* count = s.count.data();
-  for (int j = 0; j < nb; ++j) count[j + 1] = c0[j] + c1[j];
-  for (int j = 0; j < nb; ++j) count[j + 1] += count[j];  // count[j] = #elements in buckets < j
+  for (int j = 0; j < nb; ++j) count[j + 1] = count[j] + c0[j] + c1[j];  // count[j] = #elements in buckets < j
   s.slot_of_bucket.assign(nb, -1);
   s.rank_bucket.resize(A);
   s.local_rank.resize(A);
