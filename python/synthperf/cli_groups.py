@@ -12,6 +12,7 @@ import typer
 GROUPS: dict[str, tuple[str, str]] = {
     "conformal": ("synthperf.conformal.cli:app", "SPPI conformal prediction: windows and worst-case bounds."),
     "selective": ("synthperf.selective.cli:app", "Selective prediction (seapig API) on exact faiss KNN."),
+    "flows": ("synthperf.flows.cli:app", "Inflationary flows: training, pfODE simulations and metrics."),
     "gafi": ("synthperf.gafi.cli:app", "GaFi: GAN synthetic data post-processing (DSF, DDR, ET, MultiGAN, CAS)."),
 }
 

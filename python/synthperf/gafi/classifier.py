@@ -321,7 +321,7 @@ def _train_epoch(model, opt, scaler, data: ImageData, cfg: ClassifierConfig, gen
         scaler.scale(loss).backward()
         scaler.step(opt)
         scaler.update()
-        tot_loss += float(loss) * len(idx)
+        tot_loss += float(loss.detach()) * len(idx)
         correct += int((logits.argmax(1) == yb).sum())
     return tot_loss / max(n, 1), correct / max(n, 1)
 

@@ -94,7 +94,15 @@ def _allowed_globals() -> dict[tuple[str, str], object]:
     for mod in ("numpy", "numpy.core.multiarray", "numpy._core.multiarray"):
         allowed[(mod, "ndarray")] = np.ndarray
         allowed[(mod, "dtype")] = np.dtype
+    allowed[("_codecs", "encode")] = _latin1_encode  # protocol-2 pickles of py3 bytes
     return allowed
+
+
+def _latin1_encode(text: object, encoding: object = "latin1") -> bytes:
+    """``_codecs.encode`` limited to str -> bytes with latin-1 (how protocol 2 stores bytes)."""
+    if not isinstance(text, str) or encoding not in ("latin1", "latin-1"):
+        raise UnsafePickleError("refusing _codecs.encode with arguments other than (str, 'latin1')")
+    return text.encode("latin1")
 
 
 class RestrictedUnpickler(pickle.Unpickler):

@@ -216,7 +216,7 @@ def train_gan(data: ImageData, gan_cfg: GANConfig, cfg: GANTrainConfig, *, out_d
                     scaler_d.scale(loss_d).backward()
                     scaler_d.step(opt_d)
                     scaler_d.update()
-                    d_losses.append(float(loss_d))
+                    d_losses.append(float(loss_d.detach()))
                 for _ in range(cfg.g_updates_per_step):
                     z = torch.randn(basket, z_dim, generator=gen).to(device)
                     y_fake = (torch.randint(0, gan_cfg.num_classes, (basket,), generator=gen).to(device)
@@ -230,7 +230,7 @@ def train_gan(data: ImageData, gan_cfg: GANConfig, cfg: GANTrainConfig, *, out_d
                     scaler_g.scale(loss_g).backward()
                     scaler_g.step(opt_g)
                     scaler_g.update()
-                    g_losses.append(float(loss_g))
+                    g_losses.append(float(loss_g.detach()))
                 it += 1
                 if ema is not None:
                     ema_update(ema, G, cfg.g_ema_decay, copy_only=it <= cfg.g_ema_start)

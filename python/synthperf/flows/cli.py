@@ -1,0 +1,196 @@
+"""``synthperf flows ...``: train | simulate | roundtrip-mse | fid | coverage | dataset-tool.
+
+Toy data come from :mod:`synthperf.flows.toy_data`; image data from ZIP archives written by
+``dataset-tool`` (e.g. the bundled digits). Networks are safetensors + JSON checkpoints.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Optional
+
+import numpy as np
+import typer
+
+app = typer.Typer(name="flows", help="Inflationary flows: training, pfODE simulations and metrics.",
+                  no_args_is_help=True, add_completion=False)
+
+
+def _schedule_from_toy(data_name: str, dims_to_keep: Optional[int], rho: float, gamma0: float, g_type: str,
+                       inflation_gap: float, end_vars: float, seed: int, n_pca: int = 70_000):
+    from .schedules import InflationSchedule
+    from .toy_data import make_toy
+
+    x = make_toy(data_name, n_pca, seed=seed + 1_000_003)
+    return InflationSchedule.from_data(x, dims_to_keep=dims_to_keep, rho=rho, gamma0=gamma0, g_type=g_type,
+                                       inflation_gap=inflation_gap, end_vars=end_vars)
+
+
+def _images_schedule(data: Path, dims_to_keep: Optional[int], rho: float, gamma0: float, g_type: str,
+                     inflation_gap: float, end_vars: float, max_images: Optional[int]):
+    from .dataset_tool import ImageZipDataset
+    from .schedules import InflationSchedule
+
+    with ImageZipDataset(data) as ds:
+        imgs = ds.array(max_images)
+    flat = imgs.reshape(imgs.shape[0], -1).astype(np.float64)
+    sch, W = InflationSchedule.from_data(flat, dims_to_keep=dims_to_keep, rho=rho, gamma0=gamma0, g_type=g_type,
+                                         inflation_gap=inflation_gap, end_vars=end_vars)
+    return sch, W, imgs
+
+
+@app.command("train")
+def train_command(
+    outdir: Path = typer.Option(..., help="Checkpoint folder."),
+    data_name: Optional[str] = typer.Option(None, help="Toy dataset name (circles, moons, ...)."),
+    data: Optional[Path] = typer.Option(None, help="Image ZIP (dataset-tool output) instead of a toy."),
+    dims_to_keep: Optional[int] = typer.Option(None, help="k (default: all = PRP)."),
+    rho: float = 1.0, gamma0: float = 5e-4, g_type: str = "orig", inflation_gap: float = 1.0, end_vars: float = 1.0,
+    tmax: float = 7.01, steps: int = 2000, batch: int = 512, lr: float = 2e-3, width: int = 128,
+    seed: int = 0, resume: Optional[Path] = typer.Option(None, help="Checkpoint to resume from."),
+) -> None:
+    """Train a preconditioned denoiser (toy MLP in ES, or a small UNet in IS for images)."""
+    from .networks import IFsPrecond, SmallUNet, ToyMLP
+    from .toy_data import make_toy
+    from .training import TrainConfig, train
+
+    if (data_name is None) == (data is None):
+        raise typer.BadParameter("give exactly one of --data-name (toy) or --data (image ZIP)")
+    cfg = TrainConfig(steps=steps, batch=batch, lr=lr, t_max=tmax, seed=seed)
+    if data_name is not None:
+        sch, W = _schedule_from_toy(data_name, dims_to_keep, rho, gamma0, g_type, inflation_gap, end_vars, seed)
+        sch.check_reaches_gaussian(tmax)
+        net = IFsPrecond(ToyMLP(sch.data_dim, width=width), sch, W)
+        sample = lambda b, rng: make_toy(data_name, b, seed=int(rng.integers(1 << 31))) @ W  # noqa: E731
+    else:
+        sch, W, imgs = _images_schedule(data, dims_to_keep, rho, gamma0, g_type, inflation_gap, end_vars, None)
+        C, R = imgs.shape[1], imgs.shape[2]
+        mults = (1, 2) if R <= 8 else (1, 2, 2)
+        # Constant pixels (digit corners) give xi = 0 and, without mean subtraction in ES (spec §1.3),
+        # a constant offset the loss weights by 1/xi: floor xi at 1e-3 xi* in the preconditioner.
+        net = IFsPrecond(SmallUNet(C, R, channels=max(8, width // 4), mults=mults), sch, W, space="IS",
+                         image_shape=imgs.shape[1:], xi_min=1e-3 * sch.xi_star)
+        flat = imgs.reshape(imgs.shape[0], -1).astype(np.float64)
+        sample = lambda b, rng: flat[rng.integers(0, flat.shape[0], b)] @ W  # noqa: E731
+    state = train(net, sample, cfg, checkpoint_dir=outdir, resume=resume)
+    typer.echo(f"trained {state.step} steps; final loss {np.mean(state.losses[-50:]):.4f}; checkpoint in {outdir}")
+
+
+@app.command("simulate")
+def simulate_command(
+    save_dir: Path = typer.Option(..., help="Output folder for .npz and params .json."),
+    data_name: str = typer.Option("circles"), network: Optional[Path] = typer.Option(None, help="Checkpoint; omit for the discrete score."),
+    dims_to_keep: Optional[int] = None, rho: float = 1.0, gamma0: float = 5e-4, g_type: str = "orig",
+    inflation_gap: float = 1.0, end_vars: float = 1.0, steps: int = 1501, h: float = 1e-2, eps: float = 1.0,
+    save_freq: int = 10, total_samples: int = 2000, solver: str = "euler", mode: str = "stable",
+    backend: Optional[str] = None, seed: int = 0,
+) -> None:
+    """melt, roundtrip and gen simulations (toys), discrete score or trained network."""
+    from .pfode import DenoiserFlow, DiscreteFlow, run_simulations
+    from .toy_data import make_toy
+
+    x = make_toy(data_name, total_samples, seed=seed)
+    if network is None:
+        from .schedules import InflationSchedule
+
+        sch, W = InflationSchedule.from_data(x, dims_to_keep=dims_to_keep, rho=rho, gamma0=gamma0, g_type=g_type,
+                                             inflation_gap=inflation_gap, end_vars=end_vars)
+        flow = DiscreteFlow(x @ W, mode=mode, backend=backend)
+    else:
+        from .training import load_network
+
+        net = load_network(network)
+        sch, W = net.schedule, net.W.double().numpy()
+        flow = DenoiserFlow(net.denoise)
+    run_simulations(flow, sch, W, x, data_name=data_name, save_dir=save_dir, steps=steps, h=h, solver=solver, eps=eps,
+                    save_freq=save_freq, seed=seed, extra_params={"network": str(network) if network else None})
+    typer.echo(f"wrote melt/rdtrp/gen results for {data_name} ({sch.name}) to {save_dir}")
+
+
+@app.command("roundtrip-mse")
+def roundtrip_mse_command(
+    network: Path = typer.Option(...), data: Path = typer.Option(..., help="Image ZIP."),
+    out: Path = typer.Option(..., help="Output JSON."), total_samples: int = 500, n_iters: int = 256,
+    end_time: float = 15.01, eps_s: float = 1e-2, solver: str = "heun", uint8_wrap: bool = False, seed: int = 42,
+) -> None:
+    """Melt then generate back (vp_ode grid) and report the pixel MSE (0-255 levels^2)."""
+    from .dataset_tool import ImageZipDataset
+    from .metrics import roundtrip_mse
+    from .pfode import DenoiserFlow, from_latent, melt, time_grid
+    from .training import load_network
+
+    net = load_network(network)
+    W = net.W.double().numpy()
+    with ImageZipDataset(data) as ds:
+        rng = np.random.default_rng(seed)
+        idx = rng.permutation(len(ds))[:total_samples]
+        x = np.stack([ds.to_float(int(i)) for i in idx]).reshape(len(idx), -1).astype(np.float64)
+    flow = DenoiserFlow(net.denoise)
+    t = time_grid("vp_ode", "melt", n_iters, end_time=end_time, eps_s=eps_s)
+    m = melt(flow, net.schedule, W, x, t, solver=solver, save_every=n_iters)
+    r = from_latent(flow, net.schedule, W, m.final_es, t[::-1].copy(), solver=solver, save_every=n_iters)
+    res = {"mse": roundtrip_mse(x, r.tilde_xs[-1], uint8_wrap=uint8_wrap), "uint8_wrap": uint8_wrap,
+           "total_samples": int(len(idx)), "n_iters": n_iters, "solver": solver, "seed": seed, "network": str(network)}
+    out.write_text(json.dumps(res, indent=2))
+    typer.echo(json.dumps(res))
+
+
+@app.command("fid")
+def fid_command(
+    features_a: Path = typer.Option(..., help=".npy features [n, k] (or an image ZIP with --extractor)."),
+    features_b: Path = typer.Option(...), extractor: Optional[Path] = typer.Option(None, help="Local TorchScript extractor."),
+) -> None:
+    """Frechet distance between two feature sets (or two image ZIPs through a local extractor)."""
+    from .metrics import frechet_distance_from_features, frechet_distance_with_extractor, load_local_feature_extractor
+
+    if extractor is None:
+        fd = frechet_distance_from_features(np.load(features_a, allow_pickle=False), np.load(features_b, allow_pickle=False))
+    else:
+        from .dataset_tool import ImageZipDataset
+
+        model = load_local_feature_extractor(extractor)
+        with ImageZipDataset(features_a) as a, ImageZipDataset(features_b) as b:
+            fd = frechet_distance_with_extractor(model, a.array(), b.array())
+    typer.echo(f"{fd:.6f}")
+
+
+@app.command("coverage")
+def coverage_command(
+    out: Path = typer.Option(..., help="Output JSON."), data_name: str = "circles",
+    network: Optional[Path] = typer.Option(None, help="Checkpoint; omit for the discrete score."),
+    dims_to_keep: Optional[int] = None, rho: float = 2.0, total_samples: int = 2000, n_test: int = 20000,
+    n_boundary: int = 200, eps: float = 1e-2, steps: int = 701, h: float = 1e-2, seed: int = 0,
+) -> None:
+    """Alpha-shape (2-D) / mesh (3-D) coverage of latent credible shells mapped to data space."""
+    from .metrics import coverage_experiment
+    from .pfode import DenoiserFlow, DiscreteFlow
+    from .schedules import InflationSchedule
+    from .toy_data import make_toy
+
+    if network is None:
+        x = make_toy(data_name, total_samples, seed=seed)
+        sch, W = InflationSchedule.from_data(x, dims_to_keep=dims_to_keep, rho=rho)
+        flow = DiscreteFlow(x @ W)
+    else:
+        from .training import load_network
+
+        net = load_network(network)
+        sch, W, flow = net.schedule, net.W.double().numpy(), DenoiserFlow(net.denoise)
+    res = coverage_experiment(flow, sch, W, n_test=n_test, n_boundary=n_boundary, eps=eps, steps=steps, h=h, seed=seed)
+    out.write_text(json.dumps({k: np.asarray(v).tolist() for k, v in res.items()}, indent=2))
+    for i, r in enumerate(res["radii"]):
+        typer.echo(f"r={r:.2f} ideal={res['ideal'][i]:6.2f} latent={res['latent'][i]:6.2f} "
+                   f"data={res['data'][i]:6.2f} roundtrip={res['latent_roundtrip'][i]:6.2f}")
+
+
+@app.command("dataset-tool")
+def dataset_tool_command(
+    source: str = typer.Option(..., help="Image folder, or 'digits' for scikit-learn's bundled digits."),
+    dest: Path = typer.Option(..., help="Output ZIP."), resolution: Optional[int] = None,
+    max_images: Optional[int] = None,
+) -> None:
+    """Write an uncompressed ZIP of PNGs + dataset.json (EDM format)."""
+    from .dataset_tool import make_dataset_zip
+
+    n = make_dataset_zip(source, dest, resolution=resolution, max_images=max_images)
+    typer.echo(f"wrote {n} images to {dest}")

@@ -1,0 +1,251 @@
+"""The inflationary pfODE: time grids, flows (discrete score or network), solvers, simulations.
+
+specs/inflationary_flows.md §1.2 (flow), §1.4 (time grids, solvers), §5.1 (simulations).
+All integration happens in eigen-space (ES) on the scaled state z = s(t) u:
+
+    score form     dz/dt = (s'/s) z - 1/2 s gamma' * score_t(z/s)
+    denoiser form  dz/dt = (s'/s + a) z - a s D(z/s, t),   a = gamma'/(2 gamma)
+
+(identical, with score = (D - u)/gamma). Euler uses one evaluation per step; Heun
+(predictor + corrector, applied on every step including the last) two. After every step
+u = z / s(t_next).
+
+Grids: ``ifs_times(n, h)`` t_k = k T/(n-1), T = n h (toys; melt ascending from 0, generation
+descending to 0); ``vp_ode_times(n, end_time, eps_s)`` t_k = T + k/(n-1) (eps_s - T)
+(images; generation T -> eps_s, melt reversed).
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+
+from .._validation import float_array, positive_int, real_scalar
+from ..ops.discrete_score import TABLE_KEYS, integrate_discrete, save_steps
+from ..progress import progress_task
+from .schedules import InflationSchedule
+
+SOLVERS = ("euler", "heun")
+GRIDS = ("ifs", "vp_ode")
+
+
+def ifs_times(n: int, h: float) -> np.ndarray:
+    """'ifs' grid [n], ascending: t_k = k T/(n-1) with T = n h (§1.4)."""
+    n = positive_int(n, "n", minimum=2)
+    h = real_scalar(h, "h", allow_inf=False)
+    if h <= 0:
+        raise ValueError(f"h must be > 0, got {h}")
+    return np.linspace(0.0, n * h, n)
+
+
+def vp_ode_times(n: int, end_time: float = 15.01, eps_s: float = 1e-2) -> np.ndarray:
+    """'vp_ode' grid [n], descending T -> eps_s (generation order; melt uses it reversed)."""
+    n = positive_int(n, "n", minimum=2)
+    T = real_scalar(end_time, "end_time", allow_inf=False)
+    e = real_scalar(eps_s, "eps_s", allow_inf=False)
+    if not 0 <= e < T:
+        raise ValueError(f"need 0 <= eps_s < end_time, got eps_s={e}, end_time={T}")
+    return T + np.arange(n) / (n - 1) * (e - T)
+
+
+def time_grid(grid: str, direction: str, n: int, *, h: float = 1e-2, end_time: float = 15.01,
+              eps_s: float = 1e-2) -> np.ndarray:
+    """The grid for ``direction`` "melt" (ascending) or "gen" (descending)."""
+    if grid not in GRIDS:
+        raise ValueError(f"unknown grid {grid!r}: expected one of {GRIDS}")
+    if direction not in ("melt", "gen"):
+        raise ValueError(f"direction must be 'melt' or 'gen', got {direction!r}")
+    t = ifs_times(n, h) if grid == "ifs" else vp_ode_times(n, end_time, eps_s)[::-1].copy()
+    return t if direction == "melt" else t[::-1].copy()
+
+
+# ----------------------------------------------------------------------------- flows
+class DiscreteFlow:
+    """pfODE driven by the exact score of the Gaussian-smoothed empirical data (§3).
+
+    data_es : [N, d] reference points in eigen-space. mode/backend: see
+    :func:`synthperf.ops.discrete_score.discrete_score`.
+    """
+
+    is_net = False
+
+    def __init__(self, data_es: Any, *, mode: str = "stable", backend: str | None = None) -> None:
+        self.data_es = float_array(data_es, "data_es", ndim=2)
+        self.mode = mode
+        self.backend = backend
+
+    def integrate(self, z0: np.ndarray, schedule: InflationSchedule, times: np.ndarray, *,
+                  solver: str = "euler", save_every: int = 1) -> dict[str, np.ndarray]:
+        if solver not in SOLVERS:
+            raise ValueError(f"unknown solver {solver!r}: expected one of {SOLVERS}")
+        return integrate_discrete(z0, self.data_es, schedule.tables(times), times, solver=solver,
+                                  mode=self.mode, backend=self.backend, save_every=save_every)
+
+
+class DenoiserFlow:
+    """pfODE driven by a denoiser ``D(u_es [M, d], t [M]) -> [M, d]`` (e.g. a trained net, §2.1).
+
+    ``form="denoiser"`` (default) uses f = (s'/s + a) z - a s D; ``form="score"`` first forms
+    score = (D - u)/gamma and uses f = (s'/s) z - 1/2 s gamma' score (same flow, §1.2).
+    Runs in torch (float64 unless ``dtype`` says otherwise), batched over ``batch`` particles.
+    """
+
+    is_net = True
+
+    def __init__(self, denoiser: Callable[[Any, Any], Any], *, form: str = "denoiser", dtype: Any = None,
+                 device: Any = "cpu", batch: int = 65536) -> None:
+        if form not in ("denoiser", "score"):
+            raise ValueError(f"form must be 'denoiser' or 'score', got {form!r}")
+        self.denoiser, self.form, self.device, self.batch = denoiser, form, device, batch
+        import torch
+
+        self.dtype = torch.float64 if dtype is None else dtype
+
+    def _rhs(self, z, k: int, tabs: dict, t: float):
+        import torch
+
+        s, r, a, g = (tabs[key][k] for key in TABLE_KEYS)
+        u = z / s
+        with torch.no_grad():
+            parts = []
+            for i in range(0, u.shape[0], self.batch):
+                ub = u[i:i + self.batch]
+                tb = torch.full((ub.shape[0],), t, dtype=z.dtype, device=z.device)
+                parts.append(torch.as_tensor(self.denoiser(ub, tb)).to(dtype=z.dtype, device=z.device))
+            D = torch.cat(parts)
+        if self.form == "denoiser":
+            return (r + a) * z - a * s * D, D, (D - u) / g
+        score = (D - u) / g
+        return r * z - a * g * s * score, D, score  # 1/2 gamma' = a gamma
+
+    def integrate(self, z0: np.ndarray, schedule: InflationSchedule, times: np.ndarray, *,
+                  solver: str = "euler", save_every: int = 1) -> dict[str, np.ndarray]:
+        import torch
+
+        if solver not in SOLVERS:
+            raise ValueError(f"unknown solver {solver!r}: expected one of {SOLVERS}")
+        tabs = {k: torch.as_tensor(v, dtype=self.dtype, device=self.device) for k, v in schedule.tables(times).items()}
+        z = torch.as_tensor(np.asarray(z0), dtype=self.dtype, device=self.device)
+        slots = save_steps(len(times) - 1, save_every)
+        out = {"z": [z.cpu().numpy()], "denoiser": [], "score": [], "dz": []}
+        with progress_task("pfODE", len(times) - 1) as advance:
+            for k in range(len(times) - 1):
+                dt = float(times[k + 1] - times[k])
+                f0, D, score = self._rhs(z, k, tabs, float(times[k]))
+                z1 = z + dt * f0
+                if solver == "heun":
+                    f1, _, _ = self._rhs(z1, k + 1, tabs, float(times[k + 1]))
+                    z1 = z + 0.5 * dt * (f0 + f1)
+                if slots[k] >= 0:
+                    out["denoiser"].append(D.cpu().numpy())
+                    out["score"].append(score.cpu().numpy())
+                    out["dz"].append((z1 - z).cpu().numpy())
+                    out["z"].append(z1.cpu().numpy())
+                z = z1
+                advance()
+        return {k: np.stack(v) for k, v in out.items()}
+
+
+# ----------------------------------------------------------------------------- simulations
+@dataclass
+class Trajectory:
+    """One simulation in the upstream npz layout (§5.1). ES/IS arrays [S+1, N, d] / [S, N, d]."""
+
+    times: np.ndarray       # [S+1] time of each saved state
+    xs_es: np.ndarray       # z in ES
+    tilde_xs_es: np.ndarray  # u = z/s in ES
+    xs: np.ndarray          # z in IS
+    tilde_xs: np.ndarray    # u in IS
+    unscaled_scores: np.ndarray  # [S, N, d] (ES)
+    gt_netout: np.ndarray   # [S, N, d] denoiser D (ES)
+    dxs_es: np.ndarray      # [S, N, d]
+    dxs: np.ndarray         # [S, N, d]
+
+    def save(self, path: str | Path) -> None:
+        np.savez(path, **{k: getattr(self, k) for k in self.__dataclass_fields__})
+
+    @property
+    def final_es(self) -> np.ndarray:
+        return self.xs_es[-1]
+
+
+def _trajectory(res: dict, schedule: InflationSchedule, W: np.ndarray, times: np.ndarray, save_every: int) -> Trajectory:
+    slots = save_steps(len(times) - 1, save_every)
+    t_saved = np.concatenate([[times[0]], times[1:][slots >= 0]])
+    s = schedule.s(t_saved)[:, None, :]
+    z = np.asarray(res["z"], dtype=np.float64)
+    u = z / s
+    dz = np.asarray(res["dz"], dtype=np.float64)
+    return Trajectory(times=t_saved, xs_es=z, tilde_xs_es=u, xs=z @ W.T, tilde_xs=u @ W.T,
+                      unscaled_scores=np.asarray(res["score"]), gt_netout=np.asarray(res["denoiser"]),
+                      dxs_es=dz, dxs=dz @ W.T)
+
+
+def melt(flow: Any, schedule: InflationSchedule, W: np.ndarray, x_is: Any, times: np.ndarray, *,
+         solver: str = "euler", save_every: int = 10) -> Trajectory:
+    """Inflation: u = W^T x, z = s(t_0) u, integrate along ascending ``times`` (§5.1 step 1)."""
+    x = float_array(x_is, "x_is", ndim=2).astype(np.float64)
+    _check_dims(schedule, W, x.shape[1])
+    if not np.all(np.diff(times) > 0):
+        raise ValueError("melt needs ascending times")
+    schedule.check_reaches_gaussian(float(times[-1]))
+    z0 = (x @ W) * schedule.s(times[0])
+    return _trajectory(flow.integrate(z0, schedule, times, solver=solver, save_every=save_every), schedule, W, times, save_every)
+
+
+def from_latent(flow: Any, schedule: InflationSchedule, W: np.ndarray, z_T: Any, times: np.ndarray, *,
+                solver: str = "euler", save_every: int = 10) -> Trajectory:
+    """Integrate from a latent z(T) (ES) along descending ``times`` (roundtrip / generation)."""
+    z = float_array(z_T, "z_T", ndim=2).astype(np.float64)
+    _check_dims(schedule, W, z.shape[1])
+    if not np.all(np.diff(times) < 0):
+        raise ValueError("generation/roundtrip needs descending times")
+    return _trajectory(flow.integrate(z, schedule, times, solver=solver, save_every=save_every), schedule, W, times, save_every)
+
+
+def sample_latent(schedule: InflationSchedule, n: int, *, eps: float = 1.0, seed: int = 0) -> np.ndarray:
+    """z(T) ~ N(0, diag([A0^2]*k + [A0^2 eps]*(d-k))) in ES (PRP: A0^2 I), float64 [n, d]."""
+    std = schedule.latent_std(eps if not schedule.is_prp else 1.0)
+    return np.random.default_rng(seed).normal(size=(positive_int(n, "n"), schedule.data_dim)) * std
+
+
+def _check_dims(schedule: InflationSchedule, W: np.ndarray, d: int) -> None:
+    if W.shape != (schedule.data_dim, schedule.data_dim):
+        raise ValueError(f"W has shape {W.shape}, expected [data_dim, data_dim] = {(schedule.data_dim,) * 2}")
+    if d != schedule.data_dim:
+        raise ValueError(f"dimension mismatch: points have d = {d} but the schedule has data_dim = {schedule.data_dim}")
+
+
+def run_simulations(flow: Any, schedule: InflationSchedule, W: np.ndarray, x_is: Any, *, data_name: str,
+                    save_dir: str | Path | None = None, steps: int = 1501, h: float = 1e-2, grid: str = "ifs",
+                    end_time: float = 15.01, eps_s: float = 1e-2, solver: str = "euler", eps: float = 1.0,
+                    save_freq: int = 10, seed: int = 0, extra_params: dict | None = None) -> dict[str, Trajectory]:
+    """melt, roundtrip (from the melt's z(T), compressed dims kept as they are) and gen (§5.1).
+
+    Writes ``{data}_{sched}[_net]_{melt|rdtrp|gen}_results.npz`` and
+    ``{data}_{sched}[_net]_sim_params.json`` into ``save_dir`` when given.
+    """
+    t_melt = time_grid(grid, "melt", steps, h=h, end_time=end_time, eps_s=eps_s)
+    t_gen = t_melt[::-1].copy()
+    out = {"melt": melt(flow, schedule, W, x_is, t_melt, solver=solver, save_every=save_freq)}
+    out["rdtrp"] = from_latent(flow, schedule, W, out["melt"].final_es, t_gen, solver=solver, save_every=save_freq)
+    n = out["melt"].xs_es.shape[1]
+    out["gen"] = from_latent(flow, schedule, W, sample_latent(schedule, n, eps=eps, seed=seed), t_gen,
+                             solver=solver, save_every=save_freq)
+    if save_dir is not None:
+        folder = Path(save_dir)
+        folder.mkdir(parents=True, exist_ok=True)
+        tag = f"{data_name}_{schedule.name}" + ("_net" if getattr(flow, "is_net", False) else "")
+        for key, traj in out.items():
+            traj.save(folder / f"{tag}_{key}_results.npz")
+        params = {"num_steps": steps, "h": h, "grid": grid, "end_time": end_time, "eps_s": eps_s, "solver": solver,
+                  "end_vars": schedule.end_vars, "eps": eps, "save_freq": save_freq, "data_dim": schedule.data_dim,
+                  "dims_to_keep": schedule.dims_to_keep, "rho": schedule.rho, "gamma0": schedule.gamma0,
+                  "g_type": schedule.g_type, "inflation_gap": schedule.inflation_gap, "seed": seed,
+                  "save_dir": str(folder), "data_name": data_name, "total_samples": n,
+                  "schedule": schedule.to_dict(), "W": W.tolist(), **(extra_params or {})}
+        (folder / f"{tag}_sim_params.json").write_text(json.dumps(params, indent=2))
+    return out

@@ -1,0 +1,196 @@
+"""``synthperf gafi`` commands: train-classifier | train-gan | pipeline | multigan | cas | demo.
+
+Each command takes ``--config FILE.yaml`` (see :mod:`synthperf.gafi.config`; a missing file
+means all defaults, digits dataset) and ``--out DIR`` (default ``RUN.save_path`` or
+``./gafi_runs``). Runs resume from their checkpoints unless ``--no-resume``. Results are
+written as Parquet (atomically) plus PNG/PDF plots; a one-line summary is printed.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+app = typer.Typer(help="GaFi: GAN synthetic data with DSF, DDR, the Expansion Trick, MultiGAN and CAS.",
+                  no_args_is_help=True, add_completion=False)
+
+_CONFIG = typer.Option(None, "--config", "-c", help="YAML config (upstream-style sections).")
+_OUT = typer.Option(None, "--out", "-o", help="Output directory (default RUN.save_path or ./gafi_runs).")
+_RESUME = typer.Option(True, "--resume/--no-resume", help="Continue from existing checkpoints.")
+
+
+def _setup(config: Optional[Path], out: Optional[Path]):
+    from .config import load_yaml
+    from .data import load_dataset
+
+    cfg = load_yaml(config) if config is not None else {}
+    data = cfg.get("DATA", {})
+    run = cfg.get("RUN", {})
+    out_dir = Path(out or run.get("save_path") or "gafi_runs")
+    kw = dict(root=data.get("root"), split_seed=int(data.get("split_seed", 0)))
+    splits = load_dataset(data.get("dataset", "digits"), **kw)
+    return cfg, splits, out_dir, run.get("device", "cpu"), kw, data
+
+
+def _write_cas(rows: list[dict], out_dir: Path) -> None:
+    import pandas as pd
+
+    from ._io import write_parquet
+    from .experiment import plot_cas
+
+    df = pd.DataFrame(rows)
+    write_parquet(df, out_dir / "cas.parquet")
+    plot_cas(df, out_dir / "cas")
+    typer.echo(df.to_string(index=False))
+
+
+@app.command("train-classifier")
+def train_classifier_cmd(config: Optional[Path] = _CONFIG, out: Optional[Path] = _OUT, resume: bool = _RESUME) -> None:
+    """Train the ResNet-20 on real data (val-selected); it becomes the DSF filter classifier."""
+    import pandas as pd
+
+    from ._io import write_parquet
+    from .classifier import fit_classifier
+    from .config import classifier_config
+
+    cfg, splits, out_dir, device, _, _ = _setup(config, out)
+    ccfg = classifier_config(cfg)
+    fit = fit_classifier(splits.train, splits.num_classes, ccfg, eval_sets={"val": splits.val, "test": splits.test},
+                         select_on="val", checkpoint_dir=out_dir / "classifier", resume=resume, device=device,
+                         description="classifier")
+    write_parquet(pd.DataFrame(fit.history), out_dir / "classifier" / "history.parquet")
+    best = fit.best_row()
+    typer.echo(f"best epoch {fit.best_epoch}: val {best['val_accuracy']:.4f} test {best['test_accuracy']:.4f} "
+               f"-> {out_dir / 'classifier' / 'best.safetensors'}")
+
+
+@app.command("train-gan")
+def train_gan_cmd(config: Optional[Path] = _CONFIG, out: Optional[Path] = _OUT, resume: bool = _RESUME) -> None:
+    """Train the conditional BigGAN-deep on train+val; EMA-generator checkpoint every epoch."""
+    import pandas as pd
+
+    from ._io import write_parquet
+    from .config import gan_configs
+    from .data import load_dataset
+    from .gan_train import train_gan
+
+    cfg, splits, out_dir, device, kw, data = _setup(config, out)
+    gan_data = load_dataset(splits.name, merge_train_val=bool(data.get("merge_train_val", True)), **kw)
+    c, h, _ = splits.image_shape
+    gcfg, tcfg = gan_configs(cfg, channels=c, num_classes=splits.num_classes, image_size=h)
+    res = train_gan(gan_data.train, gcfg, tcfg, out_dir=out_dir, resume=resume, device=device)
+    write_parquet(pd.DataFrame(res.history), out_dir / "history.parquet")
+    typer.echo(f"{res.iterations} iterations; EMA checkpoints in {out_dir / 'checkpoints'}")
+
+
+def _classifier(cfg: dict, device: str):
+    from .classifier import load_classifier
+
+    path = cfg.get("CLS_PRE", {}).get("path")
+    if not path:
+        raise typer.BadParameter("CLS_PRE.path (the filter classifier's best checkpoint) is required")
+    return load_classifier(path, device)
+
+
+@app.command("pipeline")
+def pipeline_cmd(config: Optional[Path] = _CONFIG, out: Optional[Path] = _OUT) -> None:
+    """GaFi greedy search (ckpt -> sigma -> tau) and the final accurate run for one GAN."""
+    from .classifier import ClassifierConfig  # noqa: F401 - re-exported type in config
+    from .config import classifier_config, pipeline_config
+    from .gan_train import available_checkpoint_epochs, ema_checkpoint_path, load_generator
+    from .pipeline import gafi_search
+
+    cfg, splits, out_dir, device, _, _ = _setup(config, out)
+    gan_dir = cfg.get("PIPELINE", {}).get("gan_dir")
+    if not gan_dir:
+        raise typer.BadParameter("PIPELINE.gan_dir (a train-gan output directory) is required")
+    pcfg = pipeline_config(cfg)
+    wanted = set(pcfg.ckpt_epochs)
+    ckpts = {e: load_generator(ema_checkpoint_path(gan_dir, e), device)
+             for e in available_checkpoint_epochs(gan_dir) if e in wanted}
+    res = gafi_search(ckpts, _classifier(cfg, device), splits, classifier_config(cfg), pcfg, out_dir, device=device,
+                      seed=int(cfg.get("RUN", {}).get("seed", 42)))
+    summary = {"gan_dir": str(gan_dir), "ckpt": res.best_ckpt, "sigma": res.best_sigma, "tau": res.best_tau,
+               "final": {k: (v.item() if hasattr(v, "item") else v) for k, v in res.final.items()}}
+    from ._io import atomic_write_bytes
+
+    atomic_write_bytes(out_dir / "summary.json", json.dumps(summary, indent=2).encode())
+    typer.echo(json.dumps(summary))
+
+
+@app.command("multigan")
+def multigan_cmd(config: Optional[Path] = _CONFIG, out: Optional[Path] = _OUT) -> None:
+    """MultiGAN CAS from the tuned generators of PIPELINE.pipeline_dirs (pipeline outputs)."""
+    from .config import classifier_config, pipeline_config
+    from .gan_train import ema_checkpoint_path, load_generator
+    from .pipeline import run_multigan
+    from .sampling import SamplerSpec
+
+    cfg, splits, out_dir, device, _, _ = _setup(config, out)
+    dirs = cfg.get("PIPELINE", {}).get("pipeline_dirs") or []
+    if len(dirs) < 1:
+        raise typer.BadParameter("PIPELINE.pipeline_dirs must list pipeline output directories")
+    samplers = []
+    for d in dirs:
+        p = Path(d) / "summary.json"
+        if not p.is_file():
+            raise typer.BadParameter(f"{p} is missing; run `synthperf gafi pipeline` for that GAN first")
+        s = json.loads(p.read_text())
+        samplers.append(SamplerSpec(load_generator(ema_checkpoint_path(s["gan_dir"], s["ckpt"]), device),
+                                    sigma=s["sigma"], tau=s["tau"]))
+    pcfg = pipeline_config(cfg)
+    res = run_multigan(samplers, _classifier(cfg, device), splits, classifier_config(cfg),
+                       class_samples=pcfg.class_samples, regen_every=pcfg.final_regen_every,
+                       filtering_attempts=pcfg.filtering_attempts, protocol=pcfg.protocol,
+                       seed=int(cfg.get("RUN", {}).get("seed", 42)), device=device)
+    _write_cas([{"method": "multigan", "cas": res.cas, "selection_score": res.selection_score,
+                 "protocol": res.protocol}], out_dir)
+
+
+@app.command("cas")
+def cas_cmd(config: Optional[Path] = _CONFIG, out: Optional[Path] = _OUT) -> None:
+    """CAS of one generator checkpoint (PIPELINE.gan_checkpoint, sigma, tau, filter, regen_every),
+    or of real data when no gan_checkpoint is given."""
+    from .classifier import StaticSource
+    from .config import classifier_config, pipeline_config
+    from .gan_train import load_generator
+    from .pipeline import run_cas
+    from .sampling import SamplerSpec, SyntheticSource
+
+    cfg, splits, out_dir, device, _, _ = _setup(config, out)
+    p = cfg.get("PIPELINE", {})
+    pcfg = pipeline_config(cfg)
+    if p.get("gan_checkpoint"):
+        do_filter = bool(p.get("filter", False))
+        spec = SamplerSpec(load_generator(p["gan_checkpoint"], device), sigma=p.get("sigma", 1.0),
+                           tau=p.get("tau", 0.0), filter=do_filter)
+        source = SyntheticSource([spec], _classifier(cfg, device) if do_filter else None,
+                                 pcfg.class_samples or splits.class_samples(), regen_every=p.get("regen_every"),
+                                 max_attempts=pcfg.filtering_attempts, seed=int(cfg.get("RUN", {}).get("seed", 42)),
+                                 device=device)
+        method = "gan"
+    else:
+        source, method = StaticSource(splits.train), "real"
+    res = run_cas(source, splits, classifier_config(cfg), protocol=pcfg.protocol, device=device)
+    _write_cas([{"method": method, "cas": res.cas, "selection_score": res.selection_score,
+                 "protocol": res.protocol}], out_dir)
+
+
+@app.command("demo")
+def demo_cmd(out: Path = typer.Option(Path("gafi_demo"), "--out", "-o"),
+             size: str = typer.Option("tiny", help="tiny | small"),
+             protocol: str = typer.Option("clean", help="clean | upstream_test_selected")) -> None:
+    """The whole pipeline on digits: real, synthetic baseline, GaFi, MultiGAN (2 GANs)."""
+    import time
+    from dataclasses import replace
+
+    from .experiment import digits_preset, run_experiment
+
+    cfg = digits_preset(size)
+    cfg.pipeline = replace(cfg.pipeline, protocol=protocol)
+    t = time.perf_counter()
+    df = run_experiment(out, cfg)
+    typer.echo(df.to_string(index=False))
+    typer.echo(f"total {time.perf_counter() - t:.1f} s")

@@ -1,0 +1,155 @@
+"""YAML configs mirroring upstream's ``ResNet20.yaml``, ``BigGAN_deep.yaml``, ``Pipeline.yaml`` and
+``MultiGAN.yaml`` (spec section 9), read with ``yaml.safe_load``.
+
+Sections: DATA, OPTIMIZATION, MODEL, AUG, LOSS, CLS_PRE, PIPELINE, RUN. Every key is either
+*active* (mapped onto a dataclass field), *fixed* (an upstream key whose only supported value
+is upstream's default, e.g. ``optimizer: sgdw``; another value is an error), or *inert*
+(upstream plumbing without meaning here, e.g. ``extra_name``; accepted and ignored). Any other
+key or section raises ValueError naming it. Missing keys keep the dataclass defaults.
+"""
+from __future__ import annotations
+
+from dataclasses import fields
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from .classifier import ClassifierConfig
+from .gan import GANConfig
+from .gan_train import GANTrainConfig
+from .pipeline import PipelineConfig, expand_grid
+
+__all__ = ["load_yaml", "COMMANDS", "classifier_config", "gan_configs", "pipeline_config"]
+
+COMMANDS = ("train-classifier", "train-gan", "pipeline", "multigan", "cas")
+
+_CLS_OPT = {"lr", "momentum", "nesterov", "weight_decay", "batch_size", "val_batch_size", "epochs",
+            "lr_milestones", "lr_gamma"}
+_GAN_OPT = {"g_lr", "g_beta1", "g_beta2", "d_lr", "d_beta1", "d_beta2", "adam_eps", "g_updates_per_step",
+            "d_updates_per_step", "split_batch_d_steps", "random_labels", "batch_size", "epochs"}
+_GAN_MODEL = {"latent_dim", "shared_dim", "g_conv_dim", "g_depth", "apply_g_attn", "g_attn_res", "d_conv_dim",
+              "d_depth", "apply_d_attn"}
+_GAN_EMA = {"apply_g_ema", "g_ema_decay", "g_ema_start", "diff_augment"}
+_PIPE = {"ckpt_epochs", "stddev_search", "threshold_search", "steps", "filtering_attempts", "class_samples",
+         "search_regen_every", "final_regen_every", "replace_fraction", "protocol", "batch_size"}
+
+# key -> the only supported value (upstream default)
+_FIXED: dict[str, dict[str, Any]] = {
+    "DATA": {"normalize": True, "dequantize": False, "categorical": None, "val_categorical": None,
+             "drop_remainder": None},
+    "OPTIMIZATION": {"acml_steps": 1, "total_steps": None, "save_optimizer": None, "save_optimizer_ckpt": None},
+    "MODEL": {"studiogan": True, "hier": True, "blur_resample": False, "residual_concat": False, "d_wide": None},
+    "AUG": {"random_rotation": False, "random_zoom": False},
+    "LOSS": {"type": "hinge", "grad_penalty_type": None, "grad_penalty_cost": None},
+    "PIPELINE": {"apply_standing_stats": False, "standing_stats_bs": None, "one_gan_for_epoch": False,
+                 "best_class_samples": None, "best_extra_name": None, "gan_name": None, "gan_names": None},
+    "RUN": {"compute_metrics": False, "compute_classifier_stats": False, "keep_images": None, "reload": None,
+            "show_plots": None, "plot_with_title": None, "plot_title": None, "start_eval_epoch": None,
+            "fixed_seed": None, "save": None, "extra_name": None},
+    "CLS_PRE": {"name": "resnet20", "optimizer": "sgdw", "random_erasing": None, "extra_name": None,
+                "save_path": None},
+}
+_ACTIVE: dict[str, set[str]] = {
+    "DATA": {"dataset", "root", "merge_train_val", "split_seed", "image_size", "horizontal_flip", "padding", "resize"},
+    "OPTIMIZATION": _CLS_OPT | _GAN_OPT | {"optimizer"},
+    "MODEL": _GAN_MODEL | _GAN_EMA | {"name", "width"},
+    "AUG": {"random_flip", "random_crop", "random_erasing", "crop_padding"},
+    "LOSS": set(),
+    "CLS_PRE": {"path"},
+    "PIPELINE": _PIPE | {"gan_dir", "pipeline_dirs", "gan_checkpoint", "sigma", "tau", "filter", "regen_every"},
+    "RUN": {"seed", "save_path", "mixed_precision", "device"},
+}
+
+
+def load_yaml(path: str | Path) -> dict[str, dict[str, Any]]:
+    """Parse and validate a config file; returns ``{section: {key: value}}``."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"config file {str(path)!r} does not exist")
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except yaml.YAMLError as exc:
+        raise ValueError(f"config file {str(path)!r} is not valid YAML: {exc}") from None
+    if not isinstance(raw, dict):
+        raise ValueError(f"config file {str(path)!r} must hold a mapping of sections")
+    out: dict[str, dict[str, Any]] = {}
+    for section, body in raw.items():
+        if section not in _ACTIVE:
+            raise ValueError(f"unknown config section {section!r} in {str(path)!r}; known: {sorted(_ACTIVE)}")
+        body = body or {}
+        if not isinstance(body, dict):
+            raise ValueError(f"config section {section} must be a mapping, got {type(body).__name__}")
+        for key, value in body.items():
+            fixed = _FIXED.get(section, {})
+            if key in _ACTIVE[section]:
+                continue
+            if key in fixed:
+                want = fixed[key]
+                if want is not None and value != want:
+                    raise ValueError(f"{section}.{key}={value!r} is not supported by this port (only {want!r})")
+                continue
+            known = sorted(_ACTIVE[section] | set(fixed))
+            raise ValueError(f"unknown config key {section}.{key} in {str(path)!r}; known keys: {known}")
+        out[section] = dict(body)
+    return out
+
+
+def _pick(section: dict, names: set[str], cls) -> dict:
+    valid = {f.name for f in fields(cls)}
+    return {k: v for k, v in section.items() if k in names and k in valid}
+
+
+def classifier_config(cfg: dict[str, dict[str, Any]]) -> ClassifierConfig:
+    """ClassifierConfig from OPTIMIZATION/MODEL/AUG/RUN (``ResNet20.yaml``/``Pipeline.yaml``)."""
+    opt, model, aug, run = (cfg.get(s, {}) for s in ("OPTIMIZATION", "MODEL", "AUG", "RUN"))
+    if opt.get("optimizer", "sgdw") != "sgdw":
+        raise ValueError(f"OPTIMIZATION.optimizer must be 'sgdw' for classifiers, got {opt['optimizer']!r}")
+    if model.get("name", "resnet20") != "resnet20":
+        raise ValueError(f"MODEL.name must be 'resnet20' for classifiers, got {model['name']!r}")
+    kw = _pick(opt, _CLS_OPT, ClassifierConfig)
+    if "lr_milestones" in kw:
+        kw["lr_milestones"] = tuple(int(m) for m in kw["lr_milestones"])
+    if "width" in model:
+        kw["width"] = int(model["width"])
+    kw.update(_pick(aug, set(_ACTIVE["AUG"]), ClassifierConfig))
+    for k in ("seed", "mixed_precision"):
+        if k in run:
+            kw[k] = run[k]
+    return ClassifierConfig(**kw)
+
+
+def gan_configs(cfg: dict[str, dict[str, Any]], *, channels: int, num_classes: int, image_size: int
+                ) -> tuple[GANConfig, GANTrainConfig]:
+    """(GANConfig, GANTrainConfig) from ``BigGAN_deep.yaml`` sections; data shape from the dataset."""
+    opt, model, run, data = (cfg.get(s, {}) for s in ("OPTIMIZATION", "MODEL", "RUN", "DATA"))
+    if opt.get("optimizer", "adam") != "adam":
+        raise ValueError(f"OPTIMIZATION.optimizer must be 'adam' for the GAN, got {opt['optimizer']!r}")
+    if model.get("name", "biggan_deep") != "biggan_deep":
+        raise ValueError(f"MODEL.name must be 'biggan_deep' for the GAN, got {model['name']!r}")
+    if "image_size" in data and int(data["image_size"]) != image_size:
+        raise ValueError(f"DATA.image_size={data['image_size']} but the dataset images are {image_size}x{image_size}")
+    g = GANConfig(image_size=image_size, channels=channels, num_classes=num_classes,
+                  **_pick(model, _GAN_MODEL, GANConfig))
+    kw = _pick(opt, _GAN_OPT, GANTrainConfig)
+    kw.update(_pick(model, _GAN_EMA, GANTrainConfig))
+    for k in ("seed", "mixed_precision"):
+        if k in run:
+            kw[k] = run[k]
+    if "horizontal_flip" in data:
+        kw["horizontal_flip"] = bool(data["horizontal_flip"])
+    return g, GANTrainConfig(**kw)
+
+
+def pipeline_config(cfg: dict[str, dict[str, Any]]) -> PipelineConfig:
+    """PipelineConfig from PIPELINE (triplets expanded inclusively, as upstream)."""
+    p = dict(cfg.get("PIPELINE", {}))
+    kw = _pick(p, _PIPE, PipelineConfig)
+    for key in ("ckpt_epochs", "stddev_search", "threshold_search"):
+        if key in kw:
+            kw[key] = expand_grid(kw[key], f"PIPELINE.{key}")
+    if "ckpt_epochs" in kw:
+        kw["ckpt_epochs"] = [int(e) for e in kw["ckpt_epochs"]]
+    if "steps" in kw:
+        kw["steps"] = tuple(kw["steps"])
+    return PipelineConfig(**kw)
