@@ -55,8 +55,12 @@ def backends_command() -> None:
 def _register_groups() -> None:
     """Attach the per-system command groups (each module owns its commands)."""
     from .cli_groups import register
+    from .experiments.cli import demo_command, plot_command, run_command
 
     register(app)
+    app.command("run")(run_command)
+    app.command("plot")(plot_command)
+    app.command("demo")(demo_command)
 
 
 def main() -> None:

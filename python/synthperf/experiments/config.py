@@ -1,0 +1,291 @@
+"""Typed experiment configs: YAML -> validated dataclasses, CLI overrides, Cartesian grids.
+
+Rules (issue 8; the fixes of specs/sppi.md §9 pitfall P1):
+
+- Files are read with ``yaml.safe_load``; the top level is a mapping whose ``experiment`` key
+  names the schema (``sppi``, ``gafi``, ``flows``, ``guidance``, see :mod:`.schemas`).
+- Unknown keys raise ``ValueError`` naming the dotted key and listing the known ones; wrong
+  types raise ``TypeError`` naming the dotted key, the expected type and the value.
+  ``bool`` is never a number; ``int`` is accepted where a float is expected; a numeric string
+  is accepted for a float (PyYAML 1.1 reads ``1e-4`` as a string).
+- CLI overrides ``key=value`` parse ``value`` with ``yaml.safe_load``: ``class_conditional=false``
+  is ``False`` (upstream's ``bool('False')`` was True), ``alpha=[0.05,0.1]`` is a list, a scalar
+  given to a list-valued key becomes a one-element list (``alpha=0.1``, ``methods=SC``), and
+  dotted keys (``data.age_range=0-20``) reach nested sections. Overrides are applied before
+  grid expansion, so ``n_cal=[10,15]`` makes a grid.
+- Any list given to a scalar-typed key expands into a Cartesian grid; list-valued keys
+  (``alpha``, ``methods``, ...; the fields typed ``list``) expand only when given a list of
+  lists. The first grid key in document order varies slowest (upstream order).
+"""
+from __future__ import annotations
+
+import dataclasses
+import itertools
+import math
+import os
+import types
+import typing
+from pathlib import Path
+from typing import Any, Literal, Mapping, Sequence, Union
+
+import yaml
+
+__all__ = ["ConfigError", "parse_override", "apply_overrides", "build", "expand_grid", "load_config",
+           "resolve", "to_dict", "schema_for"]
+
+_MISSING = object()
+
+
+class ConfigError(ValueError):
+    """A config value or key is invalid (subclass of ValueError)."""
+
+
+# ----------------------------------------------------------------------------------------
+# Overrides
+# ----------------------------------------------------------------------------------------
+def parse_override(text: str) -> tuple[str, Any]:
+    """``"a.b=value"`` -> ``("a.b", yaml.safe_load("value"))``; an empty value is ``None``."""
+    if not isinstance(text, str) or "=" not in text:
+        raise ConfigError(f"override {text!r} must have the form key=value (e.g. n_seeds=10 or data.age_range=0-20)")
+    key, _, raw = text.partition("=")
+    key = key.strip()
+    if not key or any(not part for part in key.split(".")):
+        raise ConfigError(f"override {text!r} has an empty key")
+    try:
+        value = yaml.safe_load(raw) if raw.strip() else None
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"override {key}: cannot parse {raw!r} as YAML: {exc}") from None
+    return key, value
+
+
+def apply_overrides(raw: Mapping[str, Any], overrides: Sequence[str] | Mapping[str, Any]) -> dict:
+    """A deep copy of ``raw`` with the overrides set (dotted keys create nested mappings)."""
+    out = _deepcopy(raw)
+    items = overrides.items() if isinstance(overrides, Mapping) else [parse_override(o) for o in overrides]
+    for key, value in items:
+        node, parts = out, key.split(".")
+        for depth, part in enumerate(parts[:-1]):
+            nxt = node.get(part, _MISSING)
+            if nxt is _MISSING or nxt is None:
+                nxt = node[part] = {}
+            if not isinstance(nxt, dict):
+                raise ConfigError(f"override {key}: {'.'.join(parts[:depth + 1])} is a {type(nxt).__name__}, "
+                                  f"not a section, so it has no key {parts[depth + 1]!r}")
+            node = nxt
+        node[parts[-1]] = value
+    return out
+
+
+def _deepcopy(x: Any) -> Any:
+    if isinstance(x, Mapping):
+        return {k: _deepcopy(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return [_deepcopy(v) for v in x]
+    return x
+
+
+# ----------------------------------------------------------------------------------------
+# Typed validation
+# ----------------------------------------------------------------------------------------
+def _hints(cls: type) -> dict[str, Any]:
+    return typing.get_type_hints(cls)
+
+
+def _is_union(tp: Any) -> bool:
+    return typing.get_origin(tp) in (Union, types.UnionType)
+
+
+def _is_list_type(tp: Any) -> bool:
+    if _is_union(tp):
+        return any(_is_list_type(a) for a in typing.get_args(tp) if a is not type(None))
+    return typing.get_origin(tp) in (list, tuple) or tp in (list, tuple)
+
+
+def _describe(tp: Any) -> str:
+    if _is_union(tp):
+        return " or ".join(_describe(a) for a in typing.get_args(tp))
+    if tp is type(None):
+        return "null"
+    if typing.get_origin(tp) is Literal:
+        return "one of " + ", ".join(repr(a) for a in typing.get_args(tp))
+    if typing.get_origin(tp) in (list, tuple):
+        args = typing.get_args(tp)
+        return f"a list of {_describe(args[0])}" if args else "a list"
+    if dataclasses.is_dataclass(tp):
+        return "a mapping (section)"
+    return getattr(tp, "__name__", str(tp))
+
+
+def _coerce(value: Any, tp: Any, key: str) -> Any:
+    """``value`` checked against the annotation ``tp``; raises TypeError/ValueError naming ``key``."""
+    if _is_union(tp):
+        args = typing.get_args(tp)
+        if value is None and type(None) in args:
+            return None
+        errors = []
+        for a in args:
+            if a is type(None):
+                continue
+            try:
+                return _coerce(value, a, key)
+            except (TypeError, ValueError) as exc:
+                errors.append(exc)
+        if len(errors) == 1:
+            raise errors[0]
+        raise TypeError(f"{key} must be {_describe(tp)}, got {type(value).__name__} {value!r}")
+    origin = typing.get_origin(tp)
+    if origin is Literal:
+        choices = typing.get_args(tp)
+        if value not in choices or isinstance(value, bool) != isinstance(choices[0], bool):
+            raise ConfigError(f"{key} must be {_describe(tp)}, got {value!r}")
+        return value
+    if origin in (list, tuple) or tp in (list, tuple):
+        (elem,) = typing.get_args(tp)[:1] or (Any,)
+        items = list(value) if isinstance(value, (list, tuple)) else [value]  # scalar -> [scalar] (P1)
+        return [_coerce(v, elem, f"{key}[{i}]") for i, v in enumerate(items)]
+    if dataclasses.is_dataclass(tp):
+        if value is None:
+            value = {}
+        if not isinstance(value, Mapping):
+            raise TypeError(f"{key} must be a mapping (section), got {type(value).__name__} {value!r}")
+        return build(tp, value, prefix=f"{key}.")
+    if tp is Any:
+        return value
+    if tp is bool:
+        if not isinstance(value, bool):
+            raise TypeError(f"{key} must be a bool (true/false), got {type(value).__name__} {value!r}")
+        return value
+    if tp is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise TypeError(f"{key} must be an integer, got {type(value).__name__} {value!r}")
+        return value
+    if tp is float:
+        if isinstance(value, str):
+            try:
+                value = float(value)
+            except ValueError:
+                raise TypeError(f"{key} must be a number, got str {value!r}") from None
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise TypeError(f"{key} must be a number, got {type(value).__name__} {value!r}")
+        if math.isnan(float(value)):
+            raise ConfigError(f"{key} must not be NaN")
+        return float(value)
+    if tp is str:
+        if not isinstance(value, str):
+            raise TypeError(f"{key} must be a string, got {type(value).__name__} {value!r} (quote it in YAML)")
+        return value
+    raise TypeError(f"{key}: unsupported annotation {tp!r}")  # pragma: no cover - schema bug
+
+
+def build(cls: type, raw: Mapping[str, Any], *, prefix: str = ""):
+    """Instantiate dataclass ``cls`` from ``raw``, validating every key (missing keys keep defaults)."""
+    if not isinstance(raw, Mapping):
+        raise TypeError(f"{prefix.rstrip('.') or 'config'} must be a mapping, got {type(raw).__name__}")
+    hints = _hints(cls)
+    names = [f.name for f in dataclasses.fields(cls) if f.init]
+    unknown = [k for k in raw if k not in names]
+    if unknown:
+        raise ConfigError(f"unknown config key {prefix}{unknown[0]!s}"
+                          f"{'' if len(unknown) == 1 else f' (and {unknown[1:]})'}; "
+                          f"known keys{' of ' + prefix.rstrip('.') if prefix else ''}: {', '.join(names)}")
+    kwargs = {k: _coerce(v, hints[k], f"{prefix}{k}") for k, v in raw.items()}
+    obj = cls(**kwargs)
+    check = getattr(obj, "validate", None)
+    if callable(check):
+        check()
+    return obj
+
+
+def to_dict(obj: Any) -> Any:
+    """A dataclass config as plain YAML-safe data (lists, dicts, scalars)."""
+    if dataclasses.is_dataclass(obj):
+        return {f.name: to_dict(getattr(obj, f.name)) for f in dataclasses.fields(obj)}
+    if isinstance(obj, (list, tuple)):
+        return [to_dict(v) for v in obj]
+    if isinstance(obj, Mapping):
+        return {k: to_dict(v) for k, v in obj.items()}
+    return obj
+
+
+# ----------------------------------------------------------------------------------------
+# Grid expansion
+# ----------------------------------------------------------------------------------------
+def _grid_axes(cls: type, raw: Mapping[str, Any], prefix: str = "") -> list[tuple[str, list]]:
+    """(dotted key, values) for every grid axis of ``raw`` under schema ``cls``, in document order."""
+    hints = _hints(cls)
+    names = {f.name for f in dataclasses.fields(cls) if f.init}
+    axes: list[tuple[str, list]] = []
+    for k, v in raw.items():
+        if k not in names:
+            raise ConfigError(f"unknown config key {prefix}{k}; known keys"
+                              f"{' of ' + prefix.rstrip('.') if prefix else ''}: {', '.join(sorted(names))}")
+        tp = hints[k]
+        section = _section_type(tp)
+        if section is not None and isinstance(v, Mapping):
+            axes.extend(_grid_axes(section, v, f"{prefix}{k}."))
+        elif isinstance(v, list):
+            if _is_list_type(tp):
+                if v and all(isinstance(e, list) for e in v):
+                    axes.append((f"{prefix}{k}", list(v)))
+            else:
+                if not v:
+                    raise ConfigError(f"{prefix}{k} is an empty list: a grid needs at least one value")
+                axes.append((f"{prefix}{k}", list(v)))
+    return axes
+
+
+def _section_type(tp: Any):
+    if dataclasses.is_dataclass(tp):
+        return tp
+    if _is_union(tp):
+        for a in typing.get_args(tp):
+            if dataclasses.is_dataclass(a):
+                return a
+    return None
+
+
+def expand_grid(cls: type, raw: Mapping[str, Any]) -> list[tuple[dict, dict]]:
+    """Cartesian expansion: a list of ``(raw point config, {dotted key: value of this point})``."""
+    axes = _grid_axes(cls, raw)
+    if not axes:
+        return [(_deepcopy(raw), {})]
+    points = []
+    for combo in itertools.product(*(vals for _, vals in axes)):
+        point = dict(zip((k for k, _ in axes), combo))
+        points.append((apply_overrides(raw, point), point))
+    return points
+
+
+# ----------------------------------------------------------------------------------------
+# Entry points
+# ----------------------------------------------------------------------------------------
+def schema_for(raw: Mapping[str, Any]) -> type:
+    from .schemas import SCHEMAS
+
+    kind = raw.get("experiment", _MISSING)
+    if kind is _MISSING:
+        raise ConfigError(f"config has no 'experiment' key; set it to one of {sorted(SCHEMAS)}")
+    if kind not in SCHEMAS:
+        raise ConfigError(f"experiment must be one of {sorted(SCHEMAS)}, got {kind!r}")
+    return SCHEMAS[kind]
+
+
+def load_config(path: str | os.PathLike) -> dict:
+    """The raw mapping of a YAML config file (``yaml.safe_load``), with a clear error otherwise."""
+    p = Path(path)
+    if not p.is_file():
+        raise FileNotFoundError(f"config file {str(p)!r} does not exist")
+    try:
+        raw = yaml.safe_load(p.read_text(encoding="utf-8"))
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{p}: invalid YAML: {exc}") from None
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{p}: the top level must be a mapping, got {type(raw).__name__}")
+    return raw
+
+
+def resolve(raw: Mapping[str, Any], overrides: Sequence[str] | Mapping[str, Any] = ()) -> list[tuple[Any, dict]]:
+    """Overrides, grid expansion and validation: a list of ``(typed config, grid values)``."""
+    merged = apply_overrides(raw, overrides)
+    cls = schema_for(merged)
+    return [(build(cls, point), values) for point, values in expand_grid(cls, merged)]
