@@ -157,6 +157,19 @@ class ClassifierConfig:
     mixed_precision: bool = False
     seed: int = 42
 
+    def __post_init__(self) -> None:
+        for name, lo in (("width", 2), ("epochs", 1), ("batch_size", 1), ("val_batch_size", 1), ("crop_padding", 0)):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, int) or v < lo:
+                raise ValueError(f"{name} must be an int >= {lo}, got {v!r}")
+        for name in ("lr", "momentum", "weight_decay", "lr_gamma"):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, (int, float)) or not (v >= 0 and math.isfinite(v)):
+                raise ValueError(f"{name} must be a finite number >= 0, got {v!r}")
+        self.lr_milestones = tuple(self.lr_milestones)
+        if any(isinstance(m, bool) or not isinstance(m, int) or m < 1 for m in self.lr_milestones):
+            raise ValueError(f"lr_milestones must be 1-indexed epochs (ints >= 1), got {self.lr_milestones!r}")
+
     def lr_at(self, epoch: int) -> float:
         """LR of the 1-indexed ``epoch``: ``lr * gamma**#{milestones <= epoch}``."""
         return self.lr * self.lr_gamma ** sum(1 for m in self.lr_milestones if epoch >= m)
@@ -261,20 +274,23 @@ def fit_classifier(source: DataSource | ImageData, num_classes: int, cfg: Classi
     if select_on is not None and select_on not in eval_sets:
         raise ValueError(f"select_on={select_on!r} must name one of eval_sets {sorted(eval_sets)}")
     device = torch.device(device)
-    first = source.dataset(1)
-    model = build_classifier(num_classes, first.x.shape[1], cfg).to(device)
+    ckdir = Path(checkpoint_dir) if checkpoint_dir is not None else None
+    if resume and ckdir is None:
+        raise ValueError("resume=True needs checkpoint_dir")
+    in_channels = None
+    if resume and checkpoint_exists(ckdir / "last"):  # type: ignore[operator]
+        in_channels = load_checkpoint(ckdir / "last")[1].get("in_channels")  # type: ignore[operator]
+    if in_channels is None:  # fresh run (or an old checkpoint): the first epoch's data decides
+        in_channels = int(source.dataset(1).x.shape[1])
+    model = build_classifier(num_classes, int(in_channels), cfg).to(device)
     opt = SGDW(model.parameters(), lr=cfg.lr, momentum=cfg.momentum, nesterov=cfg.nesterov,
                weight_decay=cfg.weight_decay)
     scaler = torch.amp.GradScaler("cuda", enabled=cfg.mixed_precision and device.type == "cuda")
     gen = torch.Generator().manual_seed(cfg.seed)
     result = FitResult(model=model, select_on=select_on)
     best_score, start = -1.0, 1
-    ckdir = Path(checkpoint_dir) if checkpoint_dir is not None else None
-    if resume:
-        if ckdir is None:
-            raise ValueError("resume=True needs checkpoint_dir")
-        if checkpoint_exists(ckdir / "last"):
-            start, best_score = _restore(ckdir, model, opt, gen, source, result, cfg)
+    if resume and checkpoint_exists(ckdir / "last"):  # type: ignore[operator]
+        start, best_score = _restore(ckdir, model, opt, gen, source, result, cfg)
     with progress_task(f"{description}", cfg.epochs) as advance:
         advance(start - 1)
         for epoch in range(start, cfg.epochs + 1):
@@ -296,7 +312,8 @@ def fit_classifier(source: DataSource | ImageData, num_classes: int, cfg: Classi
                                     {"kind": "classifier", "epoch": epoch, "num_classes": num_classes,
                                      "in_channels": int(data.x.shape[1]), "config": cfg.to_dict()})
             if ckdir is not None:
-                _save_last(ckdir, model, opt, gen, source, result, cfg, epoch, best_score, num_classes)
+                _save_last(ckdir, model, opt, gen, source, result, cfg, epoch, best_score, num_classes,
+                           int(in_channels))
             advance(1)
     if select_on is None:
         result.best_epoch = cfg.epochs
@@ -326,7 +343,7 @@ def _train_epoch(model, opt, scaler, data: ImageData, cfg: ClassifierConfig, gen
     return tot_loss / max(n, 1), correct / max(n, 1)
 
 
-def _save_last(ckdir, model, opt, gen, source, result, cfg, epoch, best_score, num_classes):
+def _save_last(ckdir, model, opt, gen, source, result, cfg, epoch, best_score, num_classes, in_channels):
     tensors = {f"model.{k}": v for k, v in model.state_dict().items()}
     params = list(model.parameters())
     for i, p in enumerate(params):
@@ -339,7 +356,7 @@ def _save_last(ckdir, model, opt, gen, source, result, cfg, epoch, best_score, n
     tensors.update({f"source.{k}": v for k, v in source.state_dict().items()})
     meta = {"kind": "classifier_last", "epoch": epoch, "best_epoch": result.best_epoch,
             "best_score": best_score, "history": result.history, "num_classes": num_classes,
-            "config": cfg.to_dict()}
+            "in_channels": in_channels, "config": cfg.to_dict()}
     save_checkpoint(ckdir / "last", tensors, meta)
 
 

@@ -1,13 +1,18 @@
 """``synthperf gafi`` commands: train-classifier | train-gan | pipeline | multigan | cas | demo.
 
-Each command takes ``--config FILE.yaml`` (see :mod:`synthperf.gafi.config`; a missing file
-means all defaults, digits dataset) and ``--out DIR`` (default ``RUN.save_path`` or
-``./gafi_runs``). Runs resume from their checkpoints unless ``--no-resume``. Results are
-written as Parquet (atomically) plus PNG/PDF plots; a one-line summary is printed.
+Each command takes ``--config FILE.yaml`` (see :mod:`synthperf.gafi.config`; no file means
+all defaults, digits dataset) and ``--out DIR`` (default ``RUN.save_path`` or ``./gafi_runs``).
+A config error (unknown section or key, wrong type, unsupported value) exits with status 2
+and a message naming the key. Runs resume unless ``--no-resume``: train-classifier and
+train-gan from their checkpoints, pipeline by skipping runs already in its results tables,
+multigan and cas by skipping when ``cas.parquet`` exists for the same config (``run.json``).
+Results are written as Parquet (atomically) plus PNG/PDF plots; a summary is printed.
 """
 from __future__ import annotations
 
+import functools
 import json
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Optional
 
@@ -21,11 +26,41 @@ _OUT = typer.Option(None, "--out", "-o", help="Output directory (default RUN.sav
 _RESUME = typer.Option(True, "--resume/--no-resume", help="Continue from existing checkpoints.")
 
 
+@contextmanager
+def _config_errors():
+    """Config mistakes become a usage error (exit status 2) instead of a traceback."""
+    try:
+        yield
+    except (ValueError, TypeError, FileNotFoundError) as exc:
+        raise typer.BadParameter(str(exc), param_hint="--config") from None
+
+
+# ClickException (exit status 1, "Error: ..."): a base of typer.BadParameter in every typer
+# version, whether click is a dependency or vendored as typer._click.
+_ClickException = next(c for c in typer.BadParameter.__mro__ if c.__name__ == "ClickException")
+
+
+def _clean_errors(fn):
+    """Bad or missing checkpoints / data files end the command with ``Error: <message>`` (status 1)."""
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        from ._io import CheckpointError
+
+        try:
+            return fn(*args, **kwargs)
+        except (CheckpointError, FileNotFoundError) as exc:
+            raise _ClickException(str(exc)) from None
+
+    return wrapper
+
+
 def _setup(config: Optional[Path], out: Optional[Path]):
     from .config import load_yaml
     from .data import load_dataset
 
-    cfg = load_yaml(config) if config is not None else {}
+    with _config_errors():
+        cfg = load_yaml(config) if config is not None else {}
     data = cfg.get("DATA", {})
     run = cfg.get("RUN", {})
     out_dir = Path(out or run.get("save_path") or "gafi_runs")
@@ -34,19 +69,36 @@ def _setup(config: Optional[Path], out: Optional[Path]):
     return cfg, splits, out_dir, run.get("device", "cpu"), kw, data
 
 
-def _write_cas(rows: list[dict], out_dir: Path) -> None:
+def _finished(out_dir: Path, command: str, cfg: dict, resume: bool) -> bool:
+    """Whether ``command`` already wrote ``cas.parquet`` under ``out_dir`` for this config."""
+    run = out_dir / "run.json"
+    if not (resume and run.is_file() and (out_dir / "cas.parquet").is_file()):
+        return False
+    try:
+        done = json.loads(run.read_text(encoding="utf-8"))
+    except json.JSONDecodeError:
+        return False
+    if done == {"command": command, "config": json.loads(json.dumps(cfg, default=str))}:
+        typer.echo(f"{command}: already done in {out_dir} (use --no-resume to recompute)")
+        return True
+    return False
+
+
+def _write_cas(rows: list[dict], out_dir: Path, command: str, cfg: dict) -> None:
     import pandas as pd
 
-    from ._io import write_parquet
+    from ._io import atomic_write_bytes, write_parquet
     from .experiment import plot_cas
 
     df = pd.DataFrame(rows)
     write_parquet(df, out_dir / "cas.parquet")
     plot_cas(df, out_dir / "cas")
+    atomic_write_bytes(out_dir / "run.json", json.dumps({"command": command, "config": cfg}, default=str).encode())
     typer.echo(df.to_string(index=False))
 
 
 @app.command("train-classifier")
+@_clean_errors
 def train_classifier_cmd(config: Optional[Path] = _CONFIG, out: Optional[Path] = _OUT, resume: bool = _RESUME) -> None:
     """Train the ResNet-20 on real data (val-selected); it becomes the DSF filter classifier."""
     import pandas as pd
@@ -56,7 +108,8 @@ def train_classifier_cmd(config: Optional[Path] = _CONFIG, out: Optional[Path] =
     from .config import classifier_config
 
     cfg, splits, out_dir, device, _, _ = _setup(config, out)
-    ccfg = classifier_config(cfg)
+    with _config_errors():
+        ccfg = classifier_config(cfg)
     fit = fit_classifier(splits.train, splits.num_classes, ccfg, eval_sets={"val": splits.val, "test": splits.test},
                          select_on="val", checkpoint_dir=out_dir / "classifier", resume=resume, device=device,
                          description="classifier")
@@ -67,6 +120,7 @@ def train_classifier_cmd(config: Optional[Path] = _CONFIG, out: Optional[Path] =
 
 
 @app.command("train-gan")
+@_clean_errors
 def train_gan_cmd(config: Optional[Path] = _CONFIG, out: Optional[Path] = _OUT, resume: bool = _RESUME) -> None:
     """Train the conditional BigGAN-deep on train+val; EMA-generator checkpoint every epoch."""
     import pandas as pd
@@ -79,7 +133,8 @@ def train_gan_cmd(config: Optional[Path] = _CONFIG, out: Optional[Path] = _OUT, 
     cfg, splits, out_dir, device, kw, data = _setup(config, out)
     gan_data = load_dataset(splits.name, merge_train_val=bool(data.get("merge_train_val", True)), **kw)
     c, h, _ = splits.image_shape
-    gcfg, tcfg = gan_configs(cfg, channels=c, num_classes=splits.num_classes, image_size=h)
+    with _config_errors():
+        gcfg, tcfg = gan_configs(cfg, channels=c, num_classes=splits.num_classes, image_size=h)
     res = train_gan(gan_data.train, gcfg, tcfg, out_dir=out_dir, resume=resume, device=device)
     write_parquet(pd.DataFrame(res.history), out_dir / "history.parquet")
     typer.echo(f"{res.iterations} iterations; EMA checkpoints in {out_dir / 'checkpoints'}")
@@ -95,9 +150,9 @@ def _classifier(cfg: dict, device: str):
 
 
 @app.command("pipeline")
-def pipeline_cmd(config: Optional[Path] = _CONFIG, out: Optional[Path] = _OUT) -> None:
+@_clean_errors
+def pipeline_cmd(config: Optional[Path] = _CONFIG, out: Optional[Path] = _OUT, resume: bool = _RESUME) -> None:
     """GaFi greedy search (ckpt -> sigma -> tau) and the final accurate run for one GAN."""
-    from .classifier import ClassifierConfig  # noqa: F401 - re-exported type in config
     from .config import classifier_config, pipeline_config
     from .gan_train import available_checkpoint_epochs, ema_checkpoint_path, load_generator
     from .pipeline import gafi_search
@@ -106,12 +161,13 @@ def pipeline_cmd(config: Optional[Path] = _CONFIG, out: Optional[Path] = _OUT) -
     gan_dir = cfg.get("PIPELINE", {}).get("gan_dir")
     if not gan_dir:
         raise typer.BadParameter("PIPELINE.gan_dir (a train-gan output directory) is required")
-    pcfg = pipeline_config(cfg)
+    with _config_errors():
+        pcfg, ccfg = pipeline_config(cfg), classifier_config(cfg)
     wanted = set(pcfg.ckpt_epochs)
     ckpts = {e: load_generator(ema_checkpoint_path(gan_dir, e), device)
              for e in available_checkpoint_epochs(gan_dir) if e in wanted}
-    res = gafi_search(ckpts, _classifier(cfg, device), splits, classifier_config(cfg), pcfg, out_dir, device=device,
-                      seed=int(cfg.get("RUN", {}).get("seed", 42)))
+    res = gafi_search(ckpts, _classifier(cfg, device), splits, ccfg, pcfg, out_dir, device=device,
+                      seed=int(cfg.get("RUN", {}).get("seed", 42)), resume=resume)
     summary = {"gan_dir": str(gan_dir), "ckpt": res.best_ckpt, "sigma": res.best_sigma, "tau": res.best_tau,
                "final": {k: (v.item() if hasattr(v, "item") else v) for k, v in res.final.items()}}
     from ._io import atomic_write_bytes
@@ -121,7 +177,8 @@ def pipeline_cmd(config: Optional[Path] = _CONFIG, out: Optional[Path] = _OUT) -
 
 
 @app.command("multigan")
-def multigan_cmd(config: Optional[Path] = _CONFIG, out: Optional[Path] = _OUT) -> None:
+@_clean_errors
+def multigan_cmd(config: Optional[Path] = _CONFIG, out: Optional[Path] = _OUT, resume: bool = _RESUME) -> None:
     """MultiGAN CAS from the tuned generators of PIPELINE.pipeline_dirs (pipeline outputs)."""
     from .config import classifier_config, pipeline_config
     from .gan_train import ema_checkpoint_path, load_generator
@@ -132,6 +189,10 @@ def multigan_cmd(config: Optional[Path] = _CONFIG, out: Optional[Path] = _OUT) -
     dirs = cfg.get("PIPELINE", {}).get("pipeline_dirs") or []
     if len(dirs) < 1:
         raise typer.BadParameter("PIPELINE.pipeline_dirs must list pipeline output directories")
+    with _config_errors():
+        pcfg, ccfg = pipeline_config(cfg), classifier_config(cfg)
+    if _finished(out_dir, "multigan", cfg, resume):
+        return
     samplers = []
     for d in dirs:
         p = Path(d) / "summary.json"
@@ -140,17 +201,17 @@ def multigan_cmd(config: Optional[Path] = _CONFIG, out: Optional[Path] = _OUT) -
         s = json.loads(p.read_text())
         samplers.append(SamplerSpec(load_generator(ema_checkpoint_path(s["gan_dir"], s["ckpt"]), device),
                                     sigma=s["sigma"], tau=s["tau"]))
-    pcfg = pipeline_config(cfg)
-    res = run_multigan(samplers, _classifier(cfg, device), splits, classifier_config(cfg),
+    res = run_multigan(samplers, _classifier(cfg, device), splits, ccfg,
                        class_samples=pcfg.class_samples, regen_every=pcfg.final_regen_every,
                        filtering_attempts=pcfg.filtering_attempts, protocol=pcfg.protocol,
                        seed=int(cfg.get("RUN", {}).get("seed", 42)), device=device)
     _write_cas([{"method": "multigan", "cas": res.cas, "selection_score": res.selection_score,
-                 "protocol": res.protocol}], out_dir)
+                 "protocol": res.protocol}], out_dir, "multigan", cfg)
 
 
 @app.command("cas")
-def cas_cmd(config: Optional[Path] = _CONFIG, out: Optional[Path] = _OUT) -> None:
+@_clean_errors
+def cas_cmd(config: Optional[Path] = _CONFIG, out: Optional[Path] = _OUT, resume: bool = _RESUME) -> None:
     """CAS of one generator checkpoint (PIPELINE.gan_checkpoint, sigma, tau, filter, regen_every),
     or of real data when no gan_checkpoint is given."""
     from .classifier import StaticSource
@@ -161,11 +222,15 @@ def cas_cmd(config: Optional[Path] = _CONFIG, out: Optional[Path] = _OUT) -> Non
 
     cfg, splits, out_dir, device, _, _ = _setup(config, out)
     p = cfg.get("PIPELINE", {})
-    pcfg = pipeline_config(cfg)
+    with _config_errors():
+        pcfg, ccfg = pipeline_config(cfg), classifier_config(cfg)
+    if _finished(out_dir, "cas", cfg, resume):
+        return
     if p.get("gan_checkpoint"):
         do_filter = bool(p.get("filter", False))
-        spec = SamplerSpec(load_generator(p["gan_checkpoint"], device), sigma=p.get("sigma", 1.0),
-                           tau=p.get("tau", 0.0), filter=do_filter)
+        generator = load_generator(p["gan_checkpoint"], device)
+        with _config_errors():
+            spec = SamplerSpec(generator, sigma=p.get("sigma", 1.0), tau=p.get("tau", 0.0), filter=do_filter)
         source = SyntheticSource([spec], _classifier(cfg, device) if do_filter else None,
                                  pcfg.class_samples or splits.class_samples(), regen_every=p.get("regen_every"),
                                  max_attempts=pcfg.filtering_attempts, seed=int(cfg.get("RUN", {}).get("seed", 42)),
@@ -173,24 +238,28 @@ def cas_cmd(config: Optional[Path] = _CONFIG, out: Optional[Path] = _OUT) -> Non
         method = "gan"
     else:
         source, method = StaticSource(splits.train), "real"
-    res = run_cas(source, splits, classifier_config(cfg), protocol=pcfg.protocol, device=device)
+    res = run_cas(source, splits, ccfg, protocol=pcfg.protocol, device=device)
     _write_cas([{"method": method, "cas": res.cas, "selection_score": res.selection_score,
-                 "protocol": res.protocol}], out_dir)
+                 "protocol": res.protocol}], out_dir, "cas", cfg)
 
 
 @app.command("demo")
 def demo_cmd(out: Path = typer.Option(Path("gafi_demo"), "--out", "-o"),
-             size: str = typer.Option("tiny", help="tiny | small"),
-             protocol: str = typer.Option("clean", help="clean | upstream_test_selected")) -> None:
+             size: str = typer.Option("tiny", help="micro | tiny | small"),
+             protocol: str = typer.Option("clean", help="clean | upstream_test_selected"),
+             resume: bool = _RESUME) -> None:
     """The whole pipeline on digits: real, synthetic baseline, GaFi, MultiGAN (2 GANs)."""
     import time
     from dataclasses import replace
 
     from .experiment import digits_preset, run_experiment
 
-    cfg = digits_preset(size)
-    cfg.pipeline = replace(cfg.pipeline, protocol=protocol)
+    try:
+        cfg = digits_preset(size)
+        cfg.pipeline = replace(cfg.pipeline, protocol=protocol)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc)) from None
     t = time.perf_counter()
-    df = run_experiment(out, cfg)
+    df = run_experiment(out, cfg, resume=resume)
     typer.echo(df.to_string(index=False))
     typer.echo(f"total {time.perf_counter() - t:.1f} s")

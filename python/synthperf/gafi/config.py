@@ -6,12 +6,20 @@ Sections: DATA, OPTIMIZATION, MODEL, AUG, LOSS, CLS_PRE, PIPELINE, RUN. Every ke
 is upstream's default, e.g. ``optimizer: sgdw``; another value is an error), or *inert*
 (upstream plumbing without meaning here, e.g. ``extra_name``; accepted and ignored). Any other
 key or section raises ValueError naming it. Missing keys keep the dataclass defaults.
+
+Values are type-checked against the dataclass field types (plus :data:`_EXTRA_TYPES` for keys
+that only the CLI reads): a wrong type raises TypeError naming ``SECTION.key``, the expected
+type and the value. ``bool`` is never accepted as a number. For float keys a numeric string
+is converted, because PyYAML (YAML 1.1) reads ``1e-4`` (no dot) as a string.
 """
 from __future__ import annotations
 
+import math
+import types
+import typing
 from dataclasses import fields
 from pathlib import Path
-from typing import Any
+from typing import Any, Union
 
 import yaml
 
@@ -62,8 +70,100 @@ _ACTIVE: dict[str, set[str]] = {
 }
 
 
+_GRIDS = {"ckpt_epochs", "stddev_search", "threshold_search"}  # validated by expand_grid
+_EXTRA_TYPES: dict[str, dict[str, Any]] = {
+    "DATA": {"dataset": str, "root": str | None, "merge_train_val": bool, "split_seed": int, "image_size": int,
+             "horizontal_flip": bool, "padding": bool | None, "resize": bool | None},
+    "OPTIMIZATION": {"optimizer": str},
+    "MODEL": {"name": str, "width": int},
+    "CLS_PRE": {"path": str},
+    "PIPELINE": {"gan_dir": str, "pipeline_dirs": list[str], "gan_checkpoint": str,
+                 "sigma": float | tuple[float, float], "tau": float, "filter": bool, "regen_every": int | None},
+    "RUN": {"seed": int, "save_path": str, "mixed_precision": bool, "device": str},
+}
+
+
+def _hints(cls, names: set[str]) -> dict[str, Any]:
+    h = typing.get_type_hints(cls)
+    return {k: v for k, v in h.items() if k in names}
+
+
+def _key_types() -> dict[str, dict[str, Any]]:
+    out = {s: dict(t) for s, t in _EXTRA_TYPES.items()}
+    out["OPTIMIZATION"].update(_hints(ClassifierConfig, _CLS_OPT))
+    out["OPTIMIZATION"].update(_hints(GANTrainConfig, _GAN_OPT))
+    out["MODEL"].update(_hints(GANConfig, _GAN_MODEL))
+    out["MODEL"].update(_hints(GANTrainConfig, _GAN_EMA))
+    out["AUG"] = _hints(ClassifierConfig, _ACTIVE["AUG"])
+    out["PIPELINE"].update(_hints(PipelineConfig, _PIPE - _GRIDS))
+    return out
+
+
+def _describe(tp: Any) -> str:
+    if get_origin_is_union(tp):
+        return " or ".join(_describe(a) for a in typing.get_args(tp))
+    if tp is type(None):
+        return "null"
+    origin = typing.get_origin(tp)
+    if origin in (list, tuple):
+        return f"a list of {_describe(typing.get_args(tp)[0])}"
+    return getattr(tp, "__name__", str(tp))
+
+
+def get_origin_is_union(tp: Any) -> bool:
+    return typing.get_origin(tp) in (Union, types.UnionType)
+
+
+_NO = object()
+
+
+def _coerce(value: Any, tp: Any) -> Any:
+    """``value`` converted to ``tp`` where lossless, else ``_NO``."""
+    if tp is Any:
+        return value
+    if get_origin_is_union(tp):
+        for arm in typing.get_args(tp):
+            v = _coerce(value, arm)
+            if v is not _NO:
+                return v
+        return _NO
+    if tp is type(None):
+        return None if value is None else _NO
+    if tp is bool:
+        return value if isinstance(value, bool) else _NO
+    if tp is int:
+        return value if isinstance(value, int) and not isinstance(value, bool) else _NO
+    if tp is float:
+        if isinstance(value, bool):
+            return _NO
+        if isinstance(value, str):
+            try:
+                value = float(value)
+            except ValueError:
+                return _NO
+        return float(value) if isinstance(value, (int, float)) and math.isfinite(value) else _NO
+    if tp is str:
+        return value if isinstance(value, str) else _NO
+    origin, args = typing.get_origin(tp), typing.get_args(tp)
+    if origin in (list, tuple):
+        if not isinstance(value, (list, tuple)):
+            return _NO
+        if origin is tuple and args and args[-1] is not Ellipsis:
+            if len(value) != len(args):
+                return _NO
+            items = [_coerce(v, a) for v, a in zip(value, args)]
+        else:
+            items = [_coerce(v, args[0]) for v in value]
+        return _NO if any(i is _NO for i in items) else origin(items)
+    return value
+
+
 def load_yaml(path: str | Path) -> dict[str, dict[str, Any]]:
-    """Parse and validate a config file; returns ``{section: {key: value}}``."""
+    """Parse and validate a config file; returns ``{section: {key: value}}`` (values coerced).
+
+    Raises FileNotFoundError (no file), ValueError (bad YAML, unknown section/key, an
+    unsupported value of a fixed upstream key) or TypeError (a value of the wrong type).
+    """
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"config file {str(path)!r} does not exist")
@@ -77,12 +177,20 @@ def load_yaml(path: str | Path) -> dict[str, dict[str, Any]]:
     for section, body in raw.items():
         if section not in _ACTIVE:
             raise ValueError(f"unknown config section {section!r} in {str(path)!r}; known: {sorted(_ACTIVE)}")
-        body = body or {}
+        body = {} if body is None else body
         if not isinstance(body, dict):
             raise ValueError(f"config section {section} must be a mapping, got {type(body).__name__}")
+        types_ = _key_types().get(section, {})
+        body = dict(body)
         for key, value in body.items():
             fixed = _FIXED.get(section, {})
             if key in _ACTIVE[section]:
+                if key in types_:
+                    conv = _coerce(value, types_[key])
+                    if conv is _NO:
+                        raise TypeError(f"config key {section}.{key} in {str(path)!r} must be "
+                                        f"{_describe(types_[key])}, got {type(value).__name__} {value!r}")
+                    body[key] = conv
                 continue
             if key in fixed:
                 want = fixed[key]
@@ -91,7 +199,7 @@ def load_yaml(path: str | Path) -> dict[str, dict[str, Any]]:
                 continue
             known = sorted(_ACTIVE[section] | set(fixed))
             raise ValueError(f"unknown config key {section}.{key} in {str(path)!r}; known keys: {known}")
-        out[section] = dict(body)
+        out[section] = body
     return out
 
 

@@ -6,21 +6,29 @@ baseline (last checkpoint, sigma=1, no filtering, no recycling), (4) the GaFi se
 (5) MultiGAN over all N GANs (each with its own best (ckpt, sigma, tau); GANs after the first
 get a checkpoint-only search and reuse GAN 1's sigma and tau when ``search_all_gans`` is off).
 Results: ``cas.parquet`` (method, cas, selection_score, protocol, seconds), ``cas.png/.pdf``.
+
+Resume (``resume=True``): the classifier and GANs continue from their checkpoints, the
+search skips runs already in its ``results.parquet``, and the baseline and MultiGAN CAS
+results are cached in ``stages/<name>.json`` together with a fingerprint of the config; a
+cache written under another config raises :class:`~synthperf.gafi.CheckpointError`. A second
+call on a finished directory therefore trains and generates nothing.
 """
 from __future__ import annotations
 
+import json
 import time
-from dataclasses import dataclass, field, replace
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
+from typing import Callable
 
 import pandas as pd
 
-from ._io import save_figure, write_parquet
+from ._io import CheckpointError, atomic_write_bytes, save_figure, write_parquet
 from .classifier import ClassifierConfig, fit_classifier, load_classifier
 from .data import DatasetSplits, load_dataset
 from .gan import GANConfig
 from .gan_train import GANTrainConfig, available_checkpoint_epochs, ema_checkpoint_path, load_generator, train_gan
-from .pipeline import PipelineConfig, gafi_search, run_cas, run_multigan
+from .pipeline import CASResult, PipelineConfig, gafi_search, run_cas, run_multigan
 from .sampling import SamplerSpec, SyntheticSource
 
 __all__ = ["ExperimentConfig", "digits_preset", "run_experiment", "plot_cas"]
@@ -39,14 +47,17 @@ class ExperimentConfig:
 
 
 def digits_preset(size: str = "tiny") -> ExperimentConfig:
-    """Configs sized for 8x8 digits on a 2-core CPU: ``tiny`` (tests) or ``small`` (docs/CLI)."""
-    if size == "micro":  # the test-suite size: every stage runs, a few seconds each
+    """Configs sized for 8x8 digits on a 2-core CPU: ``micro`` (the test suite: plumbing only, the
+    GANs are far from converged), ``tiny`` (quick demo) or ``small`` (docs/CLI, the quality
+    comparison)."""
+    if size == "micro":  # the test-suite size: every stage and code path runs, ~1 s each
         cfg = digits_preset("tiny")
         cfg.classifier = replace(cfg.classifier, width=4, epochs=5, lr_milestones=(4,))
         cfg.cas_classifier = replace(cfg.cas_classifier, width=4, epochs=3, lr_milestones=(3,))
-        cfg.gan = replace(cfg.gan, g_conv_dim=4, d_conv_dim=4)
-        cfg.gan_train = replace(cfg.gan_train, epochs=3, batch_size=64, g_ema_start=10)
-        cfg.pipeline = replace(cfg.pipeline, ckpt_epochs=[2, 3], search_regen_every=2)
+        cfg.gan = replace(cfg.gan, g_conv_dim=4, d_conv_dim=4, latent_dim=16, shared_dim=8)
+        cfg.gan_train = replace(cfg.gan_train, epochs=2, batch_size=64, g_ema_start=10)
+        cfg.pipeline = replace(cfg.pipeline, ckpt_epochs=[1, 2], search_regen_every=2, class_samples=24,
+                               filtering_attempts=3)
         return cfg
     if size not in ("tiny", "small"):
         raise ValueError(f"size must be 'micro', 'tiny' or 'small', got {size!r}")
@@ -82,6 +93,26 @@ def plot_cas(df: pd.DataFrame, stem: str | Path) -> None:
     ax.set_ylabel("CAS (test accuracy)"), ax.set_ylim(0, 1)
     ax.set_title(f"GaFi ({df['protocol'].iloc[0]})")
     save_figure(fig, stem)
+
+
+def _fingerprint(cfg: ExperimentConfig) -> str:
+    return json.dumps(asdict(cfg), sort_keys=True, default=str)
+
+
+def _cached_stage(path: Path, fingerprint: str, resume: bool, fn: Callable[[], CASResult]) -> CASResult:
+    """Run ``fn`` unless ``path`` holds its result for the same config (``resume``)."""
+    if resume and path.is_file():
+        try:
+            d = json.loads(path.read_text(encoding="utf-8"))
+        except json.JSONDecodeError as exc:
+            raise CheckpointError(f"stage cache {str(path)!r} is corrupt JSON: {exc}") from None
+        if d.get("config") != fingerprint:
+            raise CheckpointError(f"stage cache {str(path)!r} was written with a different config; "
+                                  f"use a new out_dir or resume=False")
+        return CASResult(**d["result"])
+    res = fn()
+    atomic_write_bytes(path, json.dumps({"config": fingerprint, "result": asdict(res)}).encode("utf-8"))
+    return res
 
 
 def run_experiment(out_dir: str | Path, cfg: ExperimentConfig | None = None, splits: DatasetSplits | None = None,
@@ -123,7 +154,10 @@ def run_experiment(out_dir: str | Path, cfg: ExperimentConfig | None = None, spl
     cs = cfg.pipeline.class_samples or splits.class_samples()
     base_src = SyntheticSource([SamplerSpec(g_last, filter=False)], None, cs, regen_every=None, seed=cfg.seed,
                                device=device)
-    base = run_cas(base_src, splits, cfg.cas_classifier, protocol=protocol, device=device, description="baseline")
+    fp = _fingerprint(cfg)
+    base = _cached_stage(out / "stages" / "baseline.json", fp, resume,
+                         lambda: run_cas(base_src, splits, cfg.cas_classifier, protocol=protocol, device=device,
+                                         description="baseline"))
     rows.append({"method": "baseline", "cas": base.cas, "selection_score": base.selection_score,
                  "seconds": time.perf_counter() - t})
 
@@ -132,7 +166,7 @@ def run_experiment(out_dir: str | Path, cfg: ExperimentConfig | None = None, spl
 
     t = time.perf_counter()
     search = gafi_search(ckpts(gan_dirs[0]), classifier, splits, cfg.cas_classifier, cfg.pipeline,
-                         out / "pipeline" / gan_dirs[0].name, device=device, seed=cfg.seed)
+                         out / "pipeline" / gan_dirs[0].name, device=device, seed=cfg.seed, resume=resume)
     rows.append({"method": "gafi", "cas": float(search.final["cas"]),
                  "selection_score": float(search.final["selection_score"]), "seconds": time.perf_counter() - t})
 
@@ -142,13 +176,13 @@ def run_experiment(out_dir: str | Path, cfg: ExperimentConfig | None = None, spl
     for gdir in gan_dirs[1:]:
         steps = ("all",) if cfg.search_all_gans else ("ckpt",)
         sub = gafi_search(ckpts(gdir), classifier, splits, cfg.cas_classifier, replace(cfg.pipeline, steps=steps),
-                          out / "pipeline" / gdir.name, device=device, seed=cfg.seed)
+                          out / "pipeline" / gdir.name, device=device, seed=cfg.seed, resume=resume)
         sigma, tau = (sub.best_sigma, sub.best_tau) if cfg.search_all_gans else (search.best_sigma, search.best_tau)
         samplers.append(SamplerSpec(load_generator(ema_checkpoint_path(gdir, sub.best_ckpt), device),
                                     sigma=sigma, tau=tau))
-    multi = run_multigan(samplers, classifier, splits, cfg.cas_classifier, class_samples=cs,
-                         regen_every=cfg.pipeline.final_regen_every, filtering_attempts=cfg.pipeline.filtering_attempts,
-                         protocol=protocol, seed=cfg.seed, device=device)
+    multi = _cached_stage(out / "stages" / "multigan.json", fp, resume, lambda: run_multigan(
+        samplers, classifier, splits, cfg.cas_classifier, class_samples=cs, regen_every=cfg.pipeline.final_regen_every,
+        filtering_attempts=cfg.pipeline.filtering_attempts, protocol=protocol, seed=cfg.seed, device=device))
     rows.append({"method": "multigan", "cas": multi.cas, "selection_score": multi.selection_score,
                  "seconds": time.perf_counter() - t})
     df = pd.DataFrame(rows)

@@ -113,7 +113,7 @@ class GANResult:
 
 def _opt_tensors(prefix: str, opt: torch.optim.Optimizer) -> tuple[dict, dict]:
     sd = opt.state_dict()
-    tensors, steps = {}, {}
+    tensors = {}
     for idx, st in sd["state"].items():
         for key, val in st.items():
             if torch.is_tensor(val):

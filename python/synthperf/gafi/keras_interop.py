@@ -6,6 +6,12 @@ callable ``images (N, C, H, W) torch float -> logits (N, K) torch float32`` that
 accept. Images move to NHWC numpy (Keras layout); a model ending in softmax
 (``outputs="probabilities"``, the upstream convention) returns ``log p``, a valid logit vector
 because ``softmax(log p) = p``, so DSF decisions equal those made on the probabilities.
+
+Import order: TensorFlow and Triton each bundle LLVM, and whichever loads *second* aborts the
+process ("LLVM ERROR: inconsistency in registered CommandLine options") if it is Triton (torch
+imports Triton lazily, e.g. from ``torch.optim``). :func:`import_tensorflow` therefore loads
+Triton first when it is installed; use it (this module does) instead of a bare
+``import tensorflow`` in processes that also run torch.
 """
 from __future__ import annotations
 
@@ -15,7 +21,24 @@ from typing import Any
 import numpy as np
 import torch
 
-__all__ = ["KerasClassifier"]
+__all__ = ["KerasClassifier", "import_tensorflow"]
+
+
+def _preload_triton() -> None:
+    try:
+        import triton  # noqa: F401 - registers its LLVM options before TensorFlow's
+    except ImportError:
+        pass
+
+
+def import_tensorflow():
+    """``import tensorflow`` after Triton (see the module docstring); ImportError names the extra."""
+    _preload_triton()
+    try:
+        import tensorflow as tf
+    except ImportError as exc:  # pragma: no cover - depends on the optional extra
+        raise ImportError("the Keras interop needs TensorFlow: pip install 'synthperf[tf]'") from exc
+    return tf
 
 
 class KerasClassifier:
@@ -24,10 +47,7 @@ class KerasClassifier:
     def __init__(self, model: Any, *, outputs: str = "probabilities", batch_size: int = 128) -> None:
         if outputs not in ("probabilities", "logits"):
             raise ValueError(f"outputs must be 'probabilities' or 'logits', got {outputs!r}")
-        try:
-            import tensorflow as tf  # noqa: F401
-        except ImportError as exc:  # pragma: no cover - depends on the optional extra
-            raise ImportError("KerasClassifier needs TensorFlow: pip install 'synthperf[tf]'") from exc
+        tf = import_tensorflow()
         if isinstance(model, (str, Path)):
             path = Path(model)
             if not path.is_file():

@@ -20,7 +20,6 @@ from pathlib import Path
 from typing import Callable, Mapping, Sequence
 
 import pandas as pd
-import torch
 
 from ._io import save_figure, write_parquet
 from .classifier import ClassifierConfig, fit_classifier
@@ -64,10 +63,20 @@ def expand_grid(value, name: str) -> list:
     if isinstance(value, tuple):
         if len(value) != 3:
             raise ValueError(f"{name} triplet must be (start, stop, step), got {value!r}")
+        _check_numbers(value, name)
         return linspace_triplet(*value)
     if isinstance(value, list) and value:
+        _check_numbers(value, name)
         return list(value)
     raise ValueError(f"{name} must be a non-empty list or a (start, stop, step) triplet, got {value!r}")
+
+
+def _check_numbers(values, name: str) -> None:
+    import numbers
+
+    for v in values:
+        if isinstance(v, bool) or not isinstance(v, numbers.Real):
+            raise TypeError(f"{name} entries must be numbers, got {type(v).__name__} {v!r}")
 
 
 @dataclass
@@ -161,8 +170,11 @@ def _plot_step(df: pd.DataFrame, column: str, step: str, path: Path) -> None:
 
 def gafi_search(checkpoints: Mapping[int, Callable], classifier: Callable, splits: DatasetSplits,
                 cls_cfg: ClassifierConfig, pcfg: PipelineConfig, out_dir: str | Path, *,
-                device: str = "cpu", seed: int = 42) -> SearchResult:
+                device: str = "cpu", seed: int = 42, resume: bool = True) -> SearchResult:
     """Greedy GaFi search over ``checkpoints`` (epoch -> loaded generator) (spec section 5).
+
+    With ``resume`` (default) runs already listed in a step's ``results.parquet`` are skipped;
+    ``resume=False`` starts every step afresh and overwrites those tables.
 
     Requested ``ckpt_epochs`` missing from ``checkpoints`` are skipped (as upstream); none
     available raises ValueError.
@@ -181,8 +193,8 @@ def gafi_search(checkpoints: Mapping[int, Callable], classifier: Callable, split
     def run_step(step: str, grid: list[tuple[int, float, float]], ds: int, column: str) -> pd.DataFrame:
         sdir = out / step
         res_path, hist_path = sdir / "results.parquet", sdir / "histories.parquet"
-        rows = pd.read_parquet(res_path).to_dict("records") if res_path.is_file() else []
-        hists = pd.read_parquet(hist_path).to_dict("records") if hist_path.is_file() else []
+        rows = pd.read_parquet(res_path).to_dict("records") if resume and res_path.is_file() else []
+        hists = pd.read_parquet(hist_path).to_dict("records") if resume and hist_path.is_file() else []
         done = {r["checkpoint_name"] for r in rows}
         for ckpt, sigma, tau in grid:
             name = run_name(ckpt, ds, pcfg.replace_fraction, sigma, tau)
