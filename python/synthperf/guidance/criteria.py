@@ -36,14 +36,18 @@ Criterion = Callable[[torch.Tensor, torch.Tensor, "torch.Tensor | None"], torch.
 CriterionSpec = Union[str, Criterion]
 
 
+def _f32(x: torch.Tensor) -> torch.Tensor:
+    return x.to(torch.promote_types(x.dtype, torch.float32))
+
+
 def loss_criterion(logits: torch.Tensor, y: torch.Tensor, features: torch.Tensor | None = None) -> torch.Tensor:
     """C = -log p_y per sample, (B,) float32 (spec §3 ``loss``)."""
-    return F.cross_entropy(logits.float(), y.long(), reduction="none")
+    return F.cross_entropy(_f32(logits), y.long(), reduction="none")
 
 
 def entropy_criterion(logits: torch.Tensor, y: torch.Tensor, features: torch.Tensor | None = None) -> torch.Tensor:
     """C = H(softmax(logits)) per sample, (B,) float32 (spec §3 ``entropy``)."""
-    logp = torch.log_softmax(logits.float(), dim=-1)
+    logp = torch.log_softmax(_f32(logits), dim=-1)
     return -(logp.exp() * logp).sum(dim=-1)
 
 
@@ -132,8 +136,9 @@ class HardnessCriterion(torch.nn.Module):
         if features is None:
             raise ValueError("criterion 'hardness' needs classifier features: wrap the classifier in "
                              "FeatureClassifier(backbone, head) or give it forward_with_features()")
-        d = features.float() - self.means_.to(features.device)[y.long()]
-        P = self.precision_.to(features.device)
+        f = _f32(features)
+        d = f - self.means_.to(device=f.device, dtype=f.dtype)[y.long()]
+        P = self.precision_.to(device=f.device, dtype=f.dtype)
         return 0.5 * ((d @ P) * d).sum(dim=-1)
 
     def save(self, path: str | Path) -> None:
@@ -225,7 +230,7 @@ def evaluate_criteria(fns: Sequence[Criterion], crit_index: torch.Tensor, logits
     """
     out = None
     for j, fn in enumerate(fns):
-        c = fn(logits, y, features).float()
+        c = _f32(fn(logits, y, features))
         if c.shape != (logits.shape[0],):
             raise ValueError(f"criterion {getattr(fn, '__name__', fn)!r} must return shape ({logits.shape[0]},), "
                              f"got {tuple(c.shape)}")

@@ -43,6 +43,11 @@ def classify(classifier: nn.Module, x: torch.Tensor, want_features: bool) -> tup
     return classifier(x), None
 
 
+def at_least_f32(x: torch.Tensor) -> torch.Tensor:
+    """Upcast fp16/bf16 to float32 (float64 stays float64): norms and criteria in >= fp32 (spec §9)."""
+    return x.to(torch.promote_types(x.dtype, torch.float32))
+
+
 def minmax_rescale(x: torch.Tensor) -> torch.Tensor:
     """Spec §2 e: u = x/2 + 1/2, then per-sample (u - sg(min)) / sg(max), min/max as constants.
 
@@ -99,13 +104,17 @@ class FeedbackGuidanceStep(nn.Module):
         if self.classifier_size is not None and u.shape[-1] != self.classifier_size:
             u = torch.nn.functional.interpolate(u, size=(self.classifier_size, self.classifier_size),
                                                 mode="bilinear", align_corners=False, antialias=False)
-        return (u.float() - self.mean) / self.std
+        return (at_least_f32(u) - self.mean.to(u.device)) / self.std.to(u.device)
 
     def criterion_on_images(self, images01: torch.Tensor, y: torch.Tensor, crit_index: torch.Tensor) -> torch.Tensor:
         """C (B,) on [0,1] images (used for the final, clamped image, spec §2 post-loop)."""
         logits, feats = classify(self.classifier, self.preprocess(images01).to(self._clf_dtype()), self.want_features)
-        return evaluate_criteria(self.criteria, crit_index, logits.float(),
-                                 y, None if feats is None else feats.float())
+        return evaluate_criteria(self.criteria, crit_index, at_least_f32(logits),
+                                 y, None if feats is None else at_least_f32(feats))
+
+    def rescale(self, x: torch.Tensor) -> torch.Tensor:
+        """Decoder output -> [0,1] with stop-grad per-sample min/max (spec §2 e)."""
+        return minmax_rescale(at_least_f32(x))
 
     def _clf_dtype(self) -> torch.dtype:
         for p in self.classifier.parameters():
@@ -117,10 +126,10 @@ class FeedbackGuidanceStep(nn.Module):
         x0_hat = self.denoiser(z, *cond)                                   # §2 b-c
         z_tilde = noise_coef * x0_hat + (1 - noise_coef) * z               # §2 d
         x = self.decoder(z_tilde)                                          # §2 e
-        u = minmax_rescale(x.float())
+        u = self.rescale(x)
         logits, feats = classify(self.classifier, self.preprocess(u).to(self._clf_dtype()), self.want_features)
-        C = evaluate_criteria(self.criteria, crit_index, logits.float(), y,
-                              None if feats is None else feats.float())    # §2 g
+        C = evaluate_criteria(self.criteria, crit_index, at_least_f32(logits), y,
+                              None if feats is None else at_least_f32(feats))  # §2 g
         return C.sum(), C
 
     def forward(self, z: torch.Tensor, y: torch.Tensor, w: torch.Tensor, crit_index: torch.Tensor,
@@ -137,14 +146,14 @@ class FeedbackGuidanceStep(nn.Module):
             zg = z.detach().requires_grad_(True)
             total, C = self._objective(zg, y, crit_index, noise_coef, cond)
             (g,) = torch.autograd.grad(total, zg)                         # §2 h
-        g = g.float()
+        g = at_least_f32(g)
         bshape = (z.shape[0],) + (1,) * (z.ndim - 1)
         if self.mode == "latent_shift_normalized":                         # §2 i, per sample (§9)
-            z_norm = z.detach().float().flatten(1).norm(dim=1)
+            z_norm = at_least_f32(z.detach()).flatten(1).norm(dim=1)
             g_norm = g.flatten(1).norm(dim=1)
-            delta = (w.float() * z_norm / (g_norm + 1e-8)).view(bshape) * g
+            delta = (w.to(g.dtype) * z_norm / (g_norm + 1e-8)).view(bshape) * g
         else:                                                              # eps_shift
-            delta = -(w.float().view(bshape) * noise_coef.float()) * g
+            delta = -(w.to(g.dtype).view(bshape) * noise_coef.to(g.dtype)) * g
         return delta.to(z.dtype), C.detach()
 
 
