@@ -6,7 +6,6 @@
 #include <pybind11/numpy.h>
 #include <pybind11/pybind11.h>
 
-#include <sstream>
 #include <string>
 
 #include "synthperf/bindings_registry.h"
@@ -27,29 +26,11 @@ using IArray = py::array_t<std::int64_t, py::array::c_style>;
     if (!(cond)) throw py::value_error(std::string(msg)); \
   } while (0)
 
-void raise_select_error(const SelectError& e, const char* x_name) {
-  std::ostringstream os;
-  switch (e.status) {
-    case synthperf::kSelectNaN:
-      os << x_name << " contains NaN in row " << e.row << " (within its valid length); "
-         << "remove or impute NaN scores before selecting order statistics";
-      break;
-    case synthperf::kSelectRankOutOfRange:
-      os << "ranks out of range for row " << e.row << ": got rank " << e.value
-         << ", ranks are 1-based and must lie in [1, length of the row]";
-      break;
-    case synthperf::kSelectBadLength:
-      os << "lengths[" << e.row << "] = " << e.value << " is invalid: each row needs between 1 and "
-         << "x.shape[1] valid entries";
-      break;
-    default:
-      os << "order statistics failed with status " << e.status;
-  }
-  throw py::value_error(os.str());
-}
-
-template <typename T, bool kBitwise>
-void order_statistics(CArray<T> x, IArray lengths, IArray ranks, CArray<T> out) {
+// Returns (status, row, value) (order_stats.h SelectStatus; 0 = ok). Data errors come back as
+// values and synthperf.ops.order_stats raises ValueError: no C++ exception is thrown after
+// the OpenMP region / released GIL. Shape errors (programming errors) still throw up front.
+template <typename T, int kAlgo>  // 0: histogram selection, 1: bitwise twin, 2: radix twin
+py::tuple order_statistics(CArray<T> x, IArray lengths, IArray ranks, CArray<T> out) {
   SP_CHECK(x.ndim() == 2, "x must be 2-D [B, n]");
   SP_CHECK(lengths.ndim() == 1 && lengths.shape(0) == x.shape(0), "lengths must have shape [B]");
   SP_CHECK(ranks.ndim() == 2 && (ranks.shape(0) == 1 || ranks.shape(0) == x.shape(0)),
@@ -65,13 +46,15 @@ void order_statistics(CArray<T> x, IArray lengths, IArray ranks, CArray<T> out) 
   SelectError err;
   {
     py::gil_scoped_release release;
-    if constexpr (kBitwise) {
+    if constexpr (kAlgo == 1) {
       err = synthperf::order_statistics_bitwise_cpu<T>(xp, B, ld, lp, rp, R, A, op);
+    } else if constexpr (kAlgo == 2) {
+      err = synthperf::order_statistics_radix_cpu<T>(xp, B, ld, lp, rp, R, A, op);
     } else {
       err = synthperf::order_statistics_cpu<T>(xp, B, ld, lp, rp, R, A, op);
     }
   }
-  if (err.status != synthperf::kSelectOk) raise_select_error(err, "x");
+  return py::make_tuple(err.status, err.row, err.value);
 }
 
 }  // namespace
@@ -86,13 +69,17 @@ PYBIND11_MODULE(_native, m) {
 #else
   m.attr("has_openmp") = false;
 #endif
-  m.def("order_statistics_f32", &order_statistics<float, false>, py::arg("x"), py::arg("lengths"),
+  m.def("order_statistics_f32", &order_statistics<float, 0>, py::arg("x"), py::arg("lengths"),
         py::arg("ranks"), py::arg("out"));
-  m.def("order_statistics_f64", &order_statistics<double, false>, py::arg("x"), py::arg("lengths"),
+  m.def("order_statistics_f64", &order_statistics<double, 0>, py::arg("x"), py::arg("lengths"),
         py::arg("ranks"), py::arg("out"));
-  m.def("order_statistics_bitwise_f32", &order_statistics<float, true>, py::arg("x"),
+  m.def("order_statistics_bitwise_f32", &order_statistics<float, 1>, py::arg("x"),
         py::arg("lengths"), py::arg("ranks"), py::arg("out"));
-  m.def("order_statistics_bitwise_f64", &order_statistics<double, true>, py::arg("x"),
+  m.def("order_statistics_bitwise_f64", &order_statistics<double, 1>, py::arg("x"),
+        py::arg("lengths"), py::arg("ranks"), py::arg("out"));
+  m.def("order_statistics_radix_f32", &order_statistics<float, 2>, py::arg("x"),
+        py::arg("lengths"), py::arg("ranks"), py::arg("out"));
+  m.def("order_statistics_radix_f64", &order_statistics<double, 2>, py::arg("x"),
         py::arg("lengths"), py::arg("ranks"), py::arg("out"));
   synthperf::register_all_bindings(m);  // csrc/cpu/*.cpp groups (SPPI, flows, ...)
 }

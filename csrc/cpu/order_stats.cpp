@@ -93,6 +93,44 @@ SelectError order_statistics_bitwise_cpu(const T* x, std::int64_t B, std::int64_
       });
 }
 
+template <typename T>
+SelectError order_statistics_radix_cpu(const T* x, std::int64_t B, std::int64_t ld,
+                                       const std::int64_t* lengths, const std::int64_t* ranks,
+                                       std::int64_t rank_rows, std::int64_t A, T* out) {
+  using Key = typename KeyTraits<T>::Key;
+  return for_each_row<T>(B, ld, lengths, ranks, rank_rows, A,
+      [&](std::int64_t b, std::int64_t len, const std::int64_t* rk, RowScratch<T>& s) -> int {
+        const T* row = x + b * ld;
+        s.keys.resize(len * sizeof(Key));
+        Key* keys = reinterpret_cast<Key*>(s.keys.data());
+        for (std::int64_t i = 0; i < len; ++i) {
+          if (std::isnan(row[i])) return kSelectNaN;
+          Key bits;
+          std::memcpy(&bits, &row[i], sizeof(Key));
+          keys[i] = ordered_key_from_bits(bits);
+        }
+        unsigned hist[kRadixBins];
+        for (std::int64_t a = 0; a < A; ++a) {
+          Key prefix = 0, decided = 0;
+          std::int64_t k = rk[a];
+          for (int shift = KeyTraits<T>::kBits - kRadixBits; shift >= 0; shift -= kRadixBits) {
+            std::fill(hist, hist + kRadixBins, 0u);
+            for (std::int64_t i = 0; i < len; ++i) {
+              if (radix_prefix_matches(keys[i], prefix, decided)) ++hist[radix_digit(keys[i], shift)];
+            }
+            std::int64_t k_in_bin = 0;
+            const int digit = radix_find_digit(hist, kRadixBins, 0, k, &k_in_bin);
+            prefix |= static_cast<Key>(digit) << shift;
+            decided |= static_cast<Key>(kRadixBins - 1) << shift;
+            k = k_in_bin;
+          }
+          const Key bits = bits_from_ordered_key(prefix);
+          std::memcpy(&out[b * A + a], &bits, sizeof(Key));
+        }
+        return kSelectOk;
+      });
+}
+
 #define SYNTHPERF_INSTANTIATE(T)                                                            \
   template SelectError order_statistics_cpu<T>(const T*, std::int64_t, std::int64_t,        \
                                                const std::int64_t*, const std::int64_t*,    \
@@ -100,7 +138,11 @@ SelectError order_statistics_bitwise_cpu(const T* x, std::int64_t B, std::int64_
   template SelectError order_statistics_bitwise_cpu<T>(const T*, std::int64_t, std::int64_t,\
                                                        const std::int64_t*,                 \
                                                        const std::int64_t*, std::int64_t,   \
-                                                       std::int64_t, T*);
+                                                       std::int64_t, T*);            \
+  template SelectError order_statistics_radix_cpu<T>(const T*, std::int64_t, std::int64_t,  \
+                                                     const std::int64_t*,                   \
+                                                     const std::int64_t*, std::int64_t,     \
+                                                     std::int64_t, T*);
 SYNTHPERF_INSTANTIATE(float)
 SYNTHPERF_INSTANTIATE(double)
 #undef SYNTHPERF_INSTANTIATE

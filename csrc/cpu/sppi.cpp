@@ -108,8 +108,11 @@ using IArray = py::array_t<std::int64_t, py::array::c_style>;
 // Batched SPPI thresholds. real [B, ldr] with real_len [B]; synth [B, lds] with synth_len [B];
 // alphas [A]; windows: L_flat/U_flat hold each group's table of length real_len[b]+1 starting
 // at win_offset[b]. out [B, A]. Values are already validated (no NaN, sizes in range).
+// Returns (status, group, which): status 0 = ok, 1 = NaN in group `group` of the real
+// (which = 0) or synthetic (which = 1) scores. Data errors come back as values, and the
+// Python wrapper raises: no C++ exception crosses the OpenMP region / released GIL.
 template <typename T>
-void sppi_thresholds(CArray<T> real, IArray real_len, CArray<T> synth, IArray synth_len,
+py::tuple sppi_thresholds(CArray<T> real, IArray real_len, CArray<T> synth, IArray synth_len,
                      CArray<double> alphas, IArray L_flat, IArray U_flat, IArray win_offset,
                      double top, CArray<T> out) {
   const std::int64_t B = real.shape(0), ldr = real.shape(1), lds = synth.shape(1), A = alphas.shape(0);
@@ -180,10 +183,7 @@ void sppi_thresholds(CArray<T> real, IArray real_len, CArray<T> synth, IArray sy
   }
   }
   const SelectError e = err.get();
-  if (e.status != kSelectOk) {
-    throw py::value_error(std::string(e.value == 0 ? "real" : "synth") + " contains NaN in group " +
-                          std::to_string(e.row) + " (within its length); NaN scores are not allowed");
-  }
+  return py::make_tuple(e.status, e.row, e.value);
 }
 
 void register_sppi(py::module_& m) {

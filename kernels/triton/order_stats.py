@@ -39,6 +39,7 @@ def order_statistics_kernel(
     NBITS: tl.constexpr,
     BLOCK: tl.constexpr,     # row tile
     A_BLOCK: tl.constexpr,   # all ranks of a row in one program (power of two >= A)
+    SINGLE_TILE: tl.constexpr,  # BLOCK >= ld: the row stays in registers across all bits
 ):
     b = tl.program_id(0)
     length = tl.load(lengths_ptr + b)
@@ -55,18 +56,28 @@ def order_statistics_kernel(
         step = tl.full((), 0x80000000, dtype=tl.uint32)
     # Bitwise selection for every rank at once: t[a] = ans[a] | step; keep it when
     # #{key < t[a]} < k[a]. Counting is a [A_BLOCK, BLOCK] compare + row sum per tile.
-    for _ in range(NBITS):
-        t = ans | step
-        count = tl.zeros((A_BLOCK,), dtype=tl.int64)
-        for start in range(0, length, BLOCK):
-            idx = start + offs
-            mask = idx < length
-            v = tl.load(row + idx, mask=mask, other=0.0)
-            key = _ordered_key(v, IS_F64)
-            below = mask[None, :] & (key[None, :] < t[:, None])
-            count += tl.sum(below.to(tl.int64), axis=1)
-        ans = tl.where(count < k, t, ans)
-        step = step >> 1
+    if SINGLE_TILE:  # the whole row fits one tile: load its keys once, count from registers
+        mask1 = offs < length
+        key1 = _ordered_key(tl.load(row + offs, mask=mask1, other=0.0), IS_F64)
+        for _ in range(NBITS):
+            t = ans | step
+            below = mask1[None, :] & (key1[None, :] < t[:, None])
+            count = tl.sum(below.to(tl.int32), axis=1)
+            ans = tl.where(count < k, t, ans)
+            step = step >> 1
+    else:
+        for _ in range(NBITS):
+            t = ans | step
+            count = tl.zeros((A_BLOCK,), dtype=tl.int64)
+            for start in range(0, length, BLOCK):
+                idx = start + offs
+                mask = idx < length
+                v = tl.load(row + idx, mask=mask, other=0.0)
+                key = _ordered_key(v, IS_F64)
+                below = mask[None, :] & (key[None, :] < t[:, None])
+                count += tl.sum(below.to(tl.int64), axis=1)
+            ans = tl.where(count < k, t, ans)
+            step = step >> 1
     # Back from key to float bits: non-negative values have the top bit set in key space.
     if IS_F64:
         bits = tl.where((ans >> 63) != 0, ans ^ 0x8000000000000000, ~ans)
@@ -78,9 +89,10 @@ def order_statistics_kernel(
 
 
 def order_statistics_triton(x: torch.Tensor, lengths: torch.Tensor, ranks: torch.Tensor,
-                            out: torch.Tensor, block: int = 256) -> torch.Tensor:
+                            out: torch.Tensor, block: int = 256, single_tile_elems: int = 16384) -> torch.Tensor:
     """Launch the kernel, one program per row. All tensors contiguous on one device and
-    already validated. x [B, ld] float32/float64, lengths [B] int64, ranks [R, A] int64
+    already validated. Rows up to ``single_tile_elems / A_BLOCK`` entries are loaded once and
+    kept in registers; longer rows are streamed in ``block``-sized tiles on every bit. x [B, ld] float32/float64, lengths [B] int64, ranks [R, A] int64
     (R = 1 or B), out [B, A] with x's dtype. Returns ``out``.
     """
     if x.dtype not in (torch.float32, torch.float64):
@@ -88,10 +100,14 @@ def order_statistics_triton(x: torch.Tensor, lengths: torch.Tensor, ranks: torch
     B, ld = x.shape
     A = ranks.shape[1]
     a_block = triton.next_power_of_2(max(int(A), 1))
-    block = min(block, triton.next_power_of_2(max(int(ld), 16)))
+    row_block = triton.next_power_of_2(max(int(ld), 16))
+    # Keep the row in registers when the [A_BLOCK, BLOCK] compare tile stays small.
+    single = row_block * a_block <= single_tile_elems
+    block = row_block if single else min(block, row_block)
     is_f64 = x.dtype == torch.float64
     order_statistics_kernel[(B,)](
         x, lengths, ranks, out, ld, A, A if ranks.shape[0] == B else 0,
-        IS_F64=is_f64, NBITS=64 if is_f64 else 32, BLOCK=block, A_BLOCK=a_block,
+        IS_F64=is_f64, NBITS=64 if is_f64 else 32, BLOCK=block, A_BLOCK=a_block, SINGLE_TILE=single,
+        num_warps=8 if block >= 2048 else 4,
     )
     return out

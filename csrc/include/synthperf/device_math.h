@@ -5,8 +5,9 @@
 //
 // Contents
 //   1. Order-preserving integer keys for IEEE floats (radix/bitwise selection).
-//   2. Bitwise selection ("binary lifting" on keys): the k-th smallest key is the largest
-//      t with #{key < t} < k. One step per key bit, each step one counting pass.
+//   2. Bitwise selection ("binary lifting" on keys, the Triton kernel): the k-th smallest
+//      key is the largest t with #{key < t} < k, one counting pass per key bit; and
+//      radix-digit selection (the CUDA kernel): 8 bits per pass from a shared histogram.
 //   3. Split-conformal and SPPI index math (specs/sppi.md §1c), evaluated in double in
 //      exactly the upstream order so the integer indices match bit for bit.
 #pragma once
@@ -69,6 +70,41 @@ SP_HD Key lifting_candidate(Key ans, int bit) {
 template <typename Key>
 SP_HD Key lifting_step(Key ans, int bit, std::int64_t count_less_than_candidate, std::int64_t k) {
   return count_less_than_candidate < k ? lifting_candidate(ans, bit) : ans;
+}
+
+// ---------------------------------------------------------------------------------------
+// 2b. Radix-digit selection (what the CUDA kernel runs): 8-bit digits from the top. At each
+//     pass only keys whose already-decided high digits equal `prefix` take part; a
+//     256-bin histogram of their next digit is cumulated until it reaches k, which fixes
+//     that digit, and k becomes the rank inside the chosen bin. kBits/8 passes per rank.
+//     radix_find_digit scans a slice of bins (the whole histogram on the CPU, 8 bins per
+//     warp lane on the GPU after an exclusive scan gives `before`).
+// ---------------------------------------------------------------------------------------
+constexpr int kRadixBits = 8;
+constexpr int kRadixBins = 1 << kRadixBits;
+
+template <typename Key>
+SP_HD bool radix_prefix_matches(Key key, Key prefix, Key decided_mask) {
+  return (key & decided_mask) == prefix;
+}
+template <typename Key>
+SP_HD unsigned radix_digit(Key key, int shift) {
+  return static_cast<unsigned>((key >> shift) & Key(kRadixBins - 1));
+}
+// First bin j in counts[0..nbins) with before + counts[0] + ... + counts[j] >= k; writes the
+// rank inside that bin to *k_in_bin. Returns -1 when the slice ends first (k beyond it).
+SP_HD int radix_find_digit(const unsigned* counts, int nbins, std::int64_t before, std::int64_t k,
+                           std::int64_t* k_in_bin) {
+  std::int64_t cum = before;
+  for (int j = 0; j < nbins; ++j) {
+    const std::int64_t next = cum + counts[j];
+    if (cum < k && next >= k) {
+      *k_in_bin = k - cum;
+      return j;
+    }
+    cum = next;
+  }
+  return -1;
 }
 
 // ---------------------------------------------------------------------------------------

@@ -31,12 +31,18 @@ SelectError order_statistics_cpu(const T* x, std::int64_t B, std::int64_t ld,
                                  const std::int64_t* lengths, const std::int64_t* ranks,
                                  std::int64_t rank_rows, std::int64_t A, T* out);
 
-// The GPU algorithm (bitwise selection on order-preserving keys, device_math.h) executed on
-// the CPU. Slower than order_statistics_cpu; it exists so the CPU tests exercise the exact
-// device math the CUDA kernel runs.
+// The GPU algorithms executed on the CPU with the same device_math.h functions, so the CPU
+// tests exercise the exact math the GPU kernels run. Slower than order_statistics_cpu.
+// Bitwise selection (one counting pass per key bit): the Triton kernel's algorithm.
 template <typename T>
 SelectError order_statistics_bitwise_cpu(const T* x, std::int64_t B, std::int64_t ld,
                                          const std::int64_t* lengths, const std::int64_t* ranks,
                                          std::int64_t rank_rows, std::int64_t A, T* out);
+
+// Radix-digit selection (8-bit digits, one histogram pass per digit): the CUDA kernel's.
+template <typename T>
+SelectError order_statistics_radix_cpu(const T* x, std::int64_t B, std::int64_t ld,
+                                       const std::int64_t* lengths, const std::int64_t* ranks,
+                                       std::int64_t rank_rows, std::int64_t A, T* out);
 
 }  // namespace synthperf
