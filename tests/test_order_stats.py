@@ -49,16 +49,18 @@ def test_backend_matches_reference(backend, dtype, ragged, per_row, ties):
     np.testing.assert_array_equal(got, _expected(x, ranks, lengths))
 
 
+@pytest.mark.parametrize("algo", ["bitwise", "radix"])
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-def test_bitwise_cpu_twin_of_gpu_algorithm(dtype):
-    """The CUDA/Triton algorithm (device_math.h) executed by the C++ core on the CPU."""
+def test_cpu_twins_of_gpu_algorithms(dtype, algo):
+    """The GPU algorithms (device_math.h) executed by the C++ core on the CPU: bitwise
+    selection (Triton kernel) and radix-digit selection (CUDA kernel)."""
     rng = np.random.default_rng(3)
     x, ranks, lengths = _case(rng, B=20, n=65, A=4, dtype=dtype, ragged=True, per_row=True, ties=True)
     x[0, 0] = np.inf
     x[1, 0] = -np.inf
     out = np.empty((20, 4), dtype=dtype)
-    fn = _native.order_statistics_bitwise_f32 if dtype == np.float32 else _native.order_statistics_bitwise_f64
-    fn(np.ascontiguousarray(x), lengths.astype(np.int64), ranks.astype(np.int64), out)
+    fn = getattr(_native, f"order_statistics_{algo}_" + ("f32" if dtype == np.float32 else "f64"))
+    assert fn(np.ascontiguousarray(x), lengths.astype(np.int64), ranks.astype(np.int64), out)[0] == 0
     np.testing.assert_array_equal(out, _expected(x, ranks, lengths))
 
 
@@ -150,12 +152,30 @@ def test_cuda_requested_without_gpu():
 
 
 @pytest.mark.gpu
+@pytest.mark.parametrize("n", [1000, 7000])  # 7000 float64: past the shared-memory row cache / one Triton tile
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
 @pytest.mark.parametrize("backend", ["cuda", "triton"])
-def test_gpu_backends_match_reference(backend, dtype):
+def test_gpu_backends_match_reference(backend, dtype, n):
+    """CPU twins: test_cpu_twins_of_gpu_algorithms and the triton cases of
+    test_backend_matches_reference (interpreter)."""
     rng = np.random.default_rng(11)
-    x, ranks, lengths = _case(rng, B=300, n=1000, A=6, dtype=np.float64, ragged=True, per_row=True, ties=True)
+    x, ranks, lengths = _case(rng, B=300 if n == 1000 else 40, n=n, A=6, dtype=np.float64, ragged=True,
+                              per_row=True, ties=True)
     xt = torch.from_numpy(x).to(dtype).cuda()
     got = order_statistics(xt, ranks, lengths, backend=backend)
     assert got.is_cuda
     np.testing.assert_array_equal(got.cpu().numpy(), _expected(xt.cpu().numpy(), ranks, lengths))
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("backend", ["cuda", "triton"])
+def test_gpu_device_validation(backend):
+    """CUDA tensors are validated on the device: NaN in a valid entry and bad ranks raise,
+    NaN in padding is ignored (CPU twin: test_nan_rejected / test_rank_out_of_range)."""
+    x = torch.tensor([[1.0, float("nan"), 3.0], [2.0, 1.0, float("nan")]], device="cuda")
+    with pytest.raises(ValueError, match="NaN in row 0"):
+        order_statistics(x, [1], backend=backend)
+    got = order_statistics(x[1:], [1, 2], [2], backend=backend)
+    assert got.is_cuda and got.cpu().tolist() == [[1.0, 2.0]]
+    with pytest.raises(ValueError, match="ranks out of range"):
+        order_statistics(torch.ones((2, 3), device="cuda"), [4], backend=backend)

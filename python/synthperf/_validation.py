@@ -86,3 +86,44 @@ def real_scalar(value: Any, name: str, *, allow_inf: bool = True) -> float:
     if math.isnan(v) or (not allow_inf and math.isinf(v)):
         raise ValueError(f"{name} must be {'finite' if not allow_inf else 'a number'}, got {v}")
     return v
+
+
+def float_tensor(x: Any, name: str, *, ndim: int | tuple[int, ...] | None = None,
+                 allow_empty: bool = False) -> Any:
+    """A torch tensor ``x`` (any device) as a contiguous float32/float64 tensor on its device.
+
+    The device twin of :func:`float_array`: dtype and shape are checked from metadata, so a
+    CUDA tensor is never copied to the host (other real dtypes become float64 on the
+    device). NaN is checked separately (:func:`first_nan_row`), once per call.
+    """
+    import torch
+
+    if x.dtype == torch.bool or x.dtype.is_complex:
+        raise TypeError(f"{name} must hold real numbers, got dtype {x.dtype}")
+    if ndim is not None:
+        allowed = (ndim,) if isinstance(ndim, int) else ndim
+        if x.ndim not in allowed:
+            raise ValueError(f"{name} must be {' or '.join(f'{d}-D' for d in allowed)}, got shape {tuple(x.shape)}")
+    if not allow_empty and x.numel() == 0:
+        raise ValueError(f"{name} is empty (shape {tuple(x.shape)})")
+    if x.dtype not in (torch.float32, torch.float64):
+        x = x.to(torch.float64)
+    return x.detach().contiguous()
+
+
+def first_nan_row(x: Any, lengths: np.ndarray | None = None) -> int:
+    """First row of a 2-D torch tensor holding NaN within its valid length, or -1.
+
+    Runs on the tensor's device (one reduction and one host sync for CUDA tensors);
+    ``lengths`` [B] (host int64) limits each row to its first ``lengths[b]`` entries.
+    """
+    import torch
+
+    nan = torch.isnan(x)
+    if lengths is not None and int(lengths.min(initial=x.shape[1])) < x.shape[1]:
+        ln = torch.from_numpy(np.ascontiguousarray(lengths)).to(x.device)
+        nan &= torch.arange(x.shape[1], device=x.device)[None, :] < ln[:, None]
+    rows = nan.any(dim=1)
+    if not bool(rows.any()):
+        return -1
+    return int(torch.nonzero(rows)[0, 0])

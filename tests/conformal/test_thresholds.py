@@ -148,3 +148,26 @@ def test_torch_input_returns_torch():
 def test_bad_input(call, match):
     with pytest.raises(ValueError, match=match):
         call()
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("backend", ["cuda", "triton"])
+def test_gpu_device_path_equals_cpu(backend):
+    """CUDA tensors stay on the device and give the cpu backend's thresholds bit for bit
+    (CPU twin: test_batched_equals_single_group_loop)."""
+    rng = np.random.default_rng(21)
+    B, n, N = 64, 15, 300
+    R, S = rng.random((B, n)), rng.random((B, N))
+    nl, Nl = rng.integers(5, n + 1, B), rng.integers(n + 2, N + 1, B)
+    alphas = np.array([0.02, 0.1, 0.2])
+    want = sppi_thresholds(R, S, alphas, 0.4, real_lengths=nl, synth_lengths=Nl, backend="cpu")
+    got = sppi_thresholds(torch.from_numpy(R).cuda(), torch.from_numpy(S).cuda(), alphas, 0.4,
+                          real_lengths=nl, synth_lengths=Nl, backend=backend)
+    assert got.is_cuda
+    np.testing.assert_array_equal(got.cpu().numpy(), want)
+    want_sc = split_conformal_thresholds(R, alphas, lengths=nl, backend="cpu")
+    got_sc = split_conformal_thresholds(torch.from_numpy(R).cuda(), alphas, lengths=nl, backend=backend)
+    np.testing.assert_array_equal(got_sc.cpu().numpy(), want_sc)
+    R[3, 2] = np.nan
+    with pytest.raises(ValueError, match="NaN in group 3"):
+        sppi_thresholds(torch.from_numpy(R).cuda(), torch.from_numpy(S).cuda(), alphas, backend=backend)

@@ -27,9 +27,9 @@ import numpy as np
 
 from .. import _native
 from .._arrays import array_kind, like_input
-from .._validation import float_array, int_array, open_unit_interval, real_scalar
+from .._validation import first_nan_row, float_array, float_tensor, int_array, open_unit_interval, real_scalar
 from ..backend import resolve_backend
-from ..ops.order_stats import order_statistics
+from ..ops.order_stats import _order_statistics_device, order_statistics
 from .windows import _validate_sizes, transport_windows
 
 SUPPORTED_BACKENDS = ("reference", "cpu", "cuda", "triton")
@@ -138,7 +138,17 @@ def _lengths(lengths: Any, B: int, width: int, name: str, minimum: int) -> np.nd
     return ln
 
 
-def _check_no_nan(x: np.ndarray, lengths: np.ndarray, name: str) -> None:
+def _nan_error(name: str, b: int) -> ValueError:
+    return ValueError(f"{name} contains NaN in group {b} (within its length); NaN scores are not allowed")
+
+
+def _check_no_nan(x: Any, lengths: np.ndarray, name: str) -> None:
+    """Host arrays: numpy pass; torch tensors (device path): one reduction on their device."""
+    if not isinstance(x, np.ndarray):
+        b = first_nan_row(x, lengths)
+        if b >= 0:
+            raise _nan_error(name, b)
+        return
     if x.dtype.kind != "f":
         return
     nan = np.isnan(x)
@@ -146,8 +156,22 @@ def _check_no_nan(x: np.ndarray, lengths: np.ndarray, name: str) -> None:
         return
     bad = nan & (np.arange(x.shape[1])[None, :] < lengths[:, None])
     if bad.any():
-        b = int(np.flatnonzero(bad.any(axis=1))[0])
-        raise ValueError(f"{name} contains NaN in group {b} (within its length); NaN scores are not allowed")
+        raise _nan_error(name, int(np.flatnonzero(bad.any(axis=1))[0]))
+
+
+def _on_device(x: Any, backend: str) -> bool:
+    """GPU backends on CUDA tensors keep the data on the device end to end."""
+    kind = array_kind(x)
+    return kind.is_torch and x.device.type == "cuda" and backend in ("cuda", "triton")
+
+
+def _device_scores(x: Any, name: str, device: Any) -> Any:
+    """Validated float tensor on ``device`` (numpy or torch input)."""
+    import torch
+
+    if array_kind(x).is_torch:
+        return float_tensor(x.to(device), name, ndim=2)
+    return torch.from_numpy(np.ascontiguousarray(float_array(x, name, ndim=2, allow_nan=True))).to(device)
 
 
 def split_conformal_thresholds(scores: Any, alphas: Any, top: float = math.inf, lengths: Any = None,
@@ -159,7 +183,8 @@ def split_conformal_thresholds(scores: Any, alphas: Any, top: float = math.inf, 
     """
     kind = array_kind(scores)
     name = resolve_backend(backend, supported=SUPPORTED_BACKENDS, kernel="split_conformal_thresholds")
-    x = float_array(scores, "scores", ndim=2, allow_nan=True)
+    on_device = _on_device(scores, name)
+    x = float_tensor(scores, "scores", ndim=2) if on_device else float_array(scores, "scores", ndim=2, allow_nan=True)
     lv = np.atleast_1d(open_unit_interval(alphas, "alphas"))
     top = real_scalar(top, "top")
     ln = _lengths(lengths, x.shape[0], x.shape[1], "lengths", 1)
@@ -167,6 +192,12 @@ def split_conformal_thresholds(scores: Any, alphas: Any, top: float = math.inf, 
         _check_no_nan(x, ln, "scores")
     level = (1.0 - lv[None, :]) * (1.0 + 1.0 / ln[:, None])  # same double expression as the scalar helper
     ranks = np.where(level > 1.0, 0, np.ceil(level * ln[:, None])).astype(np.int64)
+    if on_device:
+        import torch
+
+        sel = _order_statistics_device(x, np.maximum(ranks, 1), ln, name, check_nan=False)
+        trivial = torch.from_numpy(ranks == 0).to(x.device)
+        return torch.where(trivial, torch.tensor(top, dtype=x.dtype, device=x.device), sel)
     if name == "reference":
         out = np.stack([split_conformal_threshold(x[b, : ln[b]], lv, top) for b in range(x.shape[0])]) \
             if x.shape[0] else np.empty((0, lv.shape[0]), x.dtype)
@@ -180,7 +211,11 @@ def split_conformal_thresholds(scores: Any, alphas: Any, top: float = math.inf, 
 
 def _window_tables(n: np.ndarray, N: np.ndarray, beta: float):
     """Pack the windows of each distinct (n, N) into flat L/U arrays plus per-group offsets."""
-    pairs, inverse = np.unique(np.stack([n, N], axis=1), axis=0, return_inverse=True)
+    if n.min() == n.max() and N.min() == N.max():  # the common case: one (n, N) for all groups
+        pairs, inverse = np.array([[n[0], N[0]]], dtype=np.int64), np.zeros(n.shape[0], dtype=np.int64)
+    else:  # a 1-D key is far faster than np.unique(axis=0)
+        keys, inverse = np.unique(n.astype(np.int64) * (int(N.max()) + 1) + N, return_inverse=True)
+        pairs = np.stack([keys // (int(N.max()) + 1), keys % (int(N.max()) + 1)], axis=1)
     L_parts, U_parts, starts, pos = [], [], [], 0
     for n_b, N_b in pairs:
         L, U = transport_windows(int(n_b), int(N_b), beta)
@@ -209,8 +244,12 @@ def sppi_thresholds(real: Any, synth: Any, alphas: Any, beta: float = 0.4, top: 
     """
     kind = array_kind(real)
     name = resolve_backend(backend, supported=SUPPORTED_BACKENDS, kernel="sppi_thresholds")
-    R = float_array(real, "real", ndim=2, allow_nan=True)
-    S = float_array(synth, "synth", ndim=2, allow_nan=True)
+    on_device = _on_device(real, name)
+    if on_device:
+        R, S = float_tensor(real, "real", ndim=2), _device_scores(synth, "synth", real.device)
+    else:
+        R = float_array(real, "real", ndim=2, allow_nan=True)
+        S = float_array(synth, "synth", ndim=2, allow_nan=True)
     if R.shape[0] != S.shape[0]:
         raise ValueError(f"real and synth must have the same number of groups, got {R.shape[0]} and {S.shape[0]}")
     lv = np.atleast_1d(open_unit_interval(alphas, "alphas"))
@@ -227,8 +266,17 @@ def sppi_thresholds(real: Any, synth: Any, alphas: Any, beta: float = 0.4, top: 
     if name != "cpu":  # the C++ core detects NaN in its min/max pass
         _check_no_nan(R, n, "real")
         _check_no_nan(S, N, "synth")
-    dtype = np.result_type(R.dtype, S.dtype)
     B, A = R.shape[0], lv.shape[0]
+    if on_device:
+        import torch
+
+        dtype_t = torch.promote_types(R.dtype, S.dtype)
+        _, _, _, pairs, inverse = _window_tables(n, N, beta) if B else (None,) * 5
+        if B == 0:
+            return R.new_empty((0, A), dtype=dtype_t)
+        return _sppi_thresholds_by_selection(R.to(dtype_t), S.to(dtype_t), lv, n, N, pairs, inverse,
+                                             beta, top, name)
+    dtype = np.result_type(R.dtype, S.dtype)
     if B == 0:
         return like_input(np.empty((0, A), dtype=dtype), kind)
     if name == "reference":
@@ -243,7 +291,9 @@ def sppi_thresholds(real: Any, synth: Any, alphas: Any, beta: float = 0.4, top: 
         Sc = np.ascontiguousarray(S, dtype=dtype)
         out = np.empty((B, A), dtype=dtype)
         fn = _native.sppi_thresholds_f32 if dtype == np.float32 else _native.sppi_thresholds_f64
-        fn(Rc, n, Sc, N, np.ascontiguousarray(lv), L_flat, U_flat, offsets, top, out)
+        status, group, which = fn(Rc, n, Sc, N, np.ascontiguousarray(lv), L_flat, U_flat, offsets, top, out)
+        if status != 0:
+            raise _nan_error("real" if which == 0 else "synth", int(group))
         return like_input(out, kind)
     return like_input(_sppi_thresholds_by_selection(R.astype(dtype, copy=False), S.astype(dtype, copy=False),
                                                     lv, n, N, pairs, inverse, beta, top, name), kind)
@@ -265,10 +315,29 @@ def _sppi_thresholds_by_selection(R, S, lv, n, N, pairs, inverse, beta, top, bac
         r_plus[rows] = _last_ranks_vectorised(U, K[rows])
         r_minus[rows] = _last_ranks_vectorised(L, K[rows])
     real_ranks = np.concatenate([r_plus, r_minus], axis=1)
-    real_sel = order_statistics(R, np.clip(real_ranks, 1, n[:, None]), n, backend=backend)
-    synth_sel = order_statistics(S, np.maximum(synth_rank, 1), N, backend=backend)
-    real_sel = like_input(real_sel, array_kind(R))
-    synth_sel = like_input(synth_sel, array_kind(S))
+    if array_kind(R).is_torch:  # device path (NaN already checked): selection and clip on the device
+        real_sel = _order_statistics_device(R, np.clip(real_ranks, 1, n[:, None]), n, backend, check_nan=False)
+        synth_sel = _order_statistics_device(S, np.maximum(synth_rank, 1), N, backend, check_nan=False)
+    else:
+        real_sel = order_statistics(R, np.clip(real_ranks, 1, n[:, None]), n, backend=backend)
+        synth_sel = order_statistics(S, np.maximum(synth_rank, 1), N, backend=backend)
+    if array_kind(R).is_torch:
+        import torch
+
+        def on_dev(a):
+            return torch.from_numpy(np.ascontiguousarray(a)).to(R.device)
+
+        t_d = torch.tensor(top, dtype=R.dtype, device=R.device)
+        ninf_d = torch.tensor(-math.inf, dtype=R.dtype, device=R.device)
+        n_d = n[:, None]
+
+        def pick_d(r, values):
+            return torch.where(on_dev(r == 0), ninf_d, torch.where(on_dev(r > n_d), t_d, values))
+
+        s_plus_d = pick_d(r_plus, real_sel[:, :A])
+        s_minus_d = pick_d(r_minus, real_sel[:, A:])
+        q_syn_d = torch.where(on_dev(synth_rank == 0), t_d, synth_sel)
+        return torch.maximum(torch.minimum(q_syn_d, s_minus_d), s_plus_d)
     t = R.dtype.type(top)
     ninf = R.dtype.type(-np.inf)
 

@@ -15,8 +15,11 @@ Returns the selected values, shape [B, A], in ``x``'s dtype and array type (nump
 numpy out; torch in, torch out on the same device).
 
 Backends: ``reference`` (numpy, a sort per row), ``cpu`` (C++ multi-selection with
-``std::nth_element``, OpenMP over rows), ``cuda`` and ``triton`` (bitwise selection on
-order-preserving integer keys, ``csrc/include/synthperf/device_math.h``). Every backend
+histogram bucket selection, OpenMP over rows), ``cuda`` (radix-digit selection, one block
+per row, row cached in shared memory) and ``triton`` (bitwise selection, one program per
+row), both on order-preserving integer keys (``csrc/include/synthperf/device_math.h``).
+CUDA tensors stay on the device: shapes are checked from metadata and NaN by one device
+reduction. Every backend
 returns the same values; for ties among equal values any of them is "the" order
 statistic, and ``-0.0``/``0.0`` compare equal.
 """
@@ -28,18 +31,14 @@ import numpy as np
 
 from .. import _native
 from .._arrays import array_kind, like_input, to_torch
-from .._validation import float_array, int_array
+from .._validation import first_nan_row, float_array, float_tensor, int_array
 from ..backend import resolve_backend
 
 SUPPORTED_BACKENDS = ("reference", "cpu", "cuda", "triton")
 
 
-def _validate(x: Any, ranks: Any, lengths: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Shapes and dtypes (cheap). NaN and rank ranges are checked by each backend's pass."""
-    x_np = float_array(x, "x", ndim=2, allow_nan=True, allow_empty=True)
-    B, n = x_np.shape
-    if n == 0:
-        raise ValueError(f"x has no columns (shape {x_np.shape}); each row needs at least one value")
+def _validate_ranks_lengths(ranks: Any, lengths: Any, B: int, n: int) -> tuple[np.ndarray, np.ndarray]:
+    """ranks [A] or [B, A] and lengths [B] as host int64 arrays (ranks as [R, A])."""
     r_np = int_array(ranks, "ranks", ndim=(1, 2))
     if r_np.ndim == 2 and r_np.shape[0] != B:
         raise ValueError(f"ranks has shape {r_np.shape}: a 2-D ranks array must be [B, A] with B = x.shape[0] = {B}")
@@ -54,7 +53,30 @@ def _validate(x: Any, ranks: Any, lengths: Any) -> tuple[np.ndarray, np.ndarray,
         if bad.any():
             i = int(np.flatnonzero(bad)[0])
             raise ValueError(f"lengths[{i}] = {int(l_np[i])} is invalid: each row needs between 1 and x.shape[1] = {n} valid entries")
-    return x_np, np.ascontiguousarray(r_np), np.ascontiguousarray(l_np)
+    return np.ascontiguousarray(r_np), np.ascontiguousarray(l_np)
+
+
+def _validate(x: Any, ranks: Any, lengths: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Shapes and dtypes (cheap). NaN and rank ranges are checked by each backend's pass."""
+    x_np = float_array(x, "x", ndim=2, allow_nan=True, allow_empty=True)
+    B, n = x_np.shape
+    if n == 0:
+        raise ValueError(f"x has no columns (shape {x_np.shape}); each row needs at least one value")
+    r_np, l_np = _validate_ranks_lengths(ranks, lengths, B, n)
+    return x_np, r_np, l_np
+
+
+def _nan_error(row: int) -> ValueError:
+    return ValueError(f"x contains NaN in row {row} (within its valid length); "
+                      "remove or impute NaN scores before selecting order statistics")
+
+
+def _check_ranks_host(ranks: np.ndarray, lengths: np.ndarray) -> None:
+    bad = (ranks < 1) | (ranks > lengths[:, None])
+    if bad.any():
+        b, a = np.argwhere(bad)[0]
+        raise ValueError(f"ranks out of range for row {int(b)}: got rank {int(ranks[b, a])}, "
+                         "ranks are 1-based and must lie in [1, length of the row]")
 
 
 def _check_values_host(x: np.ndarray, ranks: np.ndarray, lengths: np.ndarray) -> None:
@@ -62,13 +84,26 @@ def _check_values_host(x: np.ndarray, ranks: np.ndarray, lengths: np.ndarray) ->
     valid = np.arange(x.shape[1])[None, :] < lengths[:, None]
     nan_rows = np.flatnonzero((np.isnan(x) & valid).any(axis=1))
     if nan_rows.size:
-        raise ValueError(f"x contains NaN in row {int(nan_rows[0])} (within its valid length); "
-                         "remove or impute NaN scores before selecting order statistics")
-    bad = (ranks < 1) | (ranks > lengths[:, None])
-    if bad.any():
-        b, a = np.argwhere(bad)[0]
-        raise ValueError(f"ranks out of range for row {int(b)}: got rank {int(ranks[b, a])}, "
-                         "ranks are 1-based and must lie in [1, length of the row]")
+        raise _nan_error(int(nan_rows[0]))
+    _check_ranks_host(ranks, lengths)
+
+
+def _order_statistics_device(x: Any, ranks: Any, lengths: Any, backend: str, *, check_nan: bool = True) -> Any:
+    """cuda/triton on a CUDA tensor: validated from metadata and on the device (one NaN
+    reduction), never copied to the host. Returns a tensor on x's device. Callers that
+    already checked NaN on the same data (the threshold functions) pass ``check_nan=False``."""
+    x_t = float_tensor(x, "x", ndim=2, allow_empty=True)
+    B, n = x_t.shape
+    if n == 0:
+        raise ValueError(f"x has no columns (shape {tuple(x_t.shape)}); each row needs at least one value")
+    r_np, l_np = _validate_ranks_lengths(ranks, lengths, B, n)
+    if B == 0 or r_np.shape[1] == 0:
+        return x_t.new_empty((B, r_np.shape[1]))
+    _check_ranks_host(r_np, l_np)
+    row = first_nan_row(x_t, l_np) if check_nan else -1
+    if row >= 0:
+        raise _nan_error(row)
+    return _run_gpu(x_t, r_np, l_np, backend)
 
 
 def order_statistics_reference(x: np.ndarray, ranks: np.ndarray, lengths: np.ndarray) -> np.ndarray:
@@ -85,8 +120,26 @@ def _run_cpu(x: np.ndarray, ranks: np.ndarray, lengths: np.ndarray, bitwise: boo
     x_c = np.ascontiguousarray(x)
     out = np.empty((x_c.shape[0], ranks.shape[1]), dtype=x_c.dtype)
     name = ("order_statistics_bitwise_" if bitwise else "order_statistics_") + ("f32" if x_c.dtype == np.float32 else "f64")
-    getattr(_native, name)(x_c, lengths, ranks, out)
+    raise_select_status(getattr(_native, name)(x_c, lengths, ranks, out))
     return out
+
+
+def raise_select_status(status: tuple[int, int, int], x_name: str = "x") -> None:
+    """Turn the C++ core's (status, row, value) (csrc/include/synthperf/order_stats.h) into
+    the ValueError the other backends raise; status 0 is success."""
+    code, row, value = (int(v) for v in status)
+    if code == 0:
+        return
+    if code == 1:
+        raise ValueError(f"{x_name} contains NaN in row {row} (within its valid length); "
+                         "remove or impute NaN scores before selecting order statistics")
+    if code == 2:
+        raise ValueError(f"ranks out of range for row {row}: got rank {value}, "
+                         "ranks are 1-based and must lie in [1, length of the row]")
+    if code == 3:
+        raise ValueError(f"lengths[{row}] = {value} is invalid: each row needs between 1 and "
+                         "x.shape[1] valid entries")
+    raise RuntimeError(f"order statistics failed with status {code}")
 
 
 def _run_gpu(x: Any, ranks: np.ndarray, lengths: np.ndarray, backend: str) -> Any:
@@ -141,8 +194,9 @@ def order_statistics(x: Any, ranks: Any, lengths: Any = None, *, backend: str | 
     BackendUnavailableError for an explicit backend that cannot run here.
     """
     kind = array_kind(x)
-    x_np = None
     name = resolve_backend(backend, supported=SUPPORTED_BACKENDS, kernel="order_statistics")
+    if kind.is_torch and x.device.type == "cuda" and name in ("cuda", "triton"):
+        return _order_statistics_device(x, ranks, lengths, name)
     x_np, r_np, l_np = _validate(x, ranks, lengths)
     if x_np.shape[0] == 0 or r_np.shape[1] == 0:
         return like_input(np.empty((x_np.shape[0], r_np.shape[1]), dtype=x_np.dtype), kind)
