@@ -20,7 +20,8 @@ import torch
 import triton
 import triton.language as tl
 
-CLAMP_LOGIT = -69.07755278982137  # ln(1e-30), the upstream clamp (§3)
+# ln(1e-30), the upstream clamp (§3). A constexpr: compiled Triton only reads constexpr globals.
+CLAMP_LOGIT = tl.constexpr(-69.07755278982137)
 
 
 @triton.jit
@@ -37,7 +38,7 @@ def discrete_score_kernel(
     fout_ptr,   # [M, D] slope f at z (STEP == 1)
     dbar_ptr,   # [M, D] denoiser D (WRITE_AUX)
     score_ptr,  # [M, D] score (D - u)/gamma (WRITE_AUX)
-    M, N, dt,
+    M, N, dt_ptr,  # dt_ptr: [1] step size in the state's dtype (a Python float would be fp32)
     D: tl.constexpr, BLOCK_D: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
     CLAMP: tl.constexpr, STEP: tl.constexpr, WRITE_AUX: tl.constexpr,
 ):
@@ -86,6 +87,7 @@ def discrete_score_kernel(
         r = tl.load(r_ptr + offs_d, mask=mask_d, other=0.0)
         a = tl.load(a_ptr + offs_d, mask=mask_d, other=0.0)
         f = r[None, :] * z + a[None, :] * (z - s[None, :] * dbar)
+        dt = tl.load(dt_ptr)
         if STEP == 1:
             tl.store(fout_ptr + idx_md, f, mask=mask_md)
             tl.store(zout_ptr + idx_md, z + dt * f, mask=mask_md)
@@ -113,7 +115,7 @@ def discrete_score_triton(u: torch.Tensor, y: torch.Tensor, gamma: torch.Tensor,
     ones = torch.ones(d, dtype=u.dtype, device=u.device)
     grid = (triton.cdiv(M, block_m),)
     discrete_score_kernel[grid](
-        u, y, ones, ones, ones, gamma, u, u, u, u, dbar, score, M, y.shape[0], 0.0,
+        u, y, ones, ones, ones, gamma, u, u, u, u, dbar, score, M, y.shape[0], ones,
         D=d, BLOCK_D=block_d, BLOCK_M=block_m, BLOCK_N=block_n, CLAMP=clamp, STEP=0, WRITE_AUX=True)
 
 
@@ -128,14 +130,15 @@ def pfode_step_triton(z: torch.Tensor, y: torch.Tensor, coef: dict, coef_next: d
     block_d, block_m, block_n = _blocks(d)
     grid = (triton.cdiv(M, block_m),)
     aux = dbar is not None
+    dt_t = torch.full((1,), float(dt), dtype=z.dtype, device=z.device)
     first_out = zp_buf if heun else z_out
     discrete_score_kernel[grid](
         z, y, coef["s"], coef["r"], coef["a"], coef["gamma"], z, z, first_out, f_buf,
-        dbar if aux else z, score if aux else z, M, y.shape[0], float(dt),
+        dbar if aux else z, score if aux else z, M, y.shape[0], dt_t,
         D=d, BLOCK_D=block_d, BLOCK_M=block_m, BLOCK_N=block_n, CLAMP=clamp, STEP=1, WRITE_AUX=aux)
     if heun:
         discrete_score_kernel[grid](
             zp_buf, y, coef_next["s"], coef_next["r"], coef_next["a"], coef_next["gamma"], z, f_buf,
-            z_out, f_buf, z, z, M, y.shape[0], float(dt),
+            z_out, f_buf, z, z, M, y.shape[0], dt_t,
             D=d, BLOCK_D=block_d, BLOCK_M=block_m, BLOCK_N=block_n, CLAMP=clamp, STEP=2, WRITE_AUX=False)
     return z_out
