@@ -14,6 +14,7 @@ GROUPS: dict[str, tuple[str, str]] = {
     "selective": ("synthperf.selective.cli:app", "Selective prediction (seapig API) on exact faiss KNN."),
     "flows": ("synthperf.flows.cli:app", "Inflationary flows: training, pfODE simulations and metrics."),
     "gafi": ("synthperf.gafi.cli:app", "GaFi: GAN synthetic data post-processing (DSF, DDR, ET, MultiGAN, CAS)."),
+    "guidance": ("synthperf.guidance.cli:app", "Feedback-guided synthesis (SD/FLUX): plans, sharded resumable generation."),
 }
 
 

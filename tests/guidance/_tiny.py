@@ -83,3 +83,49 @@ class TinyClassifier(nn.Module):
 def sd_components(prediction_type: str = "epsilon", scheduler: str = "ddim"):
     return dict(vae=tiny_vae(), text_encoder=tiny_clip_text_encoder(), tokenizer=tiny_tokenizer(), unet=tiny_unet(),
                 scheduler=tiny_scheduler(scheduler, prediction_type))
+
+
+# ----------------------------------------------------------------------------- FLUX family
+def tiny_t5_encoder(d_model: int = 16, seed: int = 1):
+    from transformers import T5Config, T5EncoderModel
+
+    torch.manual_seed(seed)
+    cfg = T5Config(vocab_size=len(VOCAB), d_model=d_model, d_kv=8, d_ff=2 * d_model, num_layers=1, num_heads=2,
+                   relative_attention_num_buckets=8, relative_attention_max_distance=16, pad_token_id=0,
+                   eos_token_id=3, decoder_start_token_id=0)
+    return T5EncoderModel(cfg).eval()
+
+
+def tiny_flux_vae(seed: int = 0):
+    """FLUX-style AutoencoderKL: 1 latent channel (the transformer packs 2x2 patches -> 4), no quant convs."""
+    from diffusers import AutoencoderKL
+
+    torch.manual_seed(seed)
+    return AutoencoderKL(in_channels=3, out_channels=3, down_block_types=("DownEncoderBlock2D", "DownEncoderBlock2D"),
+                         up_block_types=("UpDecoderBlock2D", "UpDecoderBlock2D"), block_out_channels=(8, 8),
+                         layers_per_block=1, latent_channels=1, norm_num_groups=4, sample_size=16,
+                         use_quant_conv=False, use_post_quant_conv=False, shift_factor=0.0609,
+                         scaling_factor=1.5035).eval()
+
+
+def tiny_flux_transformer(seed: int = 0, guidance_embeds: bool = True):
+    from diffusers import FluxTransformer2DModel
+
+    torch.manual_seed(seed)
+    return FluxTransformer2DModel(patch_size=1, in_channels=4, num_layers=1, num_single_layers=1, attention_head_dim=16,
+                                  num_attention_heads=2, joint_attention_dim=16, pooled_projection_dim=16,
+                                  axes_dims_rope=(4, 4, 8), guidance_embeds=guidance_embeds).eval()
+
+
+def tiny_flow_scheduler():
+    from diffusers import FlowMatchEulerDiscreteScheduler
+
+    return FlowMatchEulerDiscreteScheduler(num_train_timesteps=1000, shift=3.0, use_dynamic_shifting=True,
+                                           base_shift=0.5, max_shift=1.15, base_image_seq_len=256,
+                                           max_image_seq_len=4096)
+
+
+def flux_components(guidance_embeds: bool = True):
+    return dict(scheduler=tiny_flow_scheduler(), vae=tiny_flux_vae(), text_encoder=tiny_clip_text_encoder(),
+                tokenizer=tiny_tokenizer(), text_encoder_2=tiny_t5_encoder(), tokenizer_2=tiny_tokenizer(),
+                transformer=tiny_flux_transformer(guidance_embeds=guidance_embeds))

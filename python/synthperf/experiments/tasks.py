@@ -210,13 +210,13 @@ def _guidance_rows(cfg: Any, lo: int, hi: int, point_dir: Path):
     from ..guidance import FeedbackGuidedPipeline
 
     classifier = None
-    if cfg.classifier:
-        from safetensors.torch import load_file
+    if cfg.classifier:  # same loader as `synthperf guidance generate` (width/classes from the file)
+        from ..guidance.classifiers import load_classifier
 
-        from ..guidance import SmallResNet
-
-        classifier = SmallResNet(cfg.num_classes)
-        classifier.load_state_dict(load_file(cfg.classifier))
+        classifier, info = load_classifier(cfg.classifier)
+        if info.n_classes is not None and int(info.n_classes) != int(cfg.num_classes):
+            raise ValueError(f"classifier {cfg.classifier!r} has {info.n_classes} classes but the config's "
+                             f"num_classes is {cfg.num_classes}")
     pipe = FeedbackGuidedPipeline.from_local(cfg.model_dir, classifier=classifier).to(cfg.device)
     plan = [(c, s) for c in cfg.class_ids for s in cfg.seeds][lo:hi]
     labels = [cfg.labels[c] if cfg.labels else str(c) for c, _ in plan]

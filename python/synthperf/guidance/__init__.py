@@ -1,21 +1,45 @@
 """Feedback-guided synthesis (Askari-Hemmat et al., TMLR 2024) on diffusers: ``synthperf.guidance``.
 
-- :class:`FeedbackGuidedPipeline` (SD family; FLUX is not implemented yet);
+- :class:`FeedbackGuidedPipeline`: the SD family (UNet, DDPM-type schedulers); built with a
+  ``transformer`` (or loaded from a FLUX folder) it is a :class:`FeedbackGuidedFluxPipeline`
+  (flow matching, x0_hat = z - sigma v);
 - criteria ``loss``, ``entropy``, ``hardness`` (:class:`HardnessCriterion`) and custom callables;
-- :class:`FeedbackGuidanceStep`, the per-step guided update that runs eagerly or compiled.
+- :class:`FeedbackGuidanceStep`, the per-step guided update that runs eagerly or compiled;
+- classifiers: any torch ``nn.Module``, :class:`SmallResNet` (the embedded digits default,
+  :func:`train_digits_classifier`), :class:`KerasTorchClassifier` (``tf`` extra, forward only);
+- generation plans (:mod:`.plan`) and resumable sharded generation (:mod:`.generate`), also as
+  ``synthperf guidance plan|generate|train-digits`` (:mod:`.cli`).
 
-The pipelines need the ``diffusion`` extra (diffusers, transformers); they import lazily so
-``import synthperf.guidance`` works without it for the criteria and the step.
+Every name is imported on first use: ``import synthperf.guidance`` loads neither torch nor
+diffusers; the pipelines need the ``diffusion`` extra (diffusers, transformers).
 """
 from __future__ import annotations
-
-from .adapters import FeatureClassifier, SmallResNet
-from .criteria import CRITERION_NAMES, HardnessCriterion, entropy_criterion, loss_criterion
-from .step import GUIDANCE_MODES, FeedbackGuidanceStep, compile_step
 
 _LAZY = {
     "FeedbackGuidedPipeline": ".pipeline",
     "FeedbackGuidedOutput": ".pipeline",
+    "FeedbackGuidedFluxPipeline": ".pipeline_flux",
+    "FeatureClassifier": ".adapters",
+    "SmallResNet": ".adapters",
+    "KerasTorchClassifier": ".adapters",
+    "CRITERION_NAMES": ".criteria",
+    "HardnessCriterion": ".criteria",
+    "entropy_criterion": ".criteria",
+    "loss_criterion": ".criteria",
+    "GUIDANCE_MODES": ".step",
+    "FeedbackGuidanceStep": ".step",
+    "compile_step": ".step",
+    "ClassifierInfo": ".classifiers",
+    "load_classifier": ".classifiers",
+    "save_classifier": ".classifiers",
+    "train_digits_classifier": ".classifiers",
+    "digits_hardness": ".classifiers",
+    "PLAN_COLUMNS": ".plan",
+    "build_plan": ".plan",
+    "read_plan": ".plan",
+    "write_plan": ".plan",
+    "GenerateJob": ".generate",
+    "run_generation": ".generate",
 }
 
 
@@ -27,5 +51,8 @@ def __getattr__(name: str):
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
-__all__ = ["CRITERION_NAMES", "GUIDANCE_MODES", "FeatureClassifier", "FeedbackGuidanceStep", "HardnessCriterion",
-           "SmallResNet", "compile_step", "entropy_criterion", "loss_criterion", *_LAZY]
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_LAZY))
+
+
+__all__ = list(sorted(_LAZY))

@@ -142,3 +142,35 @@ class SmallResNet(nn.Module):
 
     def forward(self, x):
         return self.forward_with_features(x)[0]
+
+
+class KerasTorchClassifier(nn.Module):
+    """A Keras/TensorFlow classifier as a torch module, for the FORWARD criterion only (``tf`` extra).
+
+    forward(x (B, C, H, W) float, normalised as the Keras model expects) -> (B, K) float32
+    logits on x's device. A model ending in softmax (``outputs="probabilities"``) gives
+    log p, floored at -1e4 so that p_k = 0 contributes 0 (not NaN) to the entropy.
+
+    Gradients through a TensorFlow graph into torch latents are not available, so
+    ``supports_gradients = False``: the pipelines refuse fg_scale != 0 with this classifier
+    (ValueError), and calling it on a tensor that requires grad raises TypeError. Use it to
+    score generated images (the final criterion value, spec §2 post-loop), not to guide.
+    Wraps :class:`synthperf.gafi.keras_interop.KerasClassifier` (which imports TensorFlow after
+    Triton, see there); ``model`` is a built ``keras.Model`` or a ``.keras``/``.h5`` path.
+    """
+
+    supports_gradients = False
+
+    def __init__(self, model, *, outputs: str = "probabilities", batch_size: int = 128) -> None:
+        super().__init__()
+        from ..gafi.keras_interop import KerasClassifier
+
+        self._keras = KerasClassifier(model, outputs=outputs, batch_size=batch_size)
+        self.num_classes = int(self._keras.num_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if torch.is_grad_enabled() and x.requires_grad:
+            raise TypeError("KerasTorchClassifier supports the forward criterion only: gradients through a "
+                            "TensorFlow/Keras model into torch latents are not available. Use fg_scale=0 "
+                            "(score images) or a torch nn.Module classifier for guidance.")
+        return self._keras(x).clamp_min(-1e4).to(x.device)

@@ -1,8 +1,12 @@
-"""FeedbackGuidedPipeline: classifier-feedback-guided Stable Diffusion sampling (spec §1-§2).
+"""FeedbackGuidedPipeline: classifier-feedback-guided diffusers sampling (spec §1-§2).
 
-Built from components (``vae``, ``text_encoder``, ``tokenizer``, ``unet``, ``scheduler``)
-plus any torch classifier ``nn.Module``, or with :meth:`FeedbackGuidedPipeline.from_local`
-(a standard SD folder, ``local_files_only``). Per denoising iteration i with timestep t:
+Built from components plus any torch classifier ``nn.Module``, or with
+:meth:`FeedbackGuidedPipeline.from_local` (a local diffusers folder, ``local_files_only``).
+The family follows the components: ``unet`` (+ ``vae``, ``text_encoder``, ``tokenizer``,
+``scheduler``) is the Stable Diffusion family implemented here; ``transformer`` (+ ``vae``,
+``text_encoder(_2)``, ``tokenizer(_2)``, ``scheduler``) gives a
+:class:`~synthperf.guidance.pipeline_flux.FeedbackGuidedFluxPipeline` (a subclass), and
+``from_local`` on a FLUX folder does the same. SD per denoising iteration i with timestep t:
 
 1. eps_cfg = eps_u + cfg (eps_c - eps_u) at the pre-update z_t (no grad, scale_model_input);
 2. if fg_scale != 0 and i % guidance_freq == 0: the guided update of
@@ -66,8 +70,46 @@ def infer_num_classes(classifier: nn.Module, size: int, device, dtype) -> int:
     return int(out.shape[1])
 
 
+def _positive_int(value: Any, name: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError(f"{name} must be a positive integer, got {value!r}")
+    return value
+
+
 class _GuidedSamplingMixin:
     """Shared machinery: argument checks, the step cache, regeneration of corrupted rows."""
+
+    def _prepare_rows(self, prompt, class_ids, criterion, fg_scale, seeds, *, guidance_freq: int,
+                      num_inference_steps: int, probe_size: int, device, hardness, custom_criteria
+                      ) -> tuple[Rows, list]:
+        """Validate the scalar knobs and the per-row arguments; returns (rows, unique criteria)."""
+        _positive_int(guidance_freq, "guidance_freq")
+        _positive_int(num_inference_steps, "num_inference_steps")
+        n_classes = None
+        if self.classifier is not None:
+            params = list(self.classifier.parameters())
+            n_classes = infer_num_classes(self.classifier, probe_size, device,
+                                          params[0].dtype if params else torch.float32)
+        rows = make_rows(prompt, class_ids, criterion, fg_scale, seeds, n_classes)
+        fns, _ = resolve_criteria(rows.criteria, hardness=hardness, custom=custom_criteria)
+        guided = bool((rows.fg_scales != 0).any())
+        if self.classifier is None and guided:
+            raise ValueError("fg_scale != 0 needs a classifier: pass classifier= to the pipeline")
+        if guided and getattr(self.classifier, "supports_gradients", True) is False:
+            raise ValueError(f"fg_scale must be 0 with {type(self.classifier).__name__}: it supports the forward "
+                             "criterion only (gradients through a TensorFlow/Keras model into torch latents are "
+                             "not available). Use a torch classifier for guidance.")
+        return rows, fns
+
+    def _sample_fn(self, fns: list, hardness, custom_criteria, device, run: Callable) -> Callable:
+        """Wrap ``run(rows, crit_index)`` so a row subset (the retry) indexes the cached step's criteria."""
+
+        def sample(r: Rows):
+            sub_fns, sub_index = resolve_criteria(r.criteria, hardness=hardness, custom=custom_criteria)
+            remap = torch.tensor([next(j for j, f in enumerate(fns) if f is g) for g in sub_fns], dtype=torch.long)
+            return run(r, remap[sub_index].to(device))
+
+        return sample
 
     def _guidance_step(self, denoiser: nn.Module, decoder: nn.Module, fns: list, *, mode: str,
                        mean: Sequence[float], std: Sequence[float], classifier_size: int | None,
@@ -113,10 +155,21 @@ class FeedbackGuidedPipeline(DiffusionPipeline, _GuidedSamplingMixin):
     ``unet`` (UNet2DConditionModel, epsilon or v_prediction), ``scheduler`` (DDPM-type, see
     ``DDPM_TYPE_SCHEDULERS``), ``classifier`` (optional torch nn.Module on normalised [0,1]
     images returning (B, K) logits). All parameters are frozen (requires_grad=False).
+    ``FeedbackGuidedPipeline(transformer=..., ...)`` (no ``unet``) constructs the FLUX family,
+    :class:`~synthperf.guidance.pipeline_flux.FeedbackGuidedFluxPipeline`, a subclass.
     """
 
     model_cpu_offload_seq = "text_encoder->unet->vae"
     _optional_components = ["classifier"]
+
+    def __new__(cls, *args: Any, **kwargs: Any):
+        # FeedbackGuidedPipeline(transformer=..., ...) builds the FLUX family (a subclass, so
+        # Python then runs the subclass's __init__ with the same arguments).
+        if cls is FeedbackGuidedPipeline and "transformer" in kwargs and "unet" not in kwargs:
+            from .pipeline_flux import FeedbackGuidedFluxPipeline
+
+            cls = FeedbackGuidedFluxPipeline
+        return super().__new__(cls)
 
     def __init__(self, vae, text_encoder, tokenizer, unet, scheduler, classifier: nn.Module | None = None) -> None:
         super().__init__()
@@ -139,16 +192,50 @@ class FeedbackGuidedPipeline(DiffusionPipeline, _GuidedSamplingMixin):
                     return p.device
         return torch.device("cpu")
 
+    def to(self, *args: Any, **kwargs: Any):
+        """``DiffusionPipeline.to`` (device and/or dtype), also moving a plain classifier module.
+
+        diffusers reads ``module.dtype`` on every component, which a plain ``nn.Module`` lacks,
+        so the classifier is moved here with ``nn.Module.to`` and hidden from diffusers meanwhile.
+        """
+        clf = getattr(self, "classifier", None)
+        if clf is None or hasattr(clf, "dtype"):
+            return super().to(*args, **kwargs)
+        clf.to(*args, **{k: v for k, v in kwargs.items() if k in ("device", "dtype", "non_blocking")})
+        object.__setattr__(self, "classifier", None)
+        try:
+            super().to(*args, **kwargs)
+        finally:
+            object.__setattr__(self, "classifier", clf)
+        return self
+
     @classmethod
     def from_local(cls, path: str | Path, *, classifier: nn.Module | None = None, **kwargs: Any) -> "FeedbackGuidedPipeline":
-        """Load a standard SD folder (model_index.json, vae/, unet/, ...) with local_files_only."""
+        """Load a local diffusers folder (model_index.json, vae/, unet/ or transformer/, ...).
+
+        Only ``from_pretrained(local_dir, local_files_only=True)``: nothing is downloaded. A
+        folder with a ``transformer`` entry loads as FeedbackGuidedFluxPipeline (when called on
+        this base class). Raises ValueError for a missing folder or one without model_index.json.
+        """
+        import json
+
         p = Path(path)
         if not p.is_dir():
             raise ValueError(f"model directory {str(path)!r} does not exist (nothing is downloaded; "
-                             "pass a local Stable Diffusion folder)")
-        if not (p / "model_index.json").is_file():
+                             "pass a local diffusers pipeline folder)")
+        index = p / "model_index.json"
+        if not index.is_file():
             raise ValueError(f"{str(path)!r} has no model_index.json: not a diffusers pipeline folder")
-        return cls.from_pretrained(str(p), classifier=classifier, local_files_only=True, **kwargs)
+        try:
+            entries = json.loads(index.read_text(encoding="utf-8"))
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            raise ValueError(f"{str(index)!r} is not valid JSON: {exc}") from None
+        target = cls
+        if cls is FeedbackGuidedPipeline and "transformer" in entries and "unet" not in entries:
+            from .pipeline_flux import FeedbackGuidedFluxPipeline
+
+            target = FeedbackGuidedFluxPipeline
+        return target.from_pretrained(str(p), classifier=classifier, local_files_only=True, **kwargs)
 
     # ------------------------------------------------------------------ prompts
     def _encode(self, prompts: list[str], device) -> torch.Tensor:
@@ -197,25 +284,15 @@ class FeedbackGuidedPipeline(DiffusionPipeline, _GuidedSamplingMixin):
         Returns :class:`FeedbackGuidedOutput` (images (B,3,H,W) in [0,1]).
         """
         check_sd_scheduler(self.scheduler)
-        if isinstance(guidance_freq, bool) or not isinstance(guidance_freq, int) or guidance_freq < 1:
-            raise ValueError(f"guidance_freq must be a positive integer, got {guidance_freq!r}")
-        if isinstance(num_inference_steps, bool) or not isinstance(num_inference_steps, int) or num_inference_steps < 1:
-            raise ValueError(f"num_inference_steps must be a positive integer, got {num_inference_steps!r}")
         height = height or self.unet.config.sample_size * self.vae_scale_factor
         width = width or self.unet.config.sample_size * self.vae_scale_factor
         for name, v in (("height", height), ("width", width)):
             if v % self.vae_scale_factor:
                 raise ValueError(f"{name}={v} must be divisible by the VAE scale factor {self.vae_scale_factor}")
         device = self._execution_device
-        n_classes = None
-        if self.classifier is not None:
-            n_classes = infer_num_classes(self.classifier, classifier_size or height, device,
-                                          next(self.classifier.parameters()).dtype
-                                          if any(True for _ in self.classifier.parameters()) else torch.float32)
-        rows = make_rows(prompt, class_ids, criterion, fg_scale, seeds, n_classes)
-        fns, crit_index = resolve_criteria(rows.criteria, hardness=hardness, custom=custom_criteria)
-        if self.classifier is None and bool((rows.fg_scales != 0).any()):
-            raise ValueError("fg_scale != 0 needs a classifier: pass classifier= to the pipeline")
+        rows, fns = self._prepare_rows(prompt, class_ids, criterion, fg_scale, seeds, guidance_freq=guidance_freq,
+                                       num_inference_steps=num_inference_steps, probe_size=classifier_size or height,
+                                       device=device, hardness=hardness, custom_criteria=custom_criteria)
         pred = self.scheduler.config.prediction_type
         denoiser = self.__dict__.setdefault("_fg_denoisers", {}).setdefault(pred, SDDenoiser(self.unet, pred))
         decoder = self.__dict__.setdefault("_fg_decoder", SDDecoder(self.vae))
@@ -224,14 +301,12 @@ class FeedbackGuidedPipeline(DiffusionPipeline, _GuidedSamplingMixin):
             step = self._guidance_step(denoiser, decoder, fns, mode=mode, mean=classifier_mean, std=classifier_std,
                                        classifier_size=classifier_size, compile=compile)
 
-        def sample(r: Rows) -> tuple[torch.Tensor, torch.Tensor | None]:
-            sub_fns, sub_index = resolve_criteria(r.criteria, hardness=hardness, custom=custom_criteria)
-            # map the subset's criteria onto the cached step's criterion list
-            remap = torch.tensor([next(j for j, f in enumerate(fns) if f is g) for g in sub_fns], dtype=torch.long)
-            return self._sample(r, remap[sub_index].to(device), step, guidance_freq=guidance_freq,
-                                guidance_scale=guidance_scale, num_inference_steps=num_inference_steps,
-                                height=height, width=width, eta=eta, mode=mode, device=device)
+        def run(r: Rows, crit_index: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+            return self._sample(r, crit_index, step, guidance_freq=guidance_freq, guidance_scale=guidance_scale,
+                                num_inference_steps=num_inference_steps, height=height, width=width, eta=eta,
+                                mode=mode, device=device)
 
+        sample = self._sample_fn(fns, hardness, custom_criteria, device, run)
         return self._run_with_retry(rows, sample, retry_corrupted)
 
     def _sample(self, rows: Rows, crit_index: torch.Tensor, step: FeedbackGuidanceStep | None, *, guidance_freq: int,

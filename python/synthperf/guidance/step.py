@@ -157,11 +157,26 @@ class FeedbackGuidanceStep(nn.Module):
         return delta.to(z.dtype), C.detach()
 
 
+#: Inductor options for the step. ``reorder_for_peak_memory`` is off because that pass (torch
+#: 2.13, CPU) moved the scatter of nearest-upsample's backward (``_unsafe_index_put`` into a zero
+#: buffer) after the kernel that reads it, so gradients through the VAE decoder's up-blocks came
+#: out as exact zeros: the compiled step silently lost all guidance.
+INDUCTOR_OPTIONS: dict = {"reorder_for_peak_memory": False}
+
+
 def compile_step(step: FeedbackGuidanceStep, *, backend: str = "inductor", fullgraph: bool = False,
                  mode: str | None = None):
     """``torch.compile`` the step. On CUDA pass ``mode="reduce-overhead"`` for CUDA graphs.
 
     ``fullgraph=False`` by default: ``torch.autograd.grad`` inside the step is a graph break
     under Dynamo, so the forward+backward is compiled as the surrounding subgraphs.
+    With ``backend="inductor"`` the :data:`INDUCTOR_OPTIONS` patches apply to this compile only
+    (``mode`` is expanded into its options, since torch.compile takes one or the other).
     """
-    return torch.compile(step, backend=backend, fullgraph=fullgraph, mode=mode, dynamic=False)
+    if backend != "inductor":
+        return torch.compile(step, backend=backend, fullgraph=fullgraph, mode=mode, dynamic=False)
+    from torch._inductor import list_mode_options
+
+    options = dict(list_mode_options(mode)) if mode else {}
+    options.update(INDUCTOR_OPTIONS)
+    return torch.compile(step, backend=backend, fullgraph=fullgraph, options=options, dynamic=False)

@@ -1,0 +1,251 @@
+"""Generation plans: one CSV row per image to generate (spec §5, the ``generate_csvs_offline`` scheme).
+
+Columns (:data:`PLAN_COLUMNS`, in this order):
+
+================  ==================================================================
+``row_id``        global running integer (upstream ``img_id``), unique
+``class_id``      target class y (int >= 0)
+``class_name``    human-readable class name
+``prompt``        text prompt (``prompt_template`` filled with ``name`` / ``id``)
+``seed``          per-row seed, ``seed_base + row_id`` (upstream's are random and unlogged)
+``criterion``     ``loss`` / ``entropy`` / ``hardness`` / a custom name
+``scale``         fg_scale w (0 = unguided)
+``guidance_freq`` guide every guidance_freq-th step
+``cfg``           classifier-free guidance weight (SD) / distilled guidance (FLUX)
+``steps``         num_inference_steps
+``size``          generated height = width in pixels
+``output_path``   ``<output_dir>/<class folder>/<row_id:07d>.png``; a relative path is
+                  resolved against the plan file's folder at generation time
+================  ==================================================================
+
+Rows per class (the long-tail top-up, spec §5): ``max(target - count_c, min_per_class)``
+where ``count_c`` is the number of real images of class c from a class-count JSON (0 when
+no counts are given, so every class gets ``target`` rows). Upstream used target 1300 with
+``min_per_class=1`` (ImageNet-LT); the default here is 0, an exact top-up.
+
+This module needs only the standard library (the CLI's ``plan`` runs without diffusers).
+"""
+from __future__ import annotations
+
+import csv
+import json
+import math
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterable, Sequence
+
+PLAN_COLUMNS: tuple[str, ...] = ("row_id", "class_id", "class_name", "prompt", "seed", "criterion", "scale",
+                                 "guidance_freq", "cfg", "steps", "size", "output_path")
+MAX_SEED = 2 ** 63
+
+
+@dataclass(frozen=True)
+class ClassEntry:
+    """One class: id, name, real-image count, output folder name."""
+
+    class_id: int
+    name: str
+    count: int = 0
+    folder: str = ""
+
+
+@dataclass(frozen=True)
+class PlanRow:
+    """One parsed plan row (types as in :data:`PLAN_COLUMNS`)."""
+
+    row_id: int
+    class_id: int
+    class_name: str
+    prompt: str
+    seed: int
+    criterion: str
+    scale: float
+    guidance_freq: int
+    cfg: float
+    steps: int
+    size: int
+    output_path: str
+
+    def as_csv(self) -> dict[str, str]:
+        return {k: (repr(v) if isinstance(v, float) else str(v)) for k, v in self.__dict__.items()}
+
+
+def _nonneg_int(value: Any, name: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise ValueError(f"{name} must be a non-negative integer, got {value!r}")
+    return value
+
+
+def load_class_info(path: str | Path, class_names: Sequence[str] | None = None) -> list[ClassEntry]:
+    """Read a class-count JSON: ``{"<id>": <count>}`` or ``{"<id>": {"count": n, "text"|"name": ...,
+    "cls_folder"|"folder": ...}}`` (the upstream ``imagenet_info.json`` layout). ``class_names``
+    (indexed by id) fills names the file lacks. Raises ValueError naming the bad key."""
+    p = Path(path)
+    if not p.is_file():
+        raise ValueError(f"class-count file {str(path)!r} does not exist")
+    try:
+        data = json.loads(p.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise ValueError(f"class-count file {str(path)!r} is not valid JSON: {exc}") from None
+    if not isinstance(data, dict) or not data:
+        raise ValueError(f"class-count file {str(path)!r} must hold a non-empty JSON object keyed by class id")
+    out = []
+    for key, value in data.items():
+        try:
+            cid = int(key)
+        except ValueError:
+            raise ValueError(f"class-count file key {key!r} is not an integer class id") from None
+        if cid < 0:
+            raise ValueError(f"class-count file key {key!r} is negative")
+        name, folder = "", ""
+        if isinstance(value, dict):
+            count = value.get("count", 0)
+            name = str(value.get("text") or value.get("name") or "")
+            folder = str(value.get("cls_folder") or value.get("folder") or "")
+        else:
+            count = value
+        _nonneg_int(count, f"count of class {key!r}")
+        if not name and class_names is not None and cid < len(class_names):
+            name = class_names[cid]
+        out.append(ClassEntry(cid, name or str(cid), count, folder))
+    return sorted(out, key=lambda c: c.class_id)
+
+
+def classes_from_names(names: Sequence[str]) -> list[ClassEntry]:
+    """Classes 0..K-1 named ``names`` with no real images (count 0)."""
+    if not names:
+        raise ValueError("class_names is empty: give at least one class")
+    return [ClassEntry(i, str(n).strip(), 0, "") for i, n in enumerate(names)]
+
+
+def _folder(c: ClassEntry) -> str:
+    folder = c.folder or f"{c.class_id:04d}"
+    if folder in (".", "..") or "/" in folder or "\\" in folder:
+        raise ValueError(f"class {c.class_id}: folder {folder!r} must be a single path component")
+    return folder
+
+
+def build_plan(classes: Sequence[ClassEntry], *, target: int, output_dir: str, min_per_class: int = 0,
+               criterion: str = "entropy", scale: float = 0.03, guidance_freq: int = 5, cfg: float = 5.0,
+               steps: int = 30, size: int = 512, seed_base: int = 0, prompt_template: str = "{name}") -> list[PlanRow]:
+    """Rows for every class: ``max(target - count, min_per_class)`` each, row ids 0, 1, ... in class order."""
+    _nonneg_int(target, "target")
+    _nonneg_int(min_per_class, "min_per_class")
+    _nonneg_int(seed_base, "seed_base")
+    for name, v in (("guidance_freq", guidance_freq), ("steps", steps), ("size", size)):
+        if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+            raise ValueError(f"{name} must be a positive integer, got {v!r}")
+    for name, v in (("scale", scale), ("cfg", cfg)):
+        if not isinstance(v, (int, float)) or isinstance(v, bool) or not math.isfinite(v):
+            raise ValueError(f"{name} must be a finite number, got {v!r}")
+    if not isinstance(criterion, str) or not criterion:
+        raise ValueError(f"criterion must be a non-empty name, got {criterion!r}")
+    ids = [c.class_id for c in classes]
+    if len(set(ids)) != len(ids):
+        raise ValueError("class ids must be unique")
+    rows: list[PlanRow] = []
+    for c in classes:
+        try:
+            prompt = prompt_template.format(name=c.name, id=c.class_id)
+        except (KeyError, IndexError, ValueError) as exc:
+            raise ValueError(f"prompt_template {prompt_template!r} may use only {{name}} and {{id}}: {exc!r}") from None
+        folder = _folder(c)
+        for _ in range(max(target - c.count, min_per_class)):
+            rid = len(rows)
+            if seed_base + rid >= MAX_SEED:
+                raise ValueError(f"seed_base + row_id exceeds 2**63 - 1 at row {rid}")
+            rows.append(PlanRow(rid, c.class_id, c.name, prompt, seed_base + rid, criterion, float(scale),
+                                guidance_freq, float(cfg), steps, size, f"{output_dir}/{folder}/{rid:07d}.png"))
+    return rows
+
+
+def write_plan(rows: Iterable[PlanRow], path: str | Path) -> Path:
+    """Write the CSV atomically (temp file + os.replace)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp.{os.getpid()}")
+    with open(tmp, "w", newline="", encoding="utf-8") as fh:
+        w = csv.DictWriter(fh, fieldnames=PLAN_COLUMNS)
+        w.writeheader()
+        for r in rows:
+            w.writerow(r.as_csv())
+    os.replace(tmp, path)
+    return path
+
+
+_PARSERS = {"row_id": int, "class_id": int, "class_name": str, "prompt": str, "seed": int, "criterion": str,
+            "scale": float, "guidance_freq": int, "cfg": float, "steps": int, "size": int, "output_path": str}
+
+
+def read_plan(path: str | Path) -> list[PlanRow]:
+    """Parse and validate a plan CSV. Raises ValueError for a missing file, unknown or missing
+    columns, a bad value (naming the line and column), duplicate row ids or output paths."""
+    p = Path(path)
+    if not p.is_file():
+        raise ValueError(f"plan file {str(path)!r} does not exist")
+    try:
+        with open(p, newline="", encoding="utf-8") as fh:
+            reader = csv.DictReader(fh)
+            header = reader.fieldnames or []
+            unknown = [c for c in header if c not in PLAN_COLUMNS]
+            missing = [c for c in PLAN_COLUMNS if c not in header]
+            if unknown:
+                raise ValueError(f"plan {str(path)!r} has unknown columns {unknown}; expected {list(PLAN_COLUMNS)}")
+            if missing:
+                raise ValueError(f"plan {str(path)!r} lacks columns {missing}; expected {list(PLAN_COLUMNS)}")
+            if len(set(header)) != len(header):
+                raise ValueError(f"plan {str(path)!r} repeats a column: {header}")
+            rows = [_parse_row(raw, reader.line_num, path) for raw in reader]
+    except (UnicodeDecodeError, csv.Error) as exc:
+        raise ValueError(f"plan {str(path)!r} is not a readable CSV: {exc}") from None
+    seen_ids: set[int] = set()
+    seen_out: set[str] = set()
+    for r in rows:
+        if r.row_id in seen_ids:
+            raise ValueError(f"plan {str(path)!r}: row_id {r.row_id} appears twice")
+        if r.output_path in seen_out:
+            raise ValueError(f"plan {str(path)!r}: output_path {r.output_path!r} appears twice")
+        seen_ids.add(r.row_id)
+        seen_out.add(r.output_path)
+    return rows
+
+
+def _parse_row(raw: dict, line: int, path: Any) -> PlanRow:
+    if None in raw or any(v is None for v in raw.values()):
+        raise ValueError(f"plan {str(path)!r} line {line}: wrong number of fields")
+    vals: dict[str, Any] = {}
+    for col, parse in _PARSERS.items():
+        text = raw[col]
+        try:
+            v = parse(text)
+        except ValueError:
+            raise ValueError(f"plan {str(path)!r} line {line}: column {col!r} must be "
+                             f"{parse.__name__}, got {text!r}") from None
+        vals[col] = v
+    for col in ("row_id", "class_id", "seed"):
+        if vals[col] < 0:
+            raise ValueError(f"plan {str(path)!r} line {line}: column {col!r} must be >= 0, got {vals[col]}")
+    if vals["seed"] >= MAX_SEED:
+        raise ValueError(f"plan {str(path)!r} line {line}: seed must be < 2**63, got {vals['seed']}")
+    for col in ("guidance_freq", "steps", "size"):
+        if vals[col] < 1:
+            raise ValueError(f"plan {str(path)!r} line {line}: column {col!r} must be >= 1, got {vals[col]}")
+    for col in ("scale", "cfg"):
+        if not math.isfinite(vals[col]):
+            raise ValueError(f"plan {str(path)!r} line {line}: column {col!r} must be finite, got {raw[col]!r}")
+    for col in ("criterion", "output_path"):
+        if not vals[col]:
+            raise ValueError(f"plan {str(path)!r} line {line}: column {col!r} is empty")
+    if not vals["output_path"].endswith(".png"):
+        raise ValueError(f"plan {str(path)!r} line {line}: output_path must end in .png, got {vals['output_path']!r}")
+    return PlanRow(**vals)
+
+
+def shard(rows: Sequence[PlanRow], worker: int, workers: int) -> list[PlanRow]:
+    """Rows at positions i with i % workers == worker (the ``--worker i --workers W`` split)."""
+    if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
+        raise ValueError(f"workers must be an integer >= 1, got {workers!r}")
+    if isinstance(worker, bool) or not isinstance(worker, int) or not 0 <= worker < workers:
+        raise ValueError(f"worker must be an integer in [0, {workers}), got {worker!r}")
+    return [r for i, r in enumerate(rows) if i % workers == worker]
