@@ -30,7 +30,8 @@ SelectError for_each_row(std::int64_t B, std::int64_t ld, const std::int64_t* le
   ErrorSlot err;
   // Threads only pay off for enough work; a tiny batch runs serially (no fork/join cost,
   // which on a busy 2-core machine can exceed the work itself).
-  const bool parallel = B * ld >= kParallelMinElements && B > 1;
+  // (+64 per row: short rows cost more per element than their length suggests)
+  const bool parallel = B * (ld + 64) >= kParallelMinElements && B > 1;
 #pragma omp parallel if (parallel)
   {
     RowScratch<T> scratch;

@@ -129,10 +129,34 @@ struct BucketScratch {
   std::vector<T> copy, slot_out, selected;
 };
 
+// Rows this short are sorted outright (insertion sort in a stack buffer) and every rank is
+// a lookup: cheaper than rank bookkeeping + multi-selection for the n = 15 calibration sets.
+constexpr std::int64_t kSortRowMax = 32;
+
+template <typename T>
+bool sort_select_short_row(const T* row, std::int64_t len, const std::int64_t* rk, std::int64_t A, T* out) {
+  T buf[kSortRowMax];
+  bool nan = false;
+  for (std::int64_t i = 0; i < len; ++i) {
+    const T v = row[i];
+    nan |= (v != v);
+    std::int64_t j = i;
+    while (j > 0 && buf[j - 1] > v) {  // NaN compares false: harmless, flagged above
+      buf[j] = buf[j - 1];
+      --j;
+    }
+    buf[j] = v;
+  }
+  if (nan) return false;
+  for (std::int64_t a = 0; a < A; ++a) out[a] = buf[rk[a] - 1];
+  return true;
+}
+
 // Plain path: copy, NaN check, multi-selection. For short rows and degenerate ranges.
 template <typename T>
 bool copy_select_row(const T* row, std::int64_t len, const std::int64_t* rk, std::int64_t A, T* out,
                      BucketScratch<T>& s) {
+  if (len <= kSortRowMax) return sort_select_short_row(row, len, rk, A, out);
   s.copy.assign(row, row + len);
   for (std::int64_t i = 0; i < len; ++i) {
     if (s.copy[i] != s.copy[i]) return false;
