@@ -211,6 +211,8 @@ class GuidanceConfig:
             raise ConfigError("model_dir is required: a local Stable Diffusion folder (model_index.json, unet/, ...)")
         if not self.class_ids or not self.seeds:
             raise ConfigError("class_ids and seeds must each list at least one value")
+        if min(self.class_ids) < 0 or max(self.class_ids) >= self.num_classes:
+            raise ConfigError(f"class_ids must lie in [0, num_classes={self.num_classes}), got {self.class_ids}")
         if self.labels and max(self.class_ids) >= len(self.labels):
             raise ConfigError(f"class id {max(self.class_ids)} has no entry in labels ({len(self.labels)} given)")
         if self.chunk_size < 1:

@@ -209,7 +209,7 @@ def _guidance_rows(cfg: Any, lo: int, hi: int, point_dir: Path):
 
     from ..guidance import FeedbackGuidedPipeline
 
-    classifier = None
+    classifier, kw = None, {}
     if cfg.classifier:  # same loader as `synthperf guidance generate` (width/classes from the file)
         from ..guidance.classifiers import load_classifier
 
@@ -217,6 +217,8 @@ def _guidance_rows(cfg: Any, lo: int, hi: int, point_dir: Path):
         if info.n_classes is not None and int(info.n_classes) != int(cfg.num_classes):
             raise ValueError(f"classifier {cfg.classifier!r} has {info.n_classes} classes but the config's "
                              f"num_classes is {cfg.num_classes}")
+        # the classifier's own input normalisation and size, as `guidance generate` passes them
+        kw = dict(classifier_mean=tuple(info.mean), classifier_std=tuple(info.std), classifier_size=info.size)
     pipe = FeedbackGuidedPipeline.from_local(cfg.model_dir, classifier=classifier).to(cfg.device)
     plan = [(c, s) for c in cfg.class_ids for s in cfg.seeds][lo:hi]
     labels = [cfg.labels[c] if cfg.labels else str(c) for c, _ in plan]
@@ -224,7 +226,7 @@ def _guidance_rows(cfg: Any, lo: int, hi: int, point_dir: Path):
     out = pipe(prompts, [c for c, _ in plan], seeds=[s for _, s in plan], criterion=cfg.criterion,
                fg_scale=cfg.fg_scale if classifier is not None else 0.0, guidance_freq=cfg.guidance_freq,
                guidance_scale=cfg.guidance_scale, num_inference_steps=cfg.num_inference_steps,
-               height=cfg.height, width=cfg.width)
+               height=cfg.height, width=cfg.width, **kw)
     img_dir = point_dir / "images"
     img_dir.mkdir(parents=True, exist_ok=True)
     rows = []
