@@ -91,9 +91,10 @@ def order_statistics_kernel(
 def order_statistics_triton(x: torch.Tensor, lengths: torch.Tensor, ranks: torch.Tensor,
                             out: torch.Tensor, block: int = 256, single_tile_elems: int = 16384) -> torch.Tensor:
     """Launch the kernel, one program per row. All tensors contiguous on one device and
-    already validated. Rows up to ``single_tile_elems / A_BLOCK`` entries are loaded once and
-    kept in registers; longer rows are streamed in ``block``-sized tiles on every bit. x [B, ld] float32/float64, lengths [B] int64, ranks [R, A] int64
-    (R = 1 or B), out [B, A] with x's dtype. Returns ``out``.
+    already validated: x [B, ld] float32/float64, lengths [B] int64, ranks [R, A] int64
+    (R = 1 or B), out [B, A] with x's dtype. Returns ``out``. Rows up to
+    ``single_tile_elems / A_BLOCK`` entries are loaded once and kept in registers; longer rows
+    are streamed in ``block``-sized tiles on every bit.
     """
     if x.dtype not in (torch.float32, torch.float64):
         raise TypeError(f"x must be float32 or float64 for the Triton kernel, got {x.dtype}")

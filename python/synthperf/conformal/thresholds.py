@@ -209,13 +209,18 @@ def split_conformal_thresholds(scores: Any, alphas: Any, top: float = math.inf, 
     return like_input(out, kind)
 
 
+def _size_pairs(n: np.ndarray, N: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Distinct (n, N) group sizes [P, 2] and each group's index into them [B]."""
+    if n.min() == n.max() and N.min() == N.max():  # the common case: one (n, N) for all groups
+        return np.array([[n[0], N[0]]], dtype=np.int64), np.zeros(n.shape[0], dtype=np.int64)
+    base = int(N.max()) + 1  # a 1-D key is far faster than np.unique(axis=0)
+    keys, inverse = np.unique(n.astype(np.int64) * base + N, return_inverse=True)
+    return np.stack([keys // base, keys % base], axis=1), inverse.reshape(-1)
+
+
 def _window_tables(n: np.ndarray, N: np.ndarray, beta: float):
     """Pack the windows of each distinct (n, N) into flat L/U arrays plus per-group offsets."""
-    if n.min() == n.max() and N.min() == N.max():  # the common case: one (n, N) for all groups
-        pairs, inverse = np.array([[n[0], N[0]]], dtype=np.int64), np.zeros(n.shape[0], dtype=np.int64)
-    else:  # a 1-D key is far faster than np.unique(axis=0)
-        keys, inverse = np.unique(n.astype(np.int64) * (int(N.max()) + 1) + N, return_inverse=True)
-        pairs = np.stack([keys // (int(N.max()) + 1), keys % (int(N.max()) + 1)], axis=1)
+    pairs, inverse = _size_pairs(n, N)
     L_parts, U_parts, starts, pos = [], [], [], 0
     for n_b, N_b in pairs:
         L, U = transport_windows(int(n_b), int(N_b), beta)
@@ -223,8 +228,8 @@ def _window_tables(n: np.ndarray, N: np.ndarray, beta: float):
         U_parts.append(U)
         starts.append(pos)
         pos += L.shape[0]
-    offsets = np.asarray(starts, dtype=np.int64)[inverse.reshape(-1)]
-    return np.concatenate(L_parts), np.concatenate(U_parts), offsets, pairs, inverse.reshape(-1)
+    offsets = np.asarray(starts, dtype=np.int64)[inverse]
+    return np.concatenate(L_parts), np.concatenate(U_parts), offsets
 
 
 def sppi_thresholds(real: Any, synth: Any, alphas: Any, beta: float = 0.4, top: float = math.inf,
@@ -271,11 +276,9 @@ def sppi_thresholds(real: Any, synth: Any, alphas: Any, beta: float = 0.4, top: 
         import torch
 
         dtype_t = torch.promote_types(R.dtype, S.dtype)
-        _, _, _, pairs, inverse = _window_tables(n, N, beta) if B else (None,) * 5
         if B == 0:
             return R.new_empty((0, A), dtype=dtype_t)
-        return _sppi_thresholds_by_selection(R.to(dtype_t), S.to(dtype_t), lv, n, N, pairs, inverse,
-                                             beta, top, name)
+        return _sppi_thresholds_by_selection(R.to(dtype_t), S.to(dtype_t), lv, n, N, beta, top, name)
     dtype = np.result_type(R.dtype, S.dtype)
     if B == 0:
         return like_input(np.empty((0, A), dtype=dtype), kind)
@@ -285,8 +288,8 @@ def sppi_thresholds(real: Any, synth: Any, alphas: Any, beta: float = 0.4, top: 
             L, U = transport_windows(int(n[b]), int(N[b]), beta)
             out[b] = _sppi_one_group(np.sort(R[b, : n[b]]), np.sort(S[b, : N[b]]), lv, L, U, top, dtype)
         return like_input(out, kind)
-    L_flat, U_flat, offsets, pairs, inverse = _window_tables(n, N, beta)
     if name == "cpu":
+        L_flat, U_flat, offsets = _window_tables(n, N, beta)
         Rc = np.ascontiguousarray(R, dtype=dtype)
         Sc = np.ascontiguousarray(S, dtype=dtype)
         out = np.empty((B, A), dtype=dtype)
@@ -296,12 +299,13 @@ def sppi_thresholds(real: Any, synth: Any, alphas: Any, beta: float = 0.4, top: 
             raise _nan_error("real" if which == 0 else "synth", int(group))
         return like_input(out, kind)
     return like_input(_sppi_thresholds_by_selection(R.astype(dtype, copy=False), S.astype(dtype, copy=False),
-                                                    lv, n, N, pairs, inverse, beta, top, name), kind)
+                                                    lv, n, N, beta, top, name), kind)
 
 
-def _sppi_thresholds_by_selection(R, S, lv, n, N, pairs, inverse, beta, top, backend):
+def _sppi_thresholds_by_selection(R, S, lv, n, N, beta, top, backend):
     """GPU path: host computes all ranks (vectorised, same double expressions), the device
-    selects the order statistics (order_statistics kernel), then the clip is applied."""
+    selects the order statistics (order_statistics kernel), then the clip is applied where
+    the scores live (numpy arrays, or CUDA tensors that never leave the device)."""
     B, A = R.shape[0], lv.shape[0]
     la = (1.0 - lv[None, :]) * (1.0 + 1.0 / N[:, None])
     la_plus = (1.0 - lv[None, :]) * (1.0 + 1.0 / N[:, None] + 1.0 / (N[:, None] * (1.0 - lv[None, :])))
@@ -309,45 +313,42 @@ def _sppi_thresholds_by_selection(R, S, lv, n, N, pairs, inverse, beta, top, bac
     synth_rank = np.where(la_plus > 1.0, 0, np.ceil(N[:, None] * la_plus)).astype(np.int64)
     r_plus = np.empty((B, A), dtype=np.int64)
     r_minus = np.empty((B, A), dtype=np.int64)
+    pairs, inverse = _size_pairs(n, N)
     for t, (n_t, N_t) in enumerate(pairs):
         rows = np.flatnonzero(inverse == t)
         L, U = transport_windows(int(n_t), int(N_t), beta)
         r_plus[rows] = _last_ranks_vectorised(U, K[rows])
         r_minus[rows] = _last_ranks_vectorised(L, K[rows])
-    real_ranks = np.concatenate([r_plus, r_minus], axis=1)
+    real_ranks = np.clip(np.concatenate([r_plus, r_minus], axis=1), 1, n[:, None])
     if array_kind(R).is_torch:  # device path (NaN already checked): selection and clip on the device
-        real_sel = _order_statistics_device(R, np.clip(real_ranks, 1, n[:, None]), n, backend, check_nan=False)
-        synth_sel = _order_statistics_device(S, np.maximum(synth_rank, 1), N, backend, check_nan=False)
-    else:
-        real_sel = order_statistics(R, np.clip(real_ranks, 1, n[:, None]), n, backend=backend)
-        synth_sel = order_statistics(S, np.maximum(synth_rank, 1), N, backend=backend)
-    if array_kind(R).is_torch:
         import torch
 
-        def on_dev(a):
+        real_sel = _order_statistics_device(R, real_ranks, n, backend, check_nan=False)
+        synth_sel = _order_statistics_device(S, np.maximum(synth_rank, 1), N, backend, check_nan=False)
+
+        def mask(a):
             return torch.from_numpy(np.ascontiguousarray(a)).to(R.device)
 
-        t_d = torch.tensor(top, dtype=R.dtype, device=R.device)
-        ninf_d = torch.tensor(-math.inf, dtype=R.dtype, device=R.device)
-        n_d = n[:, None]
+        where, minimum, maximum = torch.where, torch.minimum, torch.maximum
+        t = torch.tensor(top, dtype=R.dtype, device=R.device)
+        ninf = torch.tensor(-math.inf, dtype=R.dtype, device=R.device)
+    else:
+        real_sel = order_statistics(R, real_ranks, n, backend=backend)
+        synth_sel = order_statistics(S, np.maximum(synth_rank, 1), N, backend=backend)
 
-        def pick_d(r, values):
-            return torch.where(on_dev(r == 0), ninf_d, torch.where(on_dev(r > n_d), t_d, values))
+        def mask(a):
+            return a
 
-        s_plus_d = pick_d(r_plus, real_sel[:, :A])
-        s_minus_d = pick_d(r_minus, real_sel[:, A:])
-        q_syn_d = torch.where(on_dev(synth_rank == 0), t_d, synth_sel)
-        return torch.maximum(torch.minimum(q_syn_d, s_minus_d), s_plus_d)
-    t = R.dtype.type(top)
-    ninf = R.dtype.type(-np.inf)
+        where, minimum, maximum = np.where, np.minimum, np.maximum
+        t, ninf = R.dtype.type(top), R.dtype.type(-np.inf)
 
     def pick(r, values):
-        return np.where(r == 0, ninf, np.where(r > n[:, None], t, values))
+        return where(mask(r == 0), ninf, where(mask(r > n[:, None]), t, values))
 
     s_plus = pick(r_plus, real_sel[:, :A])
     s_minus = pick(r_minus, real_sel[:, A:])
-    q_syn = np.where(synth_rank == 0, t, synth_sel)
-    return np.maximum(np.minimum(q_syn, s_minus), s_plus)
+    q_syn = where(mask(synth_rank == 0), t, synth_sel)
+    return maximum(minimum(q_syn, s_minus), s_plus)
 
 
 def _last_ranks_vectorised(W: np.ndarray, K: np.ndarray) -> np.ndarray:

@@ -52,7 +52,7 @@ def _validate_ranks_lengths(ranks: Any, lengths: Any, B: int, n: int) -> tuple[n
         bad = (l_np < 1) | (l_np > n)
         if bad.any():
             i = int(np.flatnonzero(bad)[0])
-            raise ValueError(f"lengths[{i}] = {int(l_np[i])} is invalid: each row needs between 1 and x.shape[1] = {n} valid entries")
+            raise _length_error(i, int(l_np[i]), n)
     return np.ascontiguousarray(r_np), np.ascontiguousarray(l_np)
 
 
@@ -66,17 +66,27 @@ def _validate(x: Any, ranks: Any, lengths: Any) -> tuple[np.ndarray, np.ndarray,
     return x_np, r_np, l_np
 
 
+# One message per data error, shared by the host checks and the C++ core's status codes.
 def _nan_error(row: int) -> ValueError:
     return ValueError(f"x contains NaN in row {row} (within its valid length); "
                       "remove or impute NaN scores before selecting order statistics")
+
+
+def _rank_error(row: int, rank: int) -> ValueError:
+    return ValueError(f"ranks out of range for row {row}: got rank {rank}, "
+                      "ranks are 1-based and must lie in [1, length of the row]")
+
+
+def _length_error(row: int, length: int, n: int | None = None) -> ValueError:
+    width = "x.shape[1]" if n is None else f"x.shape[1] = {n}"
+    return ValueError(f"lengths[{row}] = {length} is invalid: each row needs between 1 and {width} valid entries")
 
 
 def _check_ranks_host(ranks: np.ndarray, lengths: np.ndarray) -> None:
     bad = (ranks < 1) | (ranks > lengths[:, None])
     if bad.any():
         b, a = np.argwhere(bad)[0]
-        raise ValueError(f"ranks out of range for row {int(b)}: got rank {int(ranks[b, a])}, "
-                         "ranks are 1-based and must lie in [1, length of the row]")
+        raise _rank_error(int(b), int(ranks[b, a]))
 
 
 def _check_values_host(x: np.ndarray, ranks: np.ndarray, lengths: np.ndarray) -> None:
@@ -120,25 +130,19 @@ def _run_cpu(x: np.ndarray, ranks: np.ndarray, lengths: np.ndarray, bitwise: boo
     x_c = np.ascontiguousarray(x)
     out = np.empty((x_c.shape[0], ranks.shape[1]), dtype=x_c.dtype)
     name = ("order_statistics_bitwise_" if bitwise else "order_statistics_") + ("f32" if x_c.dtype == np.float32 else "f64")
-    raise_select_status(getattr(_native, name)(x_c, lengths, ranks, out))
+    _raise_select_status(getattr(_native, name)(x_c, lengths, ranks, out))
     return out
 
 
-def raise_select_status(status: tuple[int, int, int], x_name: str = "x") -> None:
+def _raise_select_status(status: tuple[int, int, int]) -> None:
     """Turn the C++ core's (status, row, value) (csrc/include/synthperf/order_stats.h) into
     the ValueError the other backends raise; status 0 is success."""
     code, row, value = (int(v) for v in status)
     if code == 0:
         return
-    if code == 1:
-        raise ValueError(f"{x_name} contains NaN in row {row} (within its valid length); "
-                         "remove or impute NaN scores before selecting order statistics")
-    if code == 2:
-        raise ValueError(f"ranks out of range for row {row}: got rank {value}, "
-                         "ranks are 1-based and must lie in [1, length of the row]")
-    if code == 3:
-        raise ValueError(f"lengths[{row}] = {value} is invalid: each row needs between 1 and "
-                         "x.shape[1] valid entries")
+    errors = {1: lambda: _nan_error(row), 2: lambda: _rank_error(row, value), 3: lambda: _length_error(row, value)}
+    if code in errors:
+        raise errors[code]()
     raise RuntimeError(f"order statistics failed with status {code}")
 
 
