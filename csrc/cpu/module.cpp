@@ -29,8 +29,10 @@ using IArray = py::array_t<std::int64_t, py::array::c_style>;
 // Returns (status, row, value) (order_stats.h SelectStatus; 0 = ok). Data errors come back as
 // values and synthperf.ops.order_stats raises ValueError: no C++ exception is thrown after
 // the OpenMP region / released GIL. Shape errors (programming errors) still throw up front.
-template <typename T, int kAlgo>  // 0: histogram selection, 1: bitwise twin, 2: radix twin
-py::tuple order_statistics(CArray<T> x, IArray lengths, IArray ranks, CArray<T> out) {
+// kAlgo 0: histogram selection (AVX-512 passes when `simd` and supported), 1: bitwise twin,
+// 2: radix twin.
+template <typename T, int kAlgo>
+py::tuple order_statistics(CArray<T> x, IArray lengths, IArray ranks, CArray<T> out, bool simd) {
   SP_CHECK(x.ndim() == 2, "x must be 2-D [B, n]");
   SP_CHECK(lengths.ndim() == 1 && lengths.shape(0) == x.shape(0), "lengths must have shape [B]");
   SP_CHECK(ranks.ndim() == 2 && (ranks.shape(0) == 1 || ranks.shape(0) == x.shape(0)),
@@ -51,7 +53,7 @@ py::tuple order_statistics(CArray<T> x, IArray lengths, IArray ranks, CArray<T> 
     } else if constexpr (kAlgo == 2) {
       err = synthperf::order_statistics_radix_cpu<T>(xp, B, ld, lp, rp, R, A, op);
     } else {
-      err = synthperf::order_statistics_cpu<T>(xp, B, ld, lp, rp, R, A, op);
+      err = synthperf::order_statistics_cpu<T>(xp, B, ld, lp, rp, R, A, op, simd);
     }
   }
   return py::make_tuple(err.status, err.row, err.value);
@@ -64,22 +66,26 @@ PYBIND11_MODULE(_native, m) {
   m.def("max_threads", &synthperf::max_threads, "OpenMP threads a parallel region will use.");
   m.def("set_num_threads", &synthperf::set_num_threads, py::arg("n"),
         "Pin the OpenMP thread count (benchmarks); same effect as OMP_NUM_THREADS.");
+  m.def("simd_select_supported", &synthperf::simd_select_supported,
+        "True when the CPU backend's AVX-512 selection passes run on this CPU.");
 #ifdef SYNTHPERF_HAVE_OPENMP
   m.attr("has_openmp") = true;
 #else
   m.attr("has_openmp") = false;
 #endif
   m.def("order_statistics_f32", &order_statistics<float, 0>, py::arg("x"), py::arg("lengths"),
-        py::arg("ranks"), py::arg("out"));
+        py::arg("ranks"), py::arg("out"), py::arg("simd") = true);
   m.def("order_statistics_f64", &order_statistics<double, 0>, py::arg("x"), py::arg("lengths"),
-        py::arg("ranks"), py::arg("out"));
-  m.def("order_statistics_bitwise_f32", &order_statistics<float, 1>, py::arg("x"),
-        py::arg("lengths"), py::arg("ranks"), py::arg("out"));
-  m.def("order_statistics_bitwise_f64", &order_statistics<double, 1>, py::arg("x"),
-        py::arg("lengths"), py::arg("ranks"), py::arg("out"));
-  m.def("order_statistics_radix_f32", &order_statistics<float, 2>, py::arg("x"),
-        py::arg("lengths"), py::arg("ranks"), py::arg("out"));
-  m.def("order_statistics_radix_f64", &order_statistics<double, 2>, py::arg("x"),
-        py::arg("lengths"), py::arg("ranks"), py::arg("out"));
+        py::arg("ranks"), py::arg("out"), py::arg("simd") = true);
+  // The GPU algorithms' CPU twins (no SIMD variant).
+#define SP_TWIN(name, T, algo)                                                             \
+  m.def(name, [](CArray<T> x, IArray l, IArray r, CArray<T> o) {                           \
+    return order_statistics<T, algo>(x, l, r, o, false);                                   \
+  }, py::arg("x"), py::arg("lengths"), py::arg("ranks"), py::arg("out"))
+  SP_TWIN("order_statistics_bitwise_f32", float, 1);
+  SP_TWIN("order_statistics_bitwise_f64", double, 1);
+  SP_TWIN("order_statistics_radix_f32", float, 2);
+  SP_TWIN("order_statistics_radix_f64", double, 2);
+#undef SP_TWIN
   synthperf::register_all_bindings(m);  // csrc/cpu/*.cpp groups (SPPI, flows, ...)
 }

@@ -54,11 +54,11 @@ SelectError for_each_row(std::int64_t B, std::int64_t ld, const std::int64_t* le
 template <typename T>
 SelectError order_statistics_cpu(const T* x, std::int64_t B, std::int64_t ld,
                                  const std::int64_t* lengths, const std::int64_t* ranks,
-                                 std::int64_t rank_rows, std::int64_t A, T* out) {
+                                 std::int64_t rank_rows, std::int64_t A, T* out, bool simd) {
   return for_each_row<T>(B, ld, lengths, ranks, rank_rows, A,
       [&](std::int64_t b, std::int64_t len, const std::int64_t* rk, RowScratch<T>& s) -> int {
         const T* row = x + b * ld;
-        if (!bucket_select_row(row, len, rk, A, out + b * A, s.buckets)) return kSelectNaN;
+        if (!select_row(row, len, rk, A, out + b * A, s, simd)) return kSelectNaN;
         return kSelectOk;
       });
 }
@@ -135,7 +135,7 @@ SelectError order_statistics_radix_cpu(const T* x, std::int64_t B, std::int64_t 
 #define SYNTHPERF_INSTANTIATE(T)                                                            \
   template SelectError order_statistics_cpu<T>(const T*, std::int64_t, std::int64_t,        \
                                                const std::int64_t*, const std::int64_t*,    \
-                                               std::int64_t, std::int64_t, T*);             \
+                                               std::int64_t, std::int64_t, T*, bool);       \
   template SelectError order_statistics_bitwise_cpu<T>(const T*, std::int64_t, std::int64_t,\
                                                        const std::int64_t*,                 \
                                                        const std::int64_t*, std::int64_t,   \

@@ -114,7 +114,7 @@ using IArray = py::array_t<std::int64_t, py::array::c_style>;
 template <typename T>
 py::tuple sppi_thresholds(CArray<T> real, IArray real_len, CArray<T> synth, IArray synth_len,
                      CArray<double> alphas, IArray L_flat, IArray U_flat, IArray win_offset,
-                     double top, CArray<T> out) {
+                     double top, CArray<T> out, bool simd) {
   const std::int64_t B = real.shape(0), ldr = real.shape(1), lds = synth.shape(1), A = alphas.shape(0);
   if (synth.shape(0) != B || real_len.shape(0) != B || synth_len.shape(0) != B ||
       win_offset.shape(0) != B || out.shape(0) != B || out.shape(1) != A)
@@ -160,14 +160,14 @@ py::tuple sppi_thresholds(CArray<T> real, IArray real_len, CArray<T> synth, IArr
       // A NaN anywhere in a group's valid scores is an error (detected by the min/max pass).
       real_vals.resize(real_ranks.empty() ? 1 : real_ranks.size());
       const std::int64_t probe = 1;
-      if (!bucket_select_row(rp + b * ldr, n, real_ranks.empty() ? &probe : real_ranks.data(),
-                             real_ranks.empty() ? 1 : (std::int64_t)real_ranks.size(), real_vals.data(), s.buckets)) {
+      if (!select_row(rp + b * ldr, n, real_ranks.empty() ? &probe : real_ranks.data(),
+                      real_ranks.empty() ? 1 : (std::int64_t)real_ranks.size(), real_vals.data(), s, simd)) {
         err.set(kSelectNaN, b, 0);
         continue;
       }
       synth_vals.resize(synth_ranks.empty() ? 1 : synth_ranks.size());
-      if (!bucket_select_row(sp + b * lds, N, synth_ranks.empty() ? &probe : synth_ranks.data(),
-                             synth_ranks.empty() ? 1 : (std::int64_t)synth_ranks.size(), synth_vals.data(), s.buckets)) {
+      if (!select_row(sp + b * lds, N, synth_ranks.empty() ? &probe : synth_ranks.data(),
+                      synth_ranks.empty() ? 1 : (std::int64_t)synth_ranks.size(), synth_vals.data(), s, simd)) {
         err.set(kSelectNaN, b, 1);
         continue;
       }
@@ -189,8 +189,13 @@ py::tuple sppi_thresholds(CArray<T> real, IArray real_len, CArray<T> synth, IArr
 void register_sppi(py::module_& m) {
   m.def("transport_windows_f64", &transport_windows_f64, py::arg("n_real"), py::arg("n_synth"), py::arg("beta"),
         "SPPI windows (L, U, margin) for m = n_real+1 ranks; see specs/sppi.md §1b.");
-  m.def("sppi_thresholds_f32", &sppi_thresholds<float>);
-  m.def("sppi_thresholds_f64", &sppi_thresholds<double>);
+  // simd=False forces the portable selection path (tests of the CPUs without AVX-512).
+  m.def("sppi_thresholds_f32", &sppi_thresholds<float>, py::arg("real"), py::arg("real_len"), py::arg("synth"),
+        py::arg("synth_len"), py::arg("alphas"), py::arg("L_flat"), py::arg("U_flat"), py::arg("win_offset"),
+        py::arg("top"), py::arg("out"), py::arg("simd") = true);
+  m.def("sppi_thresholds_f64", &sppi_thresholds<double>, py::arg("real"), py::arg("real_len"), py::arg("synth"),
+        py::arg("synth_len"), py::arg("alphas"), py::arg("L_flat"), py::arg("U_flat"), py::arg("win_offset"),
+        py::arg("top"), py::arg("out"), py::arg("simd") = true);
 }
 
 }  // namespace

@@ -95,6 +95,26 @@ def test_batched_equals_single_group_loop(backend, dtype):
     np.testing.assert_array_equal(sc, sc_loop)
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_cpu_selection_paths_agree(dtype):
+    """The C++ core with its AVX-512 row selection and with the portable one (simd=False,
+    what CPUs without AVX-512 run) give the same thresholds as the reference."""
+    from synthperf import _native
+    from synthperf.conformal.thresholds import _window_tables
+
+    rng = np.random.default_rng(8)
+    R, S, n, N = _ragged(rng, 30, 20, 400, dtype, ties=True)
+    alphas = np.array([0.02, 0.05, 0.1, 0.2, 0.5])
+    want = sppi_thresholds(R, S, alphas, 0.4, math.inf, n, N, backend="reference")
+    L_flat, U_flat, offsets = _window_tables(n.astype(np.int64), N.astype(np.int64), 0.4)
+    fn = _native.sppi_thresholds_f32 if dtype == np.float32 else _native.sppi_thresholds_f64
+    for simd in (True, False):
+        out = np.empty((R.shape[0], alphas.shape[0]), dtype=dtype)
+        status = fn(R, n.astype(np.int64), S, N.astype(np.int64), alphas, L_flat, U_flat, offsets, math.inf, out, simd)
+        assert status[0] == 0
+        np.testing.assert_array_equal(out, want)
+
+
 _HYP_ALPHAS = st.lists(st.sampled_from([1e-4, 0.01, 0.05, 0.1, 0.5, 0.9, 0.999]), min_size=1, max_size=4)
 
 

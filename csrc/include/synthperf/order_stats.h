@@ -25,11 +25,12 @@ struct SelectError {
   std::int64_t value = 0;  // offending rank or length
 };
 
-// nth_element-style multi-selection, OpenMP over rows.
+// Histogram bucket selection, OpenMP over rows. simd: use the AVX-512 passes when the CPU
+// has them (select_simd.h); false forces the portable path (its tests and CPUs without it).
 template <typename T>
 SelectError order_statistics_cpu(const T* x, std::int64_t B, std::int64_t ld,
                                  const std::int64_t* lengths, const std::int64_t* ranks,
-                                 std::int64_t rank_rows, std::int64_t A, T* out);
+                                 std::int64_t rank_rows, std::int64_t A, T* out, bool simd = true);
 
 // The GPU algorithms executed on the CPU with the same device_math.h functions, so the CPU
 // tests exercise the exact math the GPU kernels run. Slower than order_statistics_cpu.

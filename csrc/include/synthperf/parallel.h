@@ -10,6 +10,7 @@
 #endif
 
 #include "synthperf/order_stats.h"
+#include "synthperf/select_simd.h"
 #include "synthperf/selection.h"
 
 namespace synthperf {
@@ -52,7 +53,23 @@ struct RowScratch {
   std::vector<std::int64_t> distinct;
   std::vector<unsigned char> keys;
   BucketScratch<T> buckets;
+  SimdScratch<T> simd;
 };
+
+// Order statistics of one read-only row (see bucket_select_row for the contract): the AVX-512
+// path when `simd` is set and the CPU has it, else, or when that path declines the row, the
+// portable bucket_select_row. Both return the exact selected elements, so results agree bit
+// for bit. Returns false when the row holds a NaN.
+template <typename T>
+bool select_row(const T* row, std::int64_t len, const std::int64_t* rk, std::int64_t A, T* out,
+                RowScratch<T>& s, bool simd) {
+  if (simd && simd_select_supported()) {
+    const int r = simd_select_row(row, len, rk, A, out, s.simd);
+    if (r == kSimdSelected) return true;
+    if (r == kSimdNaN) return false;
+  }
+  return bucket_select_row(row, len, rk, A, out, s.buckets);
+}
 
 inline int max_threads() {
 #ifdef SYNTHPERF_HAVE_OPENMP
