@@ -29,7 +29,7 @@ from .. import _native
 from .._arrays import array_kind, like_input
 from .._validation import first_nan_row, float_array, float_tensor, int_array, open_unit_interval, real_scalar
 from ..backend import resolve_backend
-from ..ops.order_stats import _order_statistics_device, order_statistics
+from ..ops.order_stats import _order_statistics_device, _run_cpu, order_statistics
 from .windows import _validate_sizes, transport_windows
 
 SUPPORTED_BACKENDS = ("reference", "cpu", "cuda", "triton")
@@ -190,8 +190,7 @@ def split_conformal_thresholds(scores: Any, alphas: Any, top: float = math.inf, 
     ln = _lengths(lengths, x.shape[0], x.shape[1], "lengths", 1)
     if name != "cpu":  # the C++ core detects NaN in its min/max pass
         _check_no_nan(x, ln, "scores")
-    level = (1.0 - lv[None, :]) * (1.0 + 1.0 / ln[:, None])  # same double expression as the scalar helper
-    ranks = np.where(level > 1.0, 0, np.ceil(level * ln[:, None])).astype(np.int64)
+    ranks = _split_conformal_ranks(ln, lv)  # [A] when every group has the same length, else [B, A]
     if on_device:
         import torch
 
@@ -202,11 +201,25 @@ def split_conformal_thresholds(scores: Any, alphas: Any, top: float = math.inf, 
         out = np.stack([split_conformal_threshold(x[b, : ln[b]], lv, top) for b in range(x.shape[0])]) \
             if x.shape[0] else np.empty((0, lv.shape[0]), x.dtype)
         return like_input(out.astype(x.dtype, copy=False), kind)
-    source = scores if (kind.is_torch and name in ("cuda", "triton")) else x
-    sel = order_statistics(source, np.maximum(ranks, 1), ln, backend=name)
-    sel = like_input(sel, array_kind(x))  # numpy for the final combine
-    out = np.where(ranks == 0, x.dtype.type(top), sel)
+    if name == "cpu":  # validated above: straight to the C++ core
+        out = _run_cpu(x, np.atleast_2d(np.maximum(ranks, 1)), ln)
+    else:
+        source = scores if (kind.is_torch and name in ("cuda", "triton")) else x
+        out = like_input(order_statistics(source, np.maximum(ranks, 1), ln, backend=name), array_kind(x))
+    trivial = ranks == 0  # alpha < 1/(n+1): the infinite (top) threshold
+    if trivial.any():
+        out[np.broadcast_to(trivial, out.shape)] = x.dtype.type(top)
     return like_input(out, kind)
+
+
+def _split_conformal_ranks(ln: np.ndarray, lv: np.ndarray) -> np.ndarray:
+    """k = ceil((1 - alpha)(1 + 1/n) n), 0 when the level exceeds 1: [A] when every group has
+    the same n (the common case, computed once), else [B, A]."""
+    shared = ln.shape[0] > 0 and ln.min() == ln.max()
+    n = ln[:1] if shared else ln
+    level = (1.0 - lv[None, :]) * (1.0 + 1.0 / n[:, None])  # same double expression as the scalar helper
+    ranks = np.where(level > 1.0, 0, np.ceil(level * n[:, None])).astype(np.int64)
+    return ranks[0] if shared else ranks
 
 
 def _size_pairs(n: np.ndarray, N: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
