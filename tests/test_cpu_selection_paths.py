@@ -98,6 +98,34 @@ def test_ragged_rows_per_row_ranks_and_many_ranks(dtype, simd):
 
 
 @pytest.mark.parametrize("simd", [True, False])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("width", [1, 2, 5, 15, 16, 17, 32])
+def test_short_row_blocks(width, dtype, simd):
+    """Batches of rows no wider than 32 are sorted a block of rows at a time (one row per
+    vector lane): ragged lengths, partial last block, shared and per-row ranks, NaN rows."""
+    rng = np.random.default_rng([width, dtype == np.float32])
+    B = 37  # several blocks of 8 (float64) or 16 (float32) rows and a partial one
+    x = np.round(rng.standard_normal((B, width)) * 3).astype(dtype)  # ties
+    x[::5, 0] = -0.0
+    x[1::5, -1] = np.inf
+    lengths = rng.integers(1, width + 1, B)
+    for b in range(B):
+        x[b, lengths[b]:] = np.nan  # padding is never read
+    per_row = np.stack([rng.integers(1, lengths[b] + 1, 4) for b in range(B)])
+    got, status = _select(x, per_row, lengths, simd)
+    assert status[0] == 0
+    np.testing.assert_array_equal(got, _expected(x, per_row, lengths))
+    shared = np.array([1, lengths.min()])
+    got, status = _select(x, shared, lengths, simd)
+    assert status[0] == 0
+    np.testing.assert_array_equal(got, _expected(x, shared, lengths))
+    x[21, lengths[21] - 1] = np.nan
+    x[30, lengths[30] - 1] = np.nan
+    _, status = _select(x, shared, lengths, simd)
+    assert status[:2] == (1, 21)
+
+
+@pytest.mark.parametrize("simd", [True, False])
 @pytest.mark.parametrize("n", [10, 40, 500])
 def test_nan_reported_with_its_row(n, simd):
     x = np.random.default_rng(0).random((5, n))

@@ -51,10 +51,55 @@ SelectError for_each_row(std::int64_t B, std::int64_t ld, const std::int64_t* le
 
 }  // namespace
 
+// Batches of short rows (padded width <= 32, e.g. n = 15 calibration sets): blocks of
+// kSimdShortRowsPerBlock rows sorted together by a vector sorting network. Rows are validated
+// first; a block with a NaN is redone row by row so the error names the first bad row.
+template <typename T>
+SelectError short_rows_cpu(const T* x, std::int64_t B, std::int64_t ld, const std::int64_t* lengths,
+                           const std::int64_t* ranks, std::int64_t rank_rows, std::int64_t A, T* out) {
+  constexpr int W = kSimdShortRowsPerBlock<T>;
+  const std::int64_t blocks = (B + W - 1) / W;
+  ErrorSlot err;
+  const bool parallel = B * ld >= kParallelMinElements / 4 && blocks > 1;
+#pragma omp parallel if (parallel)
+  {
+    RowScratch<T> scratch;
+#pragma omp for schedule(static)
+    for (std::int64_t blk = 0; blk < blocks; ++blk) {
+      if (err.failed()) continue;
+      const std::int64_t b0 = blk * W;
+      const int rows = static_cast<int>(std::min<std::int64_t>(W, B - b0));
+      bool ok = true;
+      for (int l = 0; l < rows && ok; ++l) {
+        std::int64_t bad = 0;
+        const std::int64_t* rk = ranks + (rank_rows == 1 ? 0 : b0 + l) * A;
+        const int st = check_row(lengths[b0 + l], ld, rk, A, &bad);
+        if (st != kSelectOk) { err.set(st, b0 + l, bad); ok = false; }
+      }
+      if (!ok) continue;
+      const std::int64_t* rk0 = ranks + (rank_rows == 1 ? 0 : b0) * A;
+      if (simd_short_rows_select(x + b0 * ld, rows, ld, lengths + b0, rk0, rank_rows == 1, A, out + b0 * A) ==
+          kSimdSelected) continue;
+      for (int l = 0; l < rows; ++l) {  // a NaN in the block: find its row
+        const std::int64_t b = b0 + l;
+        const std::int64_t* rk = ranks + (rank_rows == 1 ? 0 : b) * A;
+        if (!select_row(x + b * ld, lengths[b], rk, A, out + b * A, scratch, false)) {
+          err.set(kSelectNaN, b, 0);
+          break;
+        }
+      }
+    }
+  }
+  return err.get();
+}
+
 template <typename T>
 SelectError order_statistics_cpu(const T* x, std::int64_t B, std::int64_t ld,
                                  const std::int64_t* lengths, const std::int64_t* ranks,
                                  std::int64_t rank_rows, std::int64_t A, T* out, bool simd) {
+  if (simd && ld <= kSimdShortRowMax && B > 1 && simd_select_supported()) {
+    return short_rows_cpu<T>(x, B, ld, lengths, ranks, rank_rows, A, out);
+  }
   return for_each_row<T>(B, ld, lengths, ranks, rank_rows, A,
       [&](std::int64_t b, std::int64_t len, const std::int64_t* rk, RowScratch<T>& s) -> int {
         const T* row = x + b * ld;

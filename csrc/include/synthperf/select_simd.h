@@ -40,4 +40,18 @@ template <typename T>
 int simd_select_row(const T* row, std::int64_t len, const std::int64_t* rk, std::int64_t A,
                     T* out, SimdScratch<T>& s);
 
+// Rows per block of simd_short_rows_select (one row per vector lane).
+template <typename T>
+constexpr int kSimdShortRowsPerBlock = 64 / sizeof(T);
+// Rows of a batch whose padded width ld is at most this go through simd_short_rows_select.
+constexpr std::int64_t kSimdShortRowMax = 32;
+
+// Up to kSimdShortRowsPerBlock<T> rows x[l * ld + j] (l < rows, j < lengths[l] <= 32, lengths
+// and ranks already validated) sorted together by a sorting network, one row per lane:
+// out[l * A + a] = ranks[a]-th (shared_ranks) or ranks[l * A + a]-th smallest of row l.
+// Returns kSimdSelected, or kSimdNaN when a row holds a NaN (which row: ask the per-row path).
+template <typename T>
+int simd_short_rows_select(const T* x, int rows, std::int64_t ld, const std::int64_t* lengths,
+                           const std::int64_t* ranks, bool shared_ranks, std::int64_t A, T* out);
+
 }  // namespace synthperf

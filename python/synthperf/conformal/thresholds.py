@@ -207,19 +207,20 @@ def split_conformal_thresholds(scores: Any, alphas: Any, top: float = math.inf, 
         source = scores if (kind.is_torch and name in ("cuda", "triton")) else x
         out = like_input(order_statistics(source, np.maximum(ranks, 1), ln, backend=name), array_kind(x))
     trivial = ranks == 0  # alpha < 1/(n+1): the infinite (top) threshold
-    if trivial.any():
-        out[np.broadcast_to(trivial, out.shape)] = x.dtype.type(top)
+    if ranks.ndim == 1:
+        out[:, trivial] = x.dtype.type(top)
+    else:
+        np.putmask(out, trivial, x.dtype.type(top))
     return like_input(out, kind)
 
 
 def _split_conformal_ranks(ln: np.ndarray, lv: np.ndarray) -> np.ndarray:
     """k = ceil((1 - alpha)(1 + 1/n) n), 0 when the level exceeds 1: [A] when every group has
     the same n (the common case, computed once), else [B, A]."""
-    shared = ln.shape[0] > 0 and ln.min() == ln.max()
-    n = ln[:1] if shared else ln
-    level = (1.0 - lv[None, :]) * (1.0 + 1.0 / n[:, None])  # same double expression as the scalar helper
-    ranks = np.where(level > 1.0, 0, np.ceil(level * n[:, None])).astype(np.int64)
-    return ranks[0] if shared else ranks
+    if ln.shape[0] > 0 and ln.min() == ln.max():  # the scalar helper itself, once per alpha
+        return np.array([split_conformal_rank(int(ln[0]), a) for a in lv.tolist()], dtype=np.int64)
+    level = (1.0 - lv[None, :]) * (1.0 + 1.0 / ln[:, None])  # same double expression as the scalar helper
+    return np.where(level > 1.0, 0, np.ceil(level * ln[:, None])).astype(np.int64)
 
 
 def _size_pairs(n: np.ndarray, N: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
