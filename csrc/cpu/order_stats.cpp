@@ -103,7 +103,8 @@ SelectError order_statistics_cpu(const T* x, std::int64_t B, std::int64_t ld,
   return for_each_row<T>(B, ld, lengths, ranks, rank_rows, A,
       [&](std::int64_t b, std::int64_t len, const std::int64_t* rk, RowScratch<T>& s) -> int {
         const T* row = x + b * ld;
-        if (!select_row(row, len, rk, A, out + b * A, s, simd)) return kSelectNaN;
+        const T* next = b + 1 < B ? row + ld : nullptr;
+        if (!select_row(row, len, rk, A, out + b * A, s, simd, next)) return kSelectNaN;
         return kSelectOk;
       });
 }

@@ -167,7 +167,8 @@ py::tuple sppi_thresholds(CArray<T> real, IArray real_len, CArray<T> synth, IArr
       }
       synth_vals.resize(synth_ranks.empty() ? 1 : synth_ranks.size());
       if (!select_row(sp + b * lds, N, synth_ranks.empty() ? &probe : synth_ranks.data(),
-                      synth_ranks.empty() ? 1 : (std::int64_t)synth_ranks.size(), synth_vals.data(), s, simd)) {
+                      synth_ranks.empty() ? 1 : (std::int64_t)synth_ranks.size(), synth_vals.data(), s, simd,
+                      b + 1 < B ? sp + (b + 1) * lds : nullptr)) {
         err.set(kSelectNaN, b, 1);
         continue;
       }

@@ -59,12 +59,13 @@ struct RowScratch {
 // Order statistics of one read-only row (see bucket_select_row for the contract): the AVX-512
 // path when `simd` is set and the CPU has it, else, or when that path declines the row, the
 // portable bucket_select_row. Both return the exact selected elements, so results agree bit
-// for bit. Returns false when the row holds a NaN.
+// for bit. prefetch_next: the caller's next row (a cache hint only) or nullptr. Returns false
+// when the row holds a NaN.
 template <typename T>
 bool select_row(const T* row, std::int64_t len, const std::int64_t* rk, std::int64_t A, T* out,
-                RowScratch<T>& s, bool simd) {
+                RowScratch<T>& s, bool simd, const T* prefetch_next = nullptr) {
   if (simd && simd_select_supported()) {
-    const int r = simd_select_row(row, len, rk, A, out, s.simd);
+    const int r = simd_select_row(row, len, rk, A, out, s.simd, prefetch_next);
     if (r == kSimdSelected) return true;
     if (r == kSimdNaN) return false;
   }

@@ -35,10 +35,12 @@ enum SimdSelectResult : int {
 bool simd_select_supported();
 
 // k-th smallest values of row[0, len) for the 1-based ranks rk[0..A) (any order, repeats
-// allowed, all in [1, len]). Call only when simd_select_supported().
+// allowed, all in [1, len]). `prefetch`: the caller's next row (at least len elements are
+// touched by prefetch hints only, never read), or nullptr. Call only when
+// simd_select_supported().
 template <typename T>
 int simd_select_row(const T* row, std::int64_t len, const std::int64_t* rk, std::int64_t A,
-                    T* out, SimdScratch<T>& s);
+                    T* out, SimdScratch<T>& s, const T* prefetch = nullptr);
 
 // Rows per block of simd_short_rows_select (one row per vector lane).
 template <typename T>
