@@ -59,6 +59,11 @@ SelectError short_rows_cpu(const T* x, std::int64_t B, std::int64_t ld, const st
                            const std::int64_t* ranks, std::int64_t rank_rows, std::int64_t A, T* out) {
   constexpr int W = kSimdShortRowsPerBlock<T>;
   const std::int64_t blocks = (B + W - 1) / W;
+  std::int64_t shared_min_rank = 1, shared_max_rank = 1;
+  if (rank_rows == 1 && A > 0) {
+    shared_min_rank = *std::min_element(ranks, ranks + A);
+    shared_max_rank = *std::max_element(ranks, ranks + A);
+  }
   ErrorSlot err;
   const bool parallel = B * ld >= kParallelMinElements / 4 && blocks > 1;
 #pragma omp parallel if (parallel)
@@ -72,8 +77,11 @@ SelectError short_rows_cpu(const T* x, std::int64_t B, std::int64_t ld, const st
       bool ok = true;
       for (int l = 0; l < rows && ok; ++l) {
         std::int64_t bad = 0;
+        const std::int64_t len = lengths[b0 + l];
+        // shared ranks: only the length can differ from the check of the whole set
+        if (rank_rows == 1 && len >= shared_max_rank && len <= ld && shared_min_rank >= 1) continue;
         const std::int64_t* rk = ranks + (rank_rows == 1 ? 0 : b0 + l) * A;
-        const int st = check_row(lengths[b0 + l], ld, rk, A, &bad);
+        const int st = check_row(len, ld, rk, A, &bad);
         if (st != kSelectOk) { err.set(st, b0 + l, bad); ok = false; }
       }
       if (!ok) continue;

@@ -208,7 +208,12 @@ def split_conformal_thresholds(scores: Any, alphas: Any, top: float = math.inf, 
         out = like_input(order_statistics(source, np.maximum(ranks, 1), ln, backend=name), array_kind(x))
     trivial = ranks == 0  # alpha < 1/(n+1): the infinite (top) threshold
     if ranks.ndim == 1:
-        out[:, trivial] = x.dtype.type(top)
+        cols = np.flatnonzero(trivial)
+        if cols.size and cols[-1] - cols[0] + 1 == cols.size:  # sorted alphas: one block of columns
+            out[:, cols[0]: cols[-1] + 1] = top
+        else:
+            for col in cols.tolist():
+                out[:, col] = top
     else:
         np.putmask(out, trivial, x.dtype.type(top))
     return like_input(out, kind)
