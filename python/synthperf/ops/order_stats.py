@@ -14,8 +14,9 @@ lengths : integer, shape [B], optional (default: every row has all ``n`` entries
 Returns the selected values, shape [B, A], in ``x``'s dtype and array type (numpy in,
 numpy out; torch in, torch out on the same device).
 
-Backends: ``reference`` (numpy, a sort per row), ``cpu`` (C++ multi-selection with
-histogram bucket selection, OpenMP over rows), ``cuda`` (radix-digit selection, one block
+Backends: ``reference`` (numpy, a sort per row), ``cpu`` (C++ histogram bucket selection,
+OpenMP over rows; AVX-512 passes when the CPU has them, and rows of width <= 32 sorted a block
+of rows at a time by a vector sorting network), ``cuda`` (radix-digit selection, one block
 per row, row cached in shared memory) and ``triton`` (bitwise selection, one program per
 row), both on order-preserving integer keys (``csrc/include/synthperf/device_math.h``).
 CUDA tensors stay on the device: shapes are checked from metadata and NaN by one device
