@@ -16,6 +16,7 @@
 //      when the bucket holds at most 32 elements, else std::nth_element.
 // Ranks 1 and len are the min and max of pass 1. Rows of at most 32 elements are sorted by
 // counting instead (count_sort_select); rows of 33..63 elements take the portable path.
+// Batches of short rows have their own kernel: csrc/cpu/short_rows_avx512.cpp.
 #include "synthperf/select_simd.h"
 
 #include <algorithm>
@@ -23,16 +24,7 @@
 #include <cstring>
 #include <limits>
 
-#if defined(__x86_64__) && defined(__GNUC__)
-#define SYNTHPERF_SIMD_SELECT 1
-#include <immintrin.h>
-#if !defined(__clang__)
-// GCC 12 reports the _mm512_undefined_*() placeholders inside the intrinsics as uninitialised
-// once they are inlined into target("avx512f") functions (GCC PR 105593): not our variables.
-#pragma GCC diagnostic ignored "-Wuninitialized"
-#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
-#endif
-#endif
+#include "synthperf/avx512_lanes.h"
 
 namespace synthperf {
 
@@ -49,101 +41,12 @@ bool simd_select_supported() {
 
 namespace {
 
-#define SP_TARGET __attribute__((target("avx512f,avx512dq,avx512bw,avx512vl,popcnt")))
-#define SP_INLINE static inline __attribute__((always_inline)) SP_TARGET
+using avx512::F32;
+using avx512::F64;
+using avx512::kCountSelectMax;
 
 constexpr int kMaxInteriorRanks = 32;  // more ranks per row: the portable path
-constexpr int kCountSelectMax = 32;    // buckets up to this size are finished by counting
 constexpr std::int64_t kPad = 64;      // slack after idx/pos for full-vector stores
-
-// Lane-width traits: the vector operations the passes need, for float64 and float32 rows.
-struct F64 {
-  using T = double;
-  using V = __m512d;
-  using M = __mmask8;
-  static constexpr int W = 8;
-  SP_INLINE M tail(std::int64_t r) { return r >= W ? M(0xFF) : M((1u << r) - 1); }
-  SP_INLINE V loadu(const T* p) { return _mm512_loadu_pd(p); }
-  SP_INLINE V load(M m, const T* p) { return _mm512_maskz_loadu_pd(m, p); }
-  SP_INLINE V set1(T v) { return _mm512_set1_pd(v); }
-  SP_INLINE V scaled(V x, V lo, V s) { return _mm512_mul_pd(_mm512_sub_pd(x, lo), s); }
-  SP_INLINE V vmin(V a, V b) { return _mm512_min_pd(a, b); }
-  SP_INLINE V vmax(V a, V b) { return _mm512_max_pd(a, b); }
-  SP_INLINE V mmin(V a, M m, V b) { return _mm512_mask_min_pd(a, m, a, b); }
-  SP_INLINE V mmax(V a, M m, V b) { return _mm512_mask_max_pd(a, m, a, b); }
-  SP_INLINE M unord(V a, V b) { return _mm512_cmp_pd_mask(a, b, _CMP_UNORD_Q); }
-  SP_INLINE M munord(M m, V a) { return _mm512_mask_cmp_pd_mask(m, a, a, _CMP_UNORD_Q); }
-  SP_INLINE M lt(M m, V a, V b) { return _mm512_mask_cmp_pd_mask(m, a, b, _CMP_LT_OQ); }
-  SP_INLINE M le(M m, V a, V b) { return _mm512_mask_cmp_pd_mask(m, a, b, _CMP_LE_OQ); }
-  SP_INLINE M eq(V a, V b) { return _mm512_cmp_pd_mask(a, b, _CMP_EQ_OQ); }
-  SP_INLINE M eq_masked(M m, V a, V b) { return _mm512_mask_cmp_pd_mask(m, a, b, _CMP_EQ_OQ); }
-  SP_INLINE V mask_mov(V a, M m, V b) { return _mm512_mask_mov_pd(a, m, b); }
-  SP_INLINE T rmin(V a) { return _mm512_reduce_min_pd(a); }
-  SP_INLINE T rmax(V a) { return _mm512_reduce_max_pd(a); }
-  SP_INLINE V blend(M m, V a, V b) { return _mm512_mask_blend_pd(m, a, b); }
-  SP_INLINE M lt_all(V a, V b) { return _mm512_cmp_pd_mask(a, b, _CMP_LT_OQ); }
-  // lanes l < W: row[l * ld + j] where m is set, `fill` elsewhere
-  SP_INLINE V gather_column(const T* x, std::int64_t ld, std::int64_t j, M m, V fill) {
-    const __m512i lane = _mm512_set_epi64(7, 6, 5, 4, 3, 2, 1, 0);
-    const __m512i ix = _mm512_add_epi64(_mm512_mullo_epi64(lane, _mm512_set1_epi64(ld)), _mm512_set1_epi64(j));
-    return _mm512_mask_i64gather_pd(fill, m, ix, x, 8);
-  }
-  SP_INLINE void store(T* p, V v) { _mm512_storeu_pd(p, v); }
-  // W strided elements row[(first + l) * stride], l = 0..W-1
-  SP_INLINE V gather_strided(const T* row, std::int64_t first, std::int64_t stride) {
-    const __m512i lane = _mm512_set_epi64(7, 6, 5, 4, 3, 2, 1, 0);
-    const __m512i ix = _mm512_mullo_epi64(_mm512_add_epi64(lane, _mm512_set1_epi64(first)),
-                                          _mm512_set1_epi64(stride));
-    return _mm512_i64gather_pd(ix, row, 8);
-  }
-  // clamp(trunc(t)) of W lanes stored as W uint16 (t already clamped to [0, nb-1])
-  SP_INLINE void store_u16(std::uint16_t* p, V t) {
-    _mm_storeu_si128(reinterpret_cast<__m128i*>(p), _mm512_cvtepi64_epi16(_mm512_cvttpd_epi64(t)));
-  }
-};
-
-struct F32 {
-  using T = float;
-  using V = __m512;
-  using M = __mmask16;
-  static constexpr int W = 16;
-  SP_INLINE M tail(std::int64_t r) { return r >= W ? M(0xFFFF) : M((1u << r) - 1); }
-  SP_INLINE V loadu(const T* p) { return _mm512_loadu_ps(p); }
-  SP_INLINE V load(M m, const T* p) { return _mm512_maskz_loadu_ps(m, p); }
-  SP_INLINE V set1(T v) { return _mm512_set1_ps(v); }
-  SP_INLINE V scaled(V x, V lo, V s) { return _mm512_mul_ps(_mm512_sub_ps(x, lo), s); }
-  SP_INLINE V vmin(V a, V b) { return _mm512_min_ps(a, b); }
-  SP_INLINE V vmax(V a, V b) { return _mm512_max_ps(a, b); }
-  SP_INLINE V mmin(V a, M m, V b) { return _mm512_mask_min_ps(a, m, a, b); }
-  SP_INLINE V mmax(V a, M m, V b) { return _mm512_mask_max_ps(a, m, a, b); }
-  SP_INLINE M unord(V a, V b) { return _mm512_cmp_ps_mask(a, b, _CMP_UNORD_Q); }
-  SP_INLINE M munord(M m, V a) { return _mm512_mask_cmp_ps_mask(m, a, a, _CMP_UNORD_Q); }
-  SP_INLINE M lt(M m, V a, V b) { return _mm512_mask_cmp_ps_mask(m, a, b, _CMP_LT_OQ); }
-  SP_INLINE M le(M m, V a, V b) { return _mm512_mask_cmp_ps_mask(m, a, b, _CMP_LE_OQ); }
-  SP_INLINE M eq(V a, V b) { return _mm512_cmp_ps_mask(a, b, _CMP_EQ_OQ); }
-  SP_INLINE M eq_masked(M m, V a, V b) { return _mm512_mask_cmp_ps_mask(m, a, b, _CMP_EQ_OQ); }
-  SP_INLINE V mask_mov(V a, M m, V b) { return _mm512_mask_mov_ps(a, m, b); }
-  SP_INLINE T rmin(V a) { return _mm512_reduce_min_ps(a); }
-  SP_INLINE T rmax(V a) { return _mm512_reduce_max_ps(a); }
-  SP_INLINE V blend(M m, V a, V b) { return _mm512_mask_blend_ps(m, a, b); }
-  SP_INLINE M lt_all(V a, V b) { return _mm512_cmp_ps_mask(a, b, _CMP_LT_OQ); }
-  SP_INLINE V gather_column(const T* x, std::int64_t ld, std::int64_t j, M m, V fill) {
-    const __m512i lane = _mm512_set_epi32(15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1, 0);
-    const __m512i ix = _mm512_add_epi32(_mm512_mullo_epi32(lane, _mm512_set1_epi32(std::int32_t(ld))),
-                                        _mm512_set1_epi32(std::int32_t(j)));
-    return _mm512_mask_i32gather_ps(fill, m, ix, x, 4);
-  }
-  SP_INLINE void store(T* p, V v) { _mm512_storeu_ps(p, v); }
-  SP_INLINE V gather_strided(const T* row, std::int64_t first, std::int64_t stride) {
-    const __m512i lane = _mm512_set_epi32(15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1, 0);
-    const __m512i ix = _mm512_mullo_epi32(_mm512_add_epi32(lane, _mm512_set1_epi32(std::int32_t(first))),
-                                          _mm512_set1_epi32(std::int32_t(stride)));
-    return _mm512_i32gather_ps(ix, row, 4);
-  }
-  SP_INLINE void store_u16(std::uint16_t* p, V t) {
-    _mm256_storeu_si256(reinterpret_cast<__m256i*>(p), _mm512_cvtepi32_epi16(_mm512_cvttps_epi32(t)));
-  }
-};
 
 // Pass 1: min and max of row[0, len); returns true when a NaN is present.
 template <class X>
@@ -366,83 +269,6 @@ SP_TARGET int count_sort_select(const typename X::T* row, int len, const std::in
   return kSimdSelected;
 }
 
-// Comparators of Batcher's odd-even merge sort on P = 2^p inputs (P <= 32), built at compile
-// time so each network is unrolled with its columns in registers.
-template <int P>
-struct SortNetwork {
-  static constexpr int kMax = 191;  // comparators for P = 32
-  int size = 0;
-  std::uint8_t lo[kMax] = {}, hi[kMax] = {};
-  constexpr SortNetwork() {
-    for (int p = 1; p < P; p <<= 1)
-      for (int k = p; k >= 1; k >>= 1)
-        for (int j = k % p; j + k < P; j += 2 * k)
-          for (int i = 0; i < (k < P - j - k ? k : P - j - k); ++i)
-            if ((i + j) / (2 * p) == (i + j + k) / (2 * p)) {
-              lo[size] = static_cast<std::uint8_t>(i + j);
-              hi[size] = static_cast<std::uint8_t>(i + j + k);
-              ++size;
-            }
-  }
-};
-
-// Sorts col[0, P) lane-wise (compare + blend: an exact permutation, no -0.0/0.0 rewriting).
-template <class X, int P>
-SP_TARGET inline void sort_columns(typename X::V* col) {
-  using V = typename X::V;
-  using M = typename X::M;
-  static constexpr SortNetwork<P> net{};
-#pragma GCC unroll 200
-  for (int c = 0; c < net.size; ++c) {
-    const V a = col[net.lo[c]], b = col[net.hi[c]];
-    const M m = X::lt_all(b, a);
-    col[net.lo[c]] = X::blend(m, a, b);
-    col[net.hi[c]] = X::blend(m, b, a);
-  }
-}
-
-// Up to W rows of at most 32 elements at once, one row per lane: columns are gathered
-// (+inf past each row's length), sorted by the network, then every rank is a lookup.
-template <class X>
-SP_TARGET int short_rows_network(const typename X::T* x, int rows, std::int64_t ld, const std::int64_t* lengths,
-                                 const std::int64_t* ranks, bool shared_ranks, std::int64_t A, typename X::T* out) {
-  using T = typename X::T;
-  using V = typename X::V;
-  using M = typename X::M;
-  int maxlen = 1;
-  M ends_at[kCountSelectMax + 1] = {};  // lanes whose row has exactly j elements
-  for (int l = 0; l < rows; ++l) {
-    maxlen = std::max(maxlen, static_cast<int>(lengths[l]));
-    ends_at[lengths[l]] |= M(M(1) << l);
-  }
-  int P = 1;
-  while (P < maxlen) P <<= 1;
-  const V inf = X::set1(std::numeric_limits<T>::infinity());
-  V col[kCountSelectMax];
-  M valid = X::tail(rows), bad = 0;
-  for (int j = 0; j < P; ++j) {
-    valid = M(valid & ~ends_at[j]);
-    col[j] = X::gather_column(x, ld, j, valid, inf);
-    bad |= X::munord(valid, col[j]);
-  }
-  if (bad) return kSimdNaN;
-  switch (P) {
-    case 1: break;
-    case 2: sort_columns<X, 2>(col); break;
-    case 4: sort_columns<X, 4>(col); break;
-    case 8: sort_columns<X, 8>(col); break;
-    case 16: sort_columns<X, 16>(col); break;
-    default: sort_columns<X, 32>(col); break;
-  }
-  alignas(64) T sorted[kCountSelectMax][X::W];
-  for (int j = 0; j < P; ++j) X::store(sorted[j], col[j]);
-  for (int l = 0; l < rows; ++l) {
-    const std::int64_t* rk = shared_ranks ? ranks : ranks + l * A;
-    for (std::int64_t a = 0; a < A; ++a) out[l * A + a] = sorted[rk[a] - 1][l];
-  }
-  return kSimdSelected;
-}
-
 template <class X>
 int select_row(const typename X::T* row, std::int64_t len, const std::int64_t* rk, std::int64_t A,
                typename X::T* out, SimdScratch<typename X::T>& s, const typename X::T* prefetch) {
@@ -504,30 +330,9 @@ int simd_select_row<float>(const float* row, std::int64_t len, const std::int64_
   return select_row<F32>(row, len, rk, A, out, s, prefetch);
 }
 
-template <>
-int simd_short_rows_select<double>(const double* x, int rows, std::int64_t ld, const std::int64_t* lengths,
-                                   const std::int64_t* ranks, bool shared_ranks, std::int64_t A, double* out) {
-  return short_rows_network<F64>(x, rows, ld, lengths, ranks, shared_ranks, A, out);
-}
-template <>
-int simd_short_rows_select<float>(const float* x, int rows, std::int64_t ld, const std::int64_t* lengths,
-                                  const std::int64_t* ranks, bool shared_ranks, std::int64_t A, float* out) {
-  return short_rows_network<F32>(x, rows, ld, lengths, ranks, shared_ranks, A, out);
-}
-
 #else  // no AVX-512 code on this compiler/architecture: every row takes the portable path
 
 bool simd_select_supported() { return false; }
-
-template <typename T>
-int simd_short_rows_select(const T*, int, std::int64_t, const std::int64_t*, const std::int64_t*, bool,
-                           std::int64_t, T*) {
-  return kSimdDeclined;
-}
-template int simd_short_rows_select<float>(const float*, int, std::int64_t, const std::int64_t*,
-                                           const std::int64_t*, bool, std::int64_t, float*);
-template int simd_short_rows_select<double>(const double*, int, std::int64_t, const std::int64_t*,
-                                            const std::int64_t*, bool, std::int64_t, double*);
 
 template <typename T>
 int simd_select_row(const T*, std::int64_t, const std::int64_t*, std::int64_t, T*, SimdScratch<T>&, const T*) {
