@@ -127,7 +127,7 @@ def _hyp_case(seed, B, n, extra):
 
 
 @settings(max_examples=40, deadline=None)
-@given(seed=st.integers(0, 2**31 - 1), B=st.integers(1, 5), n=st.integers(1, 8), extra=st.integers(0, 30),
+@given(seed=st.integers(0, 2**31 - 1), B=st.integers(1, 5), n=st.integers(1, 8), extra=st.integers(0, 200),
        beta=st.sampled_from([0.1, 0.4, 0.8]), alphas=_HYP_ALPHAS)
 def test_hypothesis_cpu_reference_single_agree(seed, B, n, extra, beta, alphas):
     R, S = _hyp_case(seed, B, n, extra)
