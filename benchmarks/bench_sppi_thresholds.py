@@ -2,7 +2,8 @@
 
 Groups: the `cpu` backend (fused rank math + histogram selection, OpenMP over groups) vs a
 vectorised numpy implementation that sorts every row once and gathers the order statistics
-(ranks from the same window tables), and the split-conformal thresholds on the same data.
+(ranks from the same window tables), and the split-conformal thresholds on the same data (the
+real sets, n = 15, and the synthetic pools, N = 1000).
 """
 from __future__ import annotations
 
@@ -57,19 +58,36 @@ def test_numpy_sort_and_gather(benchmark, data):
     benchmark(numpy_sppi_thresholds, R, S, ALPHAS, BETA)
 
 
+def numpy_split_conformal(x, alphas=ALPHAS):
+    """Vectorised numpy: sort rows once, gather the k-th smallest, k = ceil((1-a)(1+1/n) n)."""
+    xs = np.sort(x, axis=1)
+    k = [math.ceil(((1.0 - a) * (1.0 + 1.0 / x.shape[1])) * x.shape[1]) for a in alphas]
+    return np.stack([xs[:, kk - 1] if kk <= x.shape[1] else np.full(x.shape[0], np.inf) for kk in k], axis=1)
+
+
+# Split conformal on the real calibration sets (SC-real: 3000 groups of n = 15) ...
 @pytest.mark.benchmark(group="split_conformal_3000")
 def test_split_conformal_cpu(benchmark, data):
     R, _ = data
-    benchmark(split_conformal_thresholds, R, ALPHAS, backend="cpu")
+    got = benchmark(split_conformal_thresholds, R, ALPHAS, backend="cpu")
+    np.testing.assert_array_equal(got, numpy_split_conformal(R))
 
 
 @pytest.mark.benchmark(group="split_conformal_3000")
 def test_split_conformal_numpy_sort(benchmark, data):
     R, _ = data
+    benchmark(numpy_split_conformal, R)
 
-    def numpy_sc(x):
-        xs = np.sort(x, axis=1)
-        k = [math.ceil(((1.0 - a) * (1.0 + 1.0 / x.shape[1])) * x.shape[1]) for a in ALPHAS]
-        return np.stack([xs[:, kk - 1] if kk <= x.shape[1] else np.full(x.shape[0], np.inf) for kk in k], axis=1)
 
-    benchmark(numpy_sc, R)
+# ... and on the synthetic pools (SC-synth: 3000 groups of N = 1000).
+@pytest.mark.benchmark(group="split_conformal_synth_3000")
+def test_split_conformal_synth_cpu(benchmark, data):
+    _, S = data
+    got = benchmark(split_conformal_thresholds, S, ALPHAS, backend="cpu")
+    np.testing.assert_array_equal(got, numpy_split_conformal(S))
+
+
+@pytest.mark.benchmark(group="split_conformal_synth_3000")
+def test_split_conformal_synth_numpy_sort(benchmark, data):
+    _, S = data
+    benchmark(numpy_split_conformal, S)
