@@ -152,3 +152,26 @@ def test_hypothesis_paths_agree(n, A, levels, seed, f32):
 
 def test_simd_support_is_reported():
     assert isinstance(_native.simd_select_supported(), bool)
+
+
+@pytest.mark.parametrize("simd", [True, False])
+@pytest.mark.parametrize("width", [15, 200])
+def test_zero_rank_yields_fill_value(width, simd):
+    """Rank 0 (split conformal's alpha < 1/(n+1)) is allowed only with zero_rank_value, and
+    yields it; the other ranks are unaffected. Rank 0 without it is out of range."""
+    rng = np.random.default_rng(width)
+    B = 21
+    x = rng.random((B, width))
+    lengths = rng.integers(1, width + 1, B)
+    ranks = np.stack([np.r_[0, rng.integers(1, lengths[b] + 1, 3), 0] for b in range(B)]).astype(np.int64)
+    out = np.empty((B, 5))
+    status = _native.order_statistics_f64(x, lengths.astype(np.int64), ranks, out, simd, 7.5)
+    assert status[0] == 0
+    want = _expected(x, np.maximum(ranks, 1), lengths)
+    want[ranks == 0] = 7.5
+    np.testing.assert_array_equal(out, want)
+    shared = np.array([[0, 1, 0]], dtype=np.int64)
+    status = _native.order_statistics_f64(x, lengths.astype(np.int64), shared, np.empty((B, 3)), simd, np.inf)
+    assert status[0] == 0
+    status = _native.order_statistics_f64(x, lengths.astype(np.int64), shared, np.empty((B, 3)), simd)
+    assert status[0] == 2 and status[2] == 0  # kSelectRankOutOfRange, rank 0

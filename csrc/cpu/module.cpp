@@ -5,7 +5,9 @@
 // for the work, and turn kernel status codes into ValueError with the argument named.
 #include <pybind11/numpy.h>
 #include <pybind11/pybind11.h>
+#include <pybind11/stl.h>
 
+#include <optional>
 #include <string>
 
 #include "synthperf/bindings_registry.h"
@@ -32,7 +34,8 @@ using IArray = py::array_t<std::int64_t, py::array::c_style>;
 // kAlgo 0: histogram selection (AVX-512 passes when `simd` and supported), 1: bitwise twin,
 // 2: radix twin.
 template <typename T, int kAlgo>
-py::tuple order_statistics(CArray<T> x, IArray lengths, IArray ranks, CArray<T> out, bool simd) {
+py::tuple order_statistics(CArray<T> x, IArray lengths, IArray ranks, CArray<T> out, bool simd,
+                           std::optional<double> zero_rank_value) {
   SP_CHECK(x.ndim() == 2, "x must be 2-D [B, n]");
   SP_CHECK(lengths.ndim() == 1 && lengths.shape(0) == x.shape(0), "lengths must have shape [B]");
   SP_CHECK(ranks.ndim() == 2 && (ranks.shape(0) == 1 || ranks.shape(0) == x.shape(0)),
@@ -53,7 +56,9 @@ py::tuple order_statistics(CArray<T> x, IArray lengths, IArray ranks, CArray<T> 
     } else if constexpr (kAlgo == 2) {
       err = synthperf::order_statistics_radix_cpu<T>(xp, B, ld, lp, rp, R, A, op);
     } else {
-      err = synthperf::order_statistics_cpu<T>(xp, B, ld, lp, rp, R, A, op, simd);
+      const T fill = static_cast<T>(zero_rank_value.value_or(0.0));
+      err = synthperf::order_statistics_cpu<T>(xp, B, ld, lp, rp, R, A, op, simd,
+                                               zero_rank_value ? &fill : nullptr);
     }
   }
   return py::make_tuple(err.status, err.row, err.value);
@@ -73,14 +78,15 @@ PYBIND11_MODULE(_native, m) {
 #else
   m.attr("has_openmp") = false;
 #endif
+  // zero_rank_value: when given, rank 0 is allowed and yields it (split conformal's top).
   m.def("order_statistics_f32", &order_statistics<float, 0>, py::arg("x"), py::arg("lengths"),
-        py::arg("ranks"), py::arg("out"), py::arg("simd") = true);
+        py::arg("ranks"), py::arg("out"), py::arg("simd") = true, py::arg("zero_rank_value") = py::none());
   m.def("order_statistics_f64", &order_statistics<double, 0>, py::arg("x"), py::arg("lengths"),
-        py::arg("ranks"), py::arg("out"), py::arg("simd") = true);
+        py::arg("ranks"), py::arg("out"), py::arg("simd") = true, py::arg("zero_rank_value") = py::none());
   // The GPU algorithms' CPU twins (no SIMD variant).
 #define SP_TWIN(name, T, algo)                                                             \
   m.def(name, [](CArray<T> x, IArray l, IArray r, CArray<T> o) {                           \
-    return order_statistics<T, algo>(x, l, r, o, false);                                   \
+    return order_statistics<T, algo>(x, l, r, o, false, std::nullopt);                     \
   }, py::arg("x"), py::arg("lengths"), py::arg("ranks"), py::arg("out"))
   SP_TWIN("order_statistics_bitwise_f32", float, 1);
   SP_TWIN("order_statistics_bitwise_f64", double, 1);

@@ -13,20 +13,39 @@
 namespace synthperf {
 namespace {
 
-// Validate one row's length and ranks; returns kSelectOk or the error code.
+// Validate one row's length and ranks (rank 0 too when allow_zero); returns kSelectOk or the
+// error code.
 inline int check_row(std::int64_t len, std::int64_t ld, const std::int64_t* rk, std::int64_t A,
-                     std::int64_t* bad_value) {
+                     std::int64_t* bad_value, bool allow_zero = false) {
   if (len < 1 || len > ld) { *bad_value = len; return kSelectBadLength; }
+  const std::int64_t lowest = allow_zero ? 0 : 1;
   for (std::int64_t a = 0; a < A; ++a) {
-    if (rk[a] < 1 || rk[a] > len) { *bad_value = rk[a]; return kSelectRankOutOfRange; }
+    if (rk[a] < lowest || rk[a] > len) { *bad_value = rk[a]; return kSelectRankOutOfRange; }
   }
   return kSelectOk;
+}
+
+// select_row, where a rank 0 yields *zero_value (if set): zeros are selected as rank 1, then
+// overwritten.
+template <typename T>
+bool select_row_or_fill(const T* row, std::int64_t len, const std::int64_t* rk, std::int64_t A, T* out,
+                        RowScratch<T>& s, bool simd, const T* next, const T* zero_value) {
+  if (zero_value == nullptr || std::find(rk, rk + A, 0) == rk + A) {
+    return select_row(row, len, rk, A, out, s, simd, next);
+  }
+  s.ranks.assign(rk, rk + A);
+  std::replace(s.ranks.begin(), s.ranks.end(), std::int64_t(0), std::int64_t(1));
+  if (!select_row(row, len, s.ranks.data(), A, out, s, simd, next)) return false;
+  for (std::int64_t a = 0; a < A; ++a) {
+    if (rk[a] == 0) out[a] = *zero_value;
+  }
+  return true;
 }
 
 template <typename T, typename RowFn>
 SelectError for_each_row(std::int64_t B, std::int64_t ld, const std::int64_t* lengths,
                          const std::int64_t* ranks, std::int64_t rank_rows, std::int64_t A,
-                         RowFn&& row_fn) {
+                         RowFn&& row_fn, bool allow_zero = false) {
   ErrorSlot err;
   // Threads only pay off for enough work; a tiny batch runs serially (no fork/join cost,
   // which on a busy 2-core machine can exceed the work itself).
@@ -40,7 +59,7 @@ SelectError for_each_row(std::int64_t B, std::int64_t ld, const std::int64_t* le
       if (err.failed()) continue;
       const std::int64_t* rk = ranks + (rank_rows == 1 ? 0 : b) * A;
       std::int64_t bad = 0;
-      const int st = check_row(lengths[b], ld, rk, A, &bad);
+      const int st = check_row(lengths[b], ld, rk, A, &bad, allow_zero);
       if (st != kSelectOk) { err.set(st, b, bad); continue; }
       const int st2 = row_fn(b, lengths[b], rk, scratch);
       if (st2 != kSelectOk) err.set(st2, b, 0);
@@ -56,7 +75,9 @@ SelectError for_each_row(std::int64_t B, std::int64_t ld, const std::int64_t* le
 // first; a block with a NaN is redone row by row so the error names the first bad row.
 template <typename T>
 SelectError short_rows_cpu(const T* x, std::int64_t B, std::int64_t ld, const std::int64_t* lengths,
-                           const std::int64_t* ranks, std::int64_t rank_rows, std::int64_t A, T* out) {
+                           const std::int64_t* ranks, std::int64_t rank_rows, std::int64_t A, T* out,
+                           const T* zero_value) {
+  const bool allow_zero = zero_value != nullptr;
   constexpr int W = kSimdShortRowsPerBlock<T>;
   const std::int64_t blocks = (B + W - 1) / W;
   std::int64_t shared_min_rank = 1, shared_max_rank = 1;
@@ -79,19 +100,21 @@ SelectError short_rows_cpu(const T* x, std::int64_t B, std::int64_t ld, const st
         std::int64_t bad = 0;
         const std::int64_t len = lengths[b0 + l];
         // shared ranks: only the length can differ from the check of the whole set
-        if (rank_rows == 1 && len >= shared_max_rank && len <= ld && shared_min_rank >= 1) continue;
+        if (rank_rows == 1 && len >= shared_max_rank && len <= ld && shared_min_rank >= (allow_zero ? 0 : 1)) {
+          continue;
+        }
         const std::int64_t* rk = ranks + (rank_rows == 1 ? 0 : b0 + l) * A;
-        const int st = check_row(len, ld, rk, A, &bad);
+        const int st = check_row(len, ld, rk, A, &bad, allow_zero);
         if (st != kSelectOk) { err.set(st, b0 + l, bad); ok = false; }
       }
       if (!ok) continue;
       const std::int64_t* rk0 = ranks + (rank_rows == 1 ? 0 : b0) * A;
-      if (simd_short_rows_select(x + b0 * ld, rows, ld, lengths + b0, rk0, rank_rows == 1, A, out + b0 * A) ==
-          kSimdSelected) continue;
+      if (simd_short_rows_select(x + b0 * ld, rows, ld, lengths + b0, rk0, rank_rows == 1, A, out + b0 * A,
+                                 zero_value) == kSimdSelected) continue;
       for (int l = 0; l < rows; ++l) {  // a NaN in the block: find its row
         const std::int64_t b = b0 + l;
         const std::int64_t* rk = ranks + (rank_rows == 1 ? 0 : b) * A;
-        if (!select_row(x + b * ld, lengths[b], rk, A, out + b * A, scratch, false)) {
+        if (!select_row_or_fill<T>(x + b * ld, lengths[b], rk, A, out + b * A, scratch, false, nullptr, zero_value)) {
           err.set(kSelectNaN, b, 0);
           break;
         }
@@ -104,17 +127,18 @@ SelectError short_rows_cpu(const T* x, std::int64_t B, std::int64_t ld, const st
 template <typename T>
 SelectError order_statistics_cpu(const T* x, std::int64_t B, std::int64_t ld,
                                  const std::int64_t* lengths, const std::int64_t* ranks,
-                                 std::int64_t rank_rows, std::int64_t A, T* out, bool simd) {
+                                 std::int64_t rank_rows, std::int64_t A, T* out, bool simd,
+                                 const T* zero_rank_value) {
   if (simd && ld <= kSimdShortRowMax && B > 1 && simd_select_supported()) {
-    return short_rows_cpu<T>(x, B, ld, lengths, ranks, rank_rows, A, out);
+    return short_rows_cpu<T>(x, B, ld, lengths, ranks, rank_rows, A, out, zero_rank_value);
   }
   return for_each_row<T>(B, ld, lengths, ranks, rank_rows, A,
       [&](std::int64_t b, std::int64_t len, const std::int64_t* rk, RowScratch<T>& s) -> int {
         const T* row = x + b * ld;
         const T* next = b + 1 < B ? row + ld : nullptr;
-        if (!select_row(row, len, rk, A, out + b * A, s, simd, next)) return kSelectNaN;
+        if (!select_row_or_fill(row, len, rk, A, out + b * A, s, simd, next, zero_rank_value)) return kSelectNaN;
         return kSelectOk;
-      });
+      }, zero_rank_value != nullptr);
 }
 
 template <typename T>
@@ -189,7 +213,8 @@ SelectError order_statistics_radix_cpu(const T* x, std::int64_t B, std::int64_t 
 #define SYNTHPERF_INSTANTIATE(T)                                                            \
   template SelectError order_statistics_cpu<T>(const T*, std::int64_t, std::int64_t,        \
                                                const std::int64_t*, const std::int64_t*,    \
-                                               std::int64_t, std::int64_t, T*, bool);       \
+                                               std::int64_t, std::int64_t, T*, bool,        \
+                                               const T*);                                   \
   template SelectError order_statistics_bitwise_cpu<T>(const T*, std::int64_t, std::int64_t,\
                                                        const std::int64_t*,                 \
                                                        const std::int64_t*, std::int64_t,   \

@@ -50,72 +50,87 @@ SP_TARGET inline void sort_columns(typename X::V* col) {
   }
 }
 
-// Up to W rows of at most 32 elements at once, one row per lane: columns are gathered
-// (+inf past each row's length), sorted by the network, then every rank is a lookup.
-template <class X>
-SP_TARGET int short_rows_network(const typename X::T* x, int rows, std::int64_t ld, const std::int64_t* lengths,
-                                 const std::int64_t* ranks, bool shared_ranks, std::int64_t A, typename X::T* out) {
+// Up to W rows of at most P elements at once, one row per lane: each W-column group of the
+// rows is loaded (+inf past each row's length) and transposed in registers, the P columns are
+// sorted by the network, then every rank is a lookup.
+template <class X, int P>
+SP_TARGET int short_rows_tile(const typename X::T* x, int rows, std::int64_t ld, const std::int64_t* lengths,
+                              const std::int64_t* ranks, bool shared_ranks, std::int64_t A, typename X::T* out,
+                              const typename X::T* zero_rank_value) {
   using T = typename X::T;
   using V = typename X::V;
   using M = typename X::M;
-  int maxlen = 1;
-  M ends_at[kCountSelectMax + 1] = {};  // lanes whose row has exactly j elements
-  for (int l = 0; l < rows; ++l) {
-    maxlen = std::max(maxlen, static_cast<int>(lengths[l]));
-    ends_at[lengths[l]] |= M(M(1) << l);
-  }
-  int P = 1;
-  while (P < maxlen) P <<= 1;
+  constexpr int W = X::W;
+  constexpr int G = (P + W - 1) / W;  // column groups of W
   const V inf = X::set1(std::numeric_limits<T>::infinity());
-  V col[kCountSelectMax];
-  M valid = X::tail(rows), bad = 0;
-  for (int j = 0; j < P; ++j) {
-    valid = M(valid & ~ends_at[j]);
-    col[j] = X::gather_column(x, ld, j, valid, inf);
-    bad |= X::munord(valid, col[j]);
+  V col[G * W];
+  M bad = 0;
+  for (int g = 0; g < G; ++g) {
+    V* r = col + g * W;
+    for (int l = 0; l < W; ++l) {
+      if (l < rows) {
+        const std::int64_t left = lengths[l] - g * W;  // this row's elements in group g
+        r[l] = X::load_or(inf, X::tail(left > 0 ? left : 0), x + l * ld + g * W);
+        bad |= X::unord(r[l], r[l]);
+      } else {
+        r[l] = inf;
+      }
+    }
+    X::transpose(r);
   }
   if (bad) return kSimdNaN;
-  switch (P) {
-    case 1: break;
-    case 2: sort_columns<X, 2>(col); break;
-    case 4: sort_columns<X, 4>(col); break;
-    case 8: sort_columns<X, 8>(col); break;
-    case 16: sort_columns<X, 16>(col); break;
-    default: sort_columns<X, 32>(col); break;
-  }
-  alignas(64) T sorted[kCountSelectMax][X::W];
+  sort_columns<X, P>(col);
+  alignas(64) T sorted[P][W];
   for (int j = 0; j < P; ++j) X::store(sorted[j], col[j]);
   for (int l = 0; l < rows; ++l) {
     const std::int64_t* rk = shared_ranks ? ranks : ranks + l * A;
-    for (std::int64_t a = 0; a < A; ++a) out[l * A + a] = sorted[rk[a] - 1][l];
+    for (std::int64_t a = 0; a < A; ++a) out[l * A + a] = rk[a] == 0 ? *zero_rank_value : sorted[rk[a] - 1][l];
   }
   return kSimdSelected;
+}
+
+template <class X>
+int short_rows_network(const typename X::T* x, int rows, std::int64_t ld, const std::int64_t* lengths,
+                       const std::int64_t* ranks, bool shared_ranks, std::int64_t A, typename X::T* out,
+                       const typename X::T* zero_rank_value) {
+  std::int64_t maxlen = 1;
+  for (int l = 0; l < rows; ++l) maxlen = std::max(maxlen, lengths[l]);
+  const auto run = [&](auto tile) {
+    return tile(x, rows, ld, lengths, ranks, shared_ranks, A, out, zero_rank_value);
+  };
+  if (maxlen <= 2) return run(short_rows_tile<X, 2>);
+  if (maxlen <= 4) return run(short_rows_tile<X, 4>);
+  if (maxlen <= 8) return run(short_rows_tile<X, 8>);
+  if (maxlen <= 16) return run(short_rows_tile<X, 16>);
+  return run(short_rows_tile<X, 32>);
 }
 
 }  // namespace
 
 template <>
 int simd_short_rows_select<double>(const double* x, int rows, std::int64_t ld, const std::int64_t* lengths,
-                                   const std::int64_t* ranks, bool shared_ranks, std::int64_t A, double* out) {
-  return short_rows_network<F64>(x, rows, ld, lengths, ranks, shared_ranks, A, out);
+                                   const std::int64_t* ranks, bool shared_ranks, std::int64_t A, double* out,
+                                  const double* zero_rank_value) {
+  return short_rows_network<F64>(x, rows, ld, lengths, ranks, shared_ranks, A, out, zero_rank_value);
 }
 template <>
 int simd_short_rows_select<float>(const float* x, int rows, std::int64_t ld, const std::int64_t* lengths,
-                                  const std::int64_t* ranks, bool shared_ranks, std::int64_t A, float* out) {
-  return short_rows_network<F32>(x, rows, ld, lengths, ranks, shared_ranks, A, out);
+                                  const std::int64_t* ranks, bool shared_ranks, std::int64_t A, float* out,
+                                  const float* zero_rank_value) {
+  return short_rows_network<F32>(x, rows, ld, lengths, ranks, shared_ranks, A, out, zero_rank_value);
 }
 
 #else  // no AVX-512 code on this compiler/architecture
 
 template <typename T>
 int simd_short_rows_select(const T*, int, std::int64_t, const std::int64_t*, const std::int64_t*, bool,
-                           std::int64_t, T*) {
+                           std::int64_t, T*, const T*) {
   return kSimdDeclined;
 }
 template int simd_short_rows_select<float>(const float*, int, std::int64_t, const std::int64_t*,
-                                           const std::int64_t*, bool, std::int64_t, float*);
+                                           const std::int64_t*, bool, std::int64_t, float*, const float*);
 template int simd_short_rows_select<double>(const double*, int, std::int64_t, const std::int64_t*,
-                                            const std::int64_t*, bool, std::int64_t, double*);
+                                            const std::int64_t*, bool, std::int64_t, double*, const double*);
 
 #endif  // SYNTHPERF_SIMD_SELECT
 }  // namespace synthperf

@@ -52,13 +52,30 @@ struct F64 {
   SP_INLINE T rmax(V a) { return _mm512_reduce_max_pd(a); }
   SP_INLINE V blend(M m, V a, V b) { return _mm512_mask_blend_pd(m, a, b); }
   SP_INLINE M lt_all(V a, V b) { return _mm512_cmp_pd_mask(a, b, _CMP_LT_OQ); }
-  // lanes l < W: row[l * ld + j] where m is set, `fill` elsewhere
-  SP_INLINE V gather_column(const T* x, std::int64_t ld, std::int64_t j, M m, V fill) {
-    const __m512i lane = _mm512_set_epi64(7, 6, 5, 4, 3, 2, 1, 0);
-    const __m512i ix = _mm512_add_epi64(_mm512_mullo_epi64(lane, _mm512_set1_epi64(ld)), _mm512_set1_epi64(j));
-    return _mm512_mask_i64gather_pd(fill, m, ix, x, 8);
-  }
   SP_INLINE void store(T* p, V v) { _mm512_storeu_pd(p, v); }
+  SP_INLINE V load_or(V fill, M m, const T* p) { return _mm512_mask_loadu_pd(fill, m, p); }
+  // r[0..8) rows -> r[0..8) columns (8x8 transpose: unpack, then two 128-bit shuffle rounds)
+  SP_INLINE void transpose(V* r) {
+    V t[8], u[8];
+    for (int k = 0; k < 4; ++k) {
+      t[2 * k] = _mm512_unpacklo_pd(r[2 * k], r[2 * k + 1]);      // elements 0,2,4,6 of rows 2k, 2k+1
+      t[2 * k + 1] = _mm512_unpackhi_pd(r[2 * k], r[2 * k + 1]);  // elements 1,3,5,7
+    }
+    for (int h = 0; h < 2; ++h) {  // rows 4h..4h+3
+      u[4 * h + 0] = _mm512_shuffle_f64x2(t[4 * h], t[4 * h + 2], 0x88);      // elements 0 | 4
+      u[4 * h + 1] = _mm512_shuffle_f64x2(t[4 * h], t[4 * h + 2], 0xDD);      // elements 2 | 6
+      u[4 * h + 2] = _mm512_shuffle_f64x2(t[4 * h + 1], t[4 * h + 3], 0x88);  // elements 1 | 5
+      u[4 * h + 3] = _mm512_shuffle_f64x2(t[4 * h + 1], t[4 * h + 3], 0xDD);  // elements 3 | 7
+    }
+    r[0] = _mm512_shuffle_f64x2(u[0], u[4], 0x88);
+    r[4] = _mm512_shuffle_f64x2(u[0], u[4], 0xDD);
+    r[2] = _mm512_shuffle_f64x2(u[1], u[5], 0x88);
+    r[6] = _mm512_shuffle_f64x2(u[1], u[5], 0xDD);
+    r[1] = _mm512_shuffle_f64x2(u[2], u[6], 0x88);
+    r[5] = _mm512_shuffle_f64x2(u[2], u[6], 0xDD);
+    r[3] = _mm512_shuffle_f64x2(u[3], u[7], 0x88);
+    r[7] = _mm512_shuffle_f64x2(u[3], u[7], 0xDD);
+  }
   // W strided elements row[(first + l) * stride], l = 0..W-1
   SP_INLINE V gather_strided(const T* row, std::int64_t first, std::int64_t stride) {
     const __m512i lane = _mm512_set_epi64(7, 6, 5, 4, 3, 2, 1, 0);
@@ -97,13 +114,34 @@ struct F32 {
   SP_INLINE T rmax(V a) { return _mm512_reduce_max_ps(a); }
   SP_INLINE V blend(M m, V a, V b) { return _mm512_mask_blend_ps(m, a, b); }
   SP_INLINE M lt_all(V a, V b) { return _mm512_cmp_ps_mask(a, b, _CMP_LT_OQ); }
-  SP_INLINE V gather_column(const T* x, std::int64_t ld, std::int64_t j, M m, V fill) {
-    const __m512i lane = _mm512_set_epi32(15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1, 0);
-    const __m512i ix = _mm512_add_epi32(_mm512_mullo_epi32(lane, _mm512_set1_epi32(std::int32_t(ld))),
-                                        _mm512_set1_epi32(std::int32_t(j)));
-    return _mm512_mask_i32gather_ps(fill, m, ix, x, 4);
-  }
   SP_INLINE void store(T* p, V v) { _mm512_storeu_ps(p, v); }
+  SP_INLINE V load_or(V fill, M m, const T* p) { return _mm512_mask_loadu_ps(fill, m, p); }
+  // r[0..16) rows -> r[0..16) columns (16x16 transpose: 32-bit and 64-bit unpacks, then a 4x4
+  // transpose of 128-bit chunks)
+  SP_INLINE void transpose(V* r) {
+    V t[16], u[16];
+    for (int k = 0; k < 8; ++k) {
+      t[2 * k] = _mm512_unpacklo_ps(r[2 * k], r[2 * k + 1]);
+      t[2 * k + 1] = _mm512_unpackhi_ps(r[2 * k], r[2 * k + 1]);
+    }
+    for (int g = 0; g < 4; ++g) {  // u[4g + e], chunk q: element 4q + e of rows 4g..4g+3
+      const __m512d a = _mm512_castps_pd(t[4 * g]), b = _mm512_castps_pd(t[4 * g + 1]);
+      const __m512d c = _mm512_castps_pd(t[4 * g + 2]), d = _mm512_castps_pd(t[4 * g + 3]);
+      u[4 * g + 0] = _mm512_castpd_ps(_mm512_unpacklo_pd(a, c));
+      u[4 * g + 1] = _mm512_castpd_ps(_mm512_unpackhi_pd(a, c));
+      u[4 * g + 2] = _mm512_castpd_ps(_mm512_unpacklo_pd(b, d));
+      u[4 * g + 3] = _mm512_castpd_ps(_mm512_unpackhi_pd(b, d));
+    }
+    for (int e = 0; e < 4; ++e) {  // column 4q + e = chunk q of u[e], u[4+e], u[8+e], u[12+e]
+      const V v0 = _mm512_shuffle_f32x4(u[e], u[4 + e], 0x44), v1 = _mm512_shuffle_f32x4(u[e], u[4 + e], 0xEE);
+      const V v2 = _mm512_shuffle_f32x4(u[8 + e], u[12 + e], 0x44);
+      const V v3 = _mm512_shuffle_f32x4(u[8 + e], u[12 + e], 0xEE);
+      r[e] = _mm512_shuffle_f32x4(v0, v2, 0x88);
+      r[4 + e] = _mm512_shuffle_f32x4(v0, v2, 0xDD);
+      r[8 + e] = _mm512_shuffle_f32x4(v1, v3, 0x88);
+      r[12 + e] = _mm512_shuffle_f32x4(v1, v3, 0xDD);
+    }
+  }
   SP_INLINE V gather_strided(const T* row, std::int64_t first, std::int64_t stride) {
     const __m512i lane = _mm512_set_epi32(15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1, 0);
     const __m512i ix = _mm512_mullo_epi32(_mm512_add_epi32(lane, _mm512_set1_epi32(std::int32_t(first))),

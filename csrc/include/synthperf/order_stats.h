@@ -27,10 +27,13 @@ struct SelectError {
 
 // Histogram bucket selection, OpenMP over rows. simd: use the AVX-512 passes when the CPU
 // has them (select_simd.h); false forces the portable path (its tests and CPUs without it).
+// zero_rank_value: when set, rank 0 is allowed and yields *zero_rank_value (split conformal's
+// "top" threshold when alpha < 1/(n+1)), written by the worker threads with the rest.
 template <typename T>
 SelectError order_statistics_cpu(const T* x, std::int64_t B, std::int64_t ld,
                                  const std::int64_t* lengths, const std::int64_t* ranks,
-                                 std::int64_t rank_rows, std::int64_t A, T* out, bool simd = true);
+                                 std::int64_t rank_rows, std::int64_t A, T* out, bool simd = true,
+                                 const T* zero_rank_value = nullptr);
 
 // The GPU algorithms executed on the CPU with the same device_math.h functions, so the CPU
 // tests exercise the exact math the GPU kernels run. Slower than order_statistics_cpu.

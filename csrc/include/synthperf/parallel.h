@@ -50,6 +50,7 @@ struct RowScratch {
   std::vector<T> values;
   std::vector<T> selected;
   std::vector<std::int64_t> order;
+  std::vector<std::int64_t> ranks;  // a row's ranks with 0 replaced (select_row_or_fill)
   std::vector<std::int64_t> distinct;
   std::vector<unsigned char> keys;
   BucketScratch<T> buckets;

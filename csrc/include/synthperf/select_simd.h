@@ -50,10 +50,12 @@ constexpr std::int64_t kSimdShortRowMax = 32;
 
 // Up to kSimdShortRowsPerBlock<T> rows x[l * ld + j] (l < rows, j < lengths[l] <= 32, lengths
 // and ranks already validated) sorted together by a sorting network, one row per lane:
-// out[l * A + a] = ranks[a]-th (shared_ranks) or ranks[l * A + a]-th smallest of row l.
+// out[l * A + a] = ranks[a]-th (shared_ranks) or ranks[l * A + a]-th smallest of row l, and
+// *zero_rank_value for a rank 0 (allowed only when zero_rank_value is set).
 // Returns kSimdSelected, or kSimdNaN when a row holds a NaN (which row: ask the per-row path).
 template <typename T>
 int simd_short_rows_select(const T* x, int rows, std::int64_t ld, const std::int64_t* lengths,
-                           const std::int64_t* ranks, bool shared_ranks, std::int64_t A, T* out);
+                           const std::int64_t* ranks, bool shared_ranks, std::int64_t A, T* out,
+                           const T* zero_rank_value);
 
 }  // namespace synthperf

@@ -190,7 +190,7 @@ def split_conformal_thresholds(scores: Any, alphas: Any, top: float = math.inf, 
     ln = _lengths(lengths, x.shape[0], x.shape[1], "lengths", 1)
     if name != "cpu":  # the C++ core detects NaN in its min/max pass
         _check_no_nan(x, ln, "scores")
-    ranks = _split_conformal_ranks(ln, lv)  # [A] when every group has the same length, else [B, A]
+    ranks = _split_conformal_ranks(ln, lv, uniform=lengths is None)  # [A] if all n agree, else [B, A]
     if on_device:
         import torch
 
@@ -201,28 +201,18 @@ def split_conformal_thresholds(scores: Any, alphas: Any, top: float = math.inf, 
         out = np.stack([split_conformal_threshold(x[b, : ln[b]], lv, top) for b in range(x.shape[0])]) \
             if x.shape[0] else np.empty((0, lv.shape[0]), x.dtype)
         return like_input(out.astype(x.dtype, copy=False), kind)
-    if name == "cpu":  # validated above: straight to the C++ core
-        out = _run_cpu(x, np.atleast_2d(np.maximum(ranks, 1)), ln)
-    else:
-        source = scores if (kind.is_torch and name in ("cuda", "triton")) else x
-        out = like_input(order_statistics(source, np.maximum(ranks, 1), ln, backend=name), array_kind(x))
-    trivial = ranks == 0  # alpha < 1/(n+1): the infinite (top) threshold
-    if ranks.ndim == 1:
-        cols = np.flatnonzero(trivial)
-        if cols.size and cols[-1] - cols[0] + 1 == cols.size:  # sorted alphas: one block of columns
-            out[:, cols[0]: cols[-1] + 1] = top
-        else:
-            for col in cols.tolist():
-                out[:, col] = top
-    else:
-        np.putmask(out, trivial, x.dtype.type(top))
+    if name == "cpu":  # validated above: straight to the C++ core, which writes top for rank 0
+        return like_input(_run_cpu(x, np.atleast_2d(ranks), ln, zero_rank_value=top), kind)
+    source = scores if (kind.is_torch and name in ("cuda", "triton")) else x
+    out = like_input(order_statistics(source, np.maximum(ranks, 1), ln, backend=name), array_kind(x))
+    np.putmask(out, np.broadcast_to(ranks == 0, out.shape), x.dtype.type(top))  # alpha < 1/(n+1)
     return like_input(out, kind)
 
 
-def _split_conformal_ranks(ln: np.ndarray, lv: np.ndarray) -> np.ndarray:
+def _split_conformal_ranks(ln: np.ndarray, lv: np.ndarray, uniform: bool = False) -> np.ndarray:
     """k = ceil((1 - alpha)(1 + 1/n) n), 0 when the level exceeds 1: [A] when every group has
-    the same n (the common case, computed once), else [B, A]."""
-    if ln.shape[0] > 0 and ln.min() == ln.max():  # the scalar helper itself, once per alpha
+    the same n (the common case, computed once; ``uniform`` says so without looking), else [B, A]."""
+    if ln.shape[0] > 0 and (uniform or ln.min() == ln.max()):  # the scalar helper, once per alpha
         return np.array([split_conformal_rank(int(ln[0]), a) for a in lv.tolist()], dtype=np.int64)
     level = (1.0 - lv[None, :]) * (1.0 + 1.0 / ln[:, None])  # same double expression as the scalar helper
     return np.where(level > 1.0, 0, np.ceil(level * ln[:, None])).astype(np.int64)

@@ -127,11 +127,18 @@ def order_statistics_reference(x: np.ndarray, ranks: np.ndarray, lengths: np.nda
     return out
 
 
-def _run_cpu(x: np.ndarray, ranks: np.ndarray, lengths: np.ndarray, bitwise: bool = False) -> np.ndarray:
+def _run_cpu(x: np.ndarray, ranks: np.ndarray, lengths: np.ndarray, bitwise: bool = False,
+             zero_rank_value: float | None = None) -> np.ndarray:
+    """The C++ core on validated host arrays: x [B, n], ranks [R, A] int64, lengths [B] int64.
+    ``zero_rank_value``: when given, rank 0 is allowed and yields it (split conformal's top)."""
     x_c = np.ascontiguousarray(x)
     out = np.empty((x_c.shape[0], ranks.shape[1]), dtype=x_c.dtype)
-    name = ("order_statistics_bitwise_" if bitwise else "order_statistics_") + ("f32" if x_c.dtype == np.float32 else "f64")
-    _raise_select_status(getattr(_native, name)(x_c, lengths, ranks, out))
+    suffix = "f32" if x_c.dtype == np.float32 else "f64"
+    if bitwise:
+        status = getattr(_native, "order_statistics_bitwise_" + suffix)(x_c, lengths, ranks, out)
+    else:
+        status = getattr(_native, "order_statistics_" + suffix)(x_c, lengths, ranks, out, True, zero_rank_value)
+    _raise_select_status(status)
     return out
 
 
