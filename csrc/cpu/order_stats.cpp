@@ -80,10 +80,12 @@ SelectError short_rows_cpu(const T* x, std::int64_t B, std::int64_t ld, const st
   const bool allow_zero = zero_value != nullptr;
   constexpr int W = kSimdShortRowsPerBlock<T>;
   const std::int64_t blocks = (B + W - 1) / W;
-  std::int64_t shared_min_rank = 1, shared_max_rank = 1;
-  if (rank_rows == 1 && A > 0) {
-    shared_min_rank = *std::min_element(ranks, ranks + A);
-    shared_max_rank = *std::max_element(ranks, ranks + A);
+  // Shared ranks that are all >= the lowest allowed rank only need each row's length checked.
+  bool shared_ok = false;
+  std::int64_t shared_max_rank = 1;
+  if (rank_rows == 1) {
+    shared_ok = A == 0 || *std::min_element(ranks, ranks + A) >= (allow_zero ? 0 : 1);
+    if (A > 0) shared_max_rank = *std::max_element(ranks, ranks + A);
   }
   ErrorSlot err;
   const bool parallel = B * ld >= kParallelMinElements / 4 && blocks > 1;
@@ -99,10 +101,7 @@ SelectError short_rows_cpu(const T* x, std::int64_t B, std::int64_t ld, const st
       for (int l = 0; l < rows && ok; ++l) {
         std::int64_t bad = 0;
         const std::int64_t len = lengths[b0 + l];
-        // shared ranks: only the length can differ from the check of the whole set
-        if (rank_rows == 1 && len >= shared_max_rank && len <= ld && shared_min_rank >= (allow_zero ? 0 : 1)) {
-          continue;
-        }
+        if (shared_ok && len >= shared_max_rank && len >= 1 && len <= ld) continue;
         const std::int64_t* rk = ranks + (rank_rows == 1 ? 0 : b0 + l) * A;
         const int st = check_row(len, ld, rk, A, &bad, allow_zero);
         if (st != kSelectOk) { err.set(st, b0 + l, bad); ok = false; }

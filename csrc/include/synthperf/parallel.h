@@ -47,12 +47,8 @@ class ErrorSlot {
 // Per-thread scratch reused across rows (no allocation per row after warm-up).
 template <typename T>
 struct RowScratch {
-  std::vector<T> values;
-  std::vector<T> selected;
-  std::vector<std::int64_t> order;
   std::vector<std::int64_t> ranks;  // a row's ranks with 0 replaced (select_row_or_fill)
-  std::vector<std::int64_t> distinct;
-  std::vector<unsigned char> keys;
+  std::vector<unsigned char> keys;  // order-preserving keys (bitwise / radix twins)
   BucketScratch<T> buckets;
   SimdScratch<T> simd;
 };
