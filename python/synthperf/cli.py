@@ -32,7 +32,18 @@ def _root(
     version: Optional[bool] = typer.Option(None, "--version", callback=_version_callback, is_eager=True,
                                            help="Print the version and exit."),
     no_progress: bool = typer.Option(False, "--no-progress", help="Hide progress bars."),
+    threads: Optional[int] = typer.Option(
+        None, "--threads", min=1,
+        help="Threads per process (torch, OpenMP, BLAS). Default: SYNTHPERF_NUM_THREADS or OMP_NUM_THREADS "
+             "when set, else the cores not kept busy by other processes."),
 ) -> None:
+    from ._threads import configure_threads
+
+    try:
+        configure_threads(threads)  # sized to the free cores: oversubscribed barriers stall small ops
+    except ValueError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(code=2)
     if no_progress:
         from .progress import disable_progress
 

@@ -17,6 +17,7 @@ from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
+from .._threads import configure_threads
 from ..progress import progress_task
 from .tasks import Task, run_task
 
@@ -41,6 +42,13 @@ def execute(tasks: Sequence[Task], *, executor: str = "local", workers: int = 1,
     return _slurm(tasks, workers, log_dir, dict(slurm or {}), fn)
 
 
+def _threads_per_worker(workers: int) -> int:
+    """This process's thread budget (set by ``configure_threads``) shared among ``workers``."""
+    from .. import _native
+
+    return max(1, int(_native.max_threads()) // workers)
+
+
 def _local(tasks, workers, fn):
     out: list[str | None] = [None] * len(tasks)
     with progress_task("experiment chunks", total=len(tasks)) as advance:
@@ -50,7 +58,9 @@ def _local(tasks, workers, fn):
                 advance()
             return out
         ctx = multiprocessing.get_context("spawn")
-        with ProcessPoolExecutor(max_workers=min(workers, len(tasks)), mp_context=ctx) as pool:
+        n_proc = min(workers, len(tasks))
+        with ProcessPoolExecutor(max_workers=n_proc, mp_context=ctx, initializer=configure_threads,
+                                 initargs=(_threads_per_worker(n_proc),)) as pool:
             futures = {pool.submit(fn, t): i for i, t in enumerate(tasks)}
             for fut in as_completed(futures):
                 out[futures[fut]] = fut.result()
@@ -71,7 +81,12 @@ def _ray(tasks, workers, address, fn):
             ray.init(num_cpus=workers, include_dashboard=False, log_to_driver=False)
         started = True
     try:
-        remote = ray.remote(num_cpus=1)(fn)
+        options: dict[str, Any] = {"num_cpus": 1}
+        if not address:  # a local ray shares this machine: split this process's thread budget
+            n = str(_threads_per_worker(workers))
+            options["runtime_env"] = {"env_vars": {v: n for v in ("OMP_NUM_THREADS", "MKL_NUM_THREADS",
+                                                                   "OPENBLAS_NUM_THREADS")}}
+        remote = ray.remote(**options)(fn)
         refs = [remote.remote(t) for t in tasks]
         index = {ref: i for i, ref in enumerate(refs)}
         out: list[str | None] = [None] * len(tasks)

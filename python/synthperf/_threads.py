@@ -1,0 +1,209 @@
+"""Thread sizing: size torch, OpenMP (``synthperf._native``), BLAS, numba and faiss threads to
+the cores that are actually free.
+
+On a shared machine a parallel region with more threads than free cores waits, at every
+barrier, for threads the scheduler has descheduled; for the many small ops of a small model
+that turns a 2-minute job into an hour (issue 13, item 5). So long-running commands call
+:func:`configure_threads` once at the start (and may call it again between stages):
+
+- ``SYNTHPERF_NUM_THREADS`` (or, failing that, ``OMP_NUM_THREADS``) set by the user wins;
+- otherwise the count is the cores this process may run on (``os.sched_getaffinity``) minus
+  the cores other processes keep busy (sampled from ``/proc/stat`` over ``sample_s``),
+  divided by the number of worker processes, and at least 1.
+
+Nothing here is global state of the package: the thread counts live in torch, libgomp and the
+BLAS libraries, which is where they act.
+"""
+from __future__ import annotations
+
+import math
+import os
+import sys
+import time
+from contextlib import contextmanager
+from typing import Iterator
+
+__all__ = ["available_cores", "busy_cores", "free_cores", "recommended_threads", "configure_threads",
+           "thread_limits", "current_threads"]
+
+
+def available_cores() -> int:
+    """Cores this process may run on (affinity mask; ``os.cpu_count()`` where unsupported)."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except (AttributeError, OSError):
+        return max(1, os.cpu_count() or 1)
+
+
+def _cpu_times() -> tuple[float, float] | None:
+    """(busy, total) jiffies summed over all CPUs from ``/proc/stat``, or None off Linux."""
+    try:
+        with open("/proc/stat", encoding="ascii") as fh:
+            fields = fh.readline().split()
+    except OSError:
+        return None
+    if not fields or fields[0] != "cpu":
+        return None
+    vals = [float(v) for v in fields[1:9]]  # user nice system idle iowait irq softirq steal
+    idle = vals[3] + vals[4]
+    return sum(vals) - idle, sum(vals)
+
+
+def _own_cpu_seconds() -> float:
+    t = os.times()
+    return t.user + t.system
+
+
+def busy_cores(sample_s: float = 0.2) -> float:
+    """Cores kept busy by *other* processes, averaged over ``sample_s`` seconds.
+
+    Sampled from ``/proc/stat`` (this process's own CPU time is subtracted); falls back to the
+    1-minute load average where ``/proc/stat`` is unavailable. Returns a float >= 0.
+    """
+    if not (isinstance(sample_s, (int, float)) and math.isfinite(sample_s) and 0 < sample_s <= 10):
+        raise ValueError(f"sample_s must be a number in (0, 10], got {sample_s!r}")
+    first = _cpu_times()
+    if first is None:
+        try:
+            return max(0.0, float(os.getloadavg()[0]))
+        except (AttributeError, OSError):
+            return 0.0
+    own0, t0 = _own_cpu_seconds(), time.perf_counter()
+    time.sleep(sample_s)
+    second = _cpu_times()
+    own1, t1 = _own_cpu_seconds(), time.perf_counter()
+    d_busy, d_total = second[0] - first[0], second[1] - first[1]
+    if d_total <= 0:
+        return 0.0
+    ncpu = os.cpu_count() or 1
+    busy_total = d_busy / d_total * ncpu                  # busy cores, all processes
+    own = max(0.0, (own1 - own0) / max(t1 - t0, 1e-9))    # cores this process used meanwhile
+    return max(0.0, busy_total - own)
+
+
+def free_cores(sample_s: float = 0.2) -> int:
+    """Cores of this process's affinity set not kept busy by other processes (>= 1).
+
+    A core counts as busy when other processes use more than a quarter of it, so a light
+    background load does not halve the thread count.
+    """
+    avail = available_cores()
+    busy = busy_cores(sample_s)
+    return max(1, min(avail, avail - int(math.floor(busy + 0.75))))
+
+
+def _env_threads() -> int | None:
+    for var in ("SYNTHPERF_NUM_THREADS", "OMP_NUM_THREADS"):
+        raw = os.environ.get(var, "").strip()
+        if not raw:
+            continue
+        try:
+            n = int(raw.split(",")[0])
+        except ValueError:
+            raise ValueError(f"environment variable {var} must be a positive integer, got {raw!r}") from None
+        if n < 1:
+            raise ValueError(f"environment variable {var} must be a positive integer, got {raw!r}")
+        return n
+    return None
+
+
+def recommended_threads(workers: int = 1, *, sample_s: float = 0.2) -> int:
+    """Threads per worker process: the user's ``SYNTHPERF_NUM_THREADS`` / ``OMP_NUM_THREADS``,
+    else ``free_cores() // workers`` (at least 1)."""
+    if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
+        raise ValueError(f"workers must be an integer >= 1, got {workers!r}")
+    env = _env_threads()
+    if env is not None:
+        return env
+    return max(1, free_cores(sample_s) // workers)
+
+
+def current_threads() -> dict[str, int]:
+    """The thread counts in force: ``torch``, ``openmp`` (synthperf._native) and ``blas``."""
+    out: dict[str, int] = {}
+    if "torch" in sys.modules:
+        out["torch"] = int(sys.modules["torch"].get_num_threads())
+    from . import _native
+
+    out["openmp"] = int(_native.max_threads())
+    try:
+        from threadpoolctl import threadpool_info
+
+        blas = [i["num_threads"] for i in threadpool_info() if i.get("user_api") == "blas"]
+        if blas:
+            out["blas"] = int(max(blas))
+    except Exception:  # threadpoolctl can fail to introspect exotic BLAS builds
+        pass
+    return out
+
+
+_ENV_VARS = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "NUMEXPR_NUM_THREADS")
+
+
+def _apply(n: int) -> None:
+    """Set ``n`` threads in every library loaded now, and in the environment for those loaded
+    later (torch reads ``OMP_NUM_THREADS`` when it is first imported; worker processes inherit
+    it). torch is not imported here: a command that never needs it does not pay for it."""
+    from . import _native
+
+    for var in _ENV_VARS:
+        os.environ[var] = str(n)
+    _native.set_num_threads(n)
+    torch = sys.modules.get("torch")
+    if torch is not None:
+        torch.set_num_threads(n)
+    try:
+        from threadpoolctl import threadpool_limits
+
+        threadpool_limits(limits=n)  # global: applies to the BLAS/OpenMP libraries loaded now
+    except Exception:  # no BLAS visible to threadpoolctl: nothing to limit
+        pass
+    numba = sys.modules.get("numba")
+    if numba is not None:
+        try:
+            numba.set_num_threads(min(n, numba.config.NUMBA_NUM_THREADS))
+        except Exception:  # numba's threading layer not initialisable here
+            pass
+    faiss = sys.modules.get("faiss")
+    if faiss is not None and hasattr(faiss, "omp_set_num_threads"):
+        faiss.omp_set_num_threads(n)
+
+
+def configure_threads(n: int | None = None, *, workers: int = 1, sample_s: float = 0.2) -> int:
+    """Set torch, OpenMP, BLAS, numba and faiss thread counts; returns the count used.
+
+    ``n=None`` takes :func:`recommended_threads` (the user's environment, else the free cores
+    divided by ``workers``). ``n`` is an integer >= 1 otherwise.
+    """
+    if n is None:
+        n = recommended_threads(workers, sample_s=sample_s)
+    elif isinstance(n, bool) or not isinstance(n, int) or n < 1:
+        raise ValueError(f"n must be None or an integer >= 1, got {n!r}")
+    _apply(n)
+    return n
+
+
+@contextmanager
+def thread_limits(n: int) -> Iterator[int]:
+    """Run a block with ``n`` threads everywhere, then restore the previous counts and the
+    thread environment variables."""
+    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+        raise ValueError(f"n must be an integer >= 1, got {n!r}")
+    from . import _native
+
+    torch = sys.modules.get("torch")
+    old_torch = torch.get_num_threads() if torch is not None else None
+    old_omp = int(_native.max_threads())
+    old_env = {v: os.environ.get(v) for v in _ENV_VARS}
+    _apply(n)
+    try:
+        yield n
+    finally:
+        _apply(old_omp)
+        if old_torch is not None:
+            torch.set_num_threads(old_torch)
+        for var, val in old_env.items():
+            if val is None:
+                os.environ.pop(var, None)
+            else:
+                os.environ[var] = val
