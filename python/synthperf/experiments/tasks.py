@@ -162,43 +162,31 @@ def _gafi_rows(cfg: Any, lo: int, hi: int, point_dir: Path):
 
 
 def _flows_rows(cfg: Any, lo: int, hi: int, point_dir: Path):
+    """Train (optional) then melt/roundtrip/gen through :func:`synthperf.flows.train` /
+    :func:`synthperf.flows.simulate`; ``roundtrip_mse`` is in data units (u(0) vs x, not z = s u)."""
     import pandas as pd
 
-    from ..flows import cli as fcli
+    from .. import flows
 
-    sim_dir = point_dir / "simulations"
+    sched = dict(dims_to_keep=cfg.dims_to_keep, rho=cfg.rho, gamma0=cfg.gamma0, g_type=cfg.g_type,
+                 inflation_gap=cfg.inflation_gap, end_vars=cfg.end_vars)
     network = None
     if cfg.network == "trained":
         t = cfg.train
-        ckpt_dir = point_dir / "network"
-        fcli.train_command(outdir=ckpt_dir, data_name=cfg.data_name, data=None, dims_to_keep=cfg.dims_to_keep,
-                           rho=cfg.rho, gamma0=cfg.gamma0, g_type=cfg.g_type, inflation_gap=cfg.inflation_gap,
-                           end_vars=cfg.end_vars, tmax=t.tmax, steps=t.steps, batch=t.batch, lr=t.lr, width=t.width,
-                           seed=cfg.seed, resume=None)
-        ckpts = sorted(ckpt_dir.glob("*.safetensors"))
-        if not ckpts:
-            raise FileNotFoundError(f"flows training wrote no checkpoint under {ckpt_dir}")
-        network = ckpts[-1]
+        network = flows.train(point_dir / "network", data_name=cfg.data_name, tmax=t.tmax, steps=t.steps,
+                              batch=t.batch, lr=t.lr, width=t.width, seed=cfg.seed, **sched).checkpoint
     s = cfg.simulate
-    fcli.simulate_command(save_dir=sim_dir, data_name=cfg.data_name, network=network, dims_to_keep=cfg.dims_to_keep,
-                          rho=cfg.rho, gamma0=cfg.gamma0, g_type=cfg.g_type, inflation_gap=cfg.inflation_gap,
-                          end_vars=cfg.end_vars, steps=s.steps, h=s.h, eps=s.eps, save_freq=s.save_freq,
-                          total_samples=s.total_samples, solver=s.solver, mode=s.mode, backend=s.backend,
-                          seed=cfg.seed)
+    res = flows.simulate(point_dir / "simulations", data_name=cfg.data_name, network=network, steps=s.steps, h=s.h,
+                         eps=s.eps, save_freq=s.save_freq, total_samples=s.total_samples, solver=s.solver,
+                         mode=s.mode, backend=s.backend, seed=cfg.seed, **sched)
+    tag = f"{cfg.data_name}_{res.schedule.name}" + ("_net" if network is not None else "")
     rows = []
-    for f in sorted(sim_dir.glob("*_results.npz")):
-        with np.load(f, allow_pickle=False) as z:
-            xs = z["xs"]
-            rows.append({"simulation": f.stem.rsplit("_", 2)[-2], "file": f.name, "n": int(xs.shape[1]),
-                         "final_mean_abs": float(np.abs(xs[-1]).mean()), "final_std": float(xs[-1].std())})
-    from ..flows.toy_data import make_toy
-
-    x = make_toy(cfg.data_name, s.total_samples, seed=cfg.seed)
+    for key in ("melt", "rdtrp", "gen"):
+        xs = res.trajectories[key].xs
+        rows.append({"simulation": key, "file": f"{tag}_{key}_results.npz", "n": int(xs.shape[1]),
+                     "final_mean_abs": float(np.abs(xs[-1]).mean()), "final_std": float(xs[-1].std()),
+                     "roundtrip_mse": res.roundtrip_mse if key == "rdtrp" else float("nan")})
     df = pd.DataFrame(rows)
-    rd = [r for r in rows if r["simulation"] == "rdtrp"]
-    if rd:
-        with np.load(sim_dir / rd[0]["file"], allow_pickle=False) as z:
-            df.loc[df["simulation"] == "rdtrp", "roundtrip_mse"] = float(((z["xs"][-1] - x) ** 2).mean())
     df.insert(0, "trial", 0)
     df.insert(1, "seed", cfg.seed)
     return df

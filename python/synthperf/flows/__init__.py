@@ -7,6 +7,9 @@
 - :mod:`.metrics`, :mod:`.calibration` - roundtrip MSE, Frechet distance, coverage, residual
   correlations, calibrated credible regions (§6);
 - :mod:`.dataset_tool` - ZIP-of-PNG datasets (§7);
+- :mod:`.api` - :func:`train` and :func:`simulate`, the library calls behind the CLI and the
+  experiments task; :mod:`.digits` - class-conditional digits generator (demo contract) and the
+  trajectory figure (:mod:`.plots`);
 - :mod:`.cli` - ``synthperf flows ...``.
 
 The hot kernel is :func:`synthperf.ops.discrete_score.discrete_score` (and
@@ -14,13 +17,14 @@ The hot kernel is :func:`synthperf.ops.discrete_score.discrete_score` (and
 """
 from __future__ import annotations
 
+from .api import SimulationResult, TrainResult, simulate, train
 from .pfode import (DenoiserFlow, DiscreteFlow, Trajectory, from_latent, ifs_times, melt, run_simulations,
                     sample_latent, time_grid, vp_ode_times)
 from .schedules import InflationSchedule, g_vector, pca_eigenbasis
 from .toy_data import TOY_DATASETS, make_toy
 
 __all__ = [
-    "DenoiserFlow", "DiscreteFlow", "InflationSchedule", "TOY_DATASETS", "Trajectory", "from_latent",
-    "g_vector", "ifs_times", "make_toy", "melt", "pca_eigenbasis", "run_simulations", "sample_latent",
-    "time_grid", "vp_ode_times",
+    "DenoiserFlow", "DiscreteFlow", "InflationSchedule", "SimulationResult", "TOY_DATASETS", "TrainResult",
+    "Trajectory", "from_latent", "g_vector", "ifs_times", "make_toy", "melt", "pca_eigenbasis", "run_simulations",
+    "sample_latent", "simulate", "time_grid", "train", "vp_ode_times",
 ]

@@ -16,29 +16,6 @@ app = typer.Typer(name="flows", help="Inflationary flows: training, pfODE simula
                   no_args_is_help=True, add_completion=False)
 
 
-def _schedule_from_toy(data_name: str, dims_to_keep: Optional[int], rho: float, gamma0: float, g_type: str,
-                       inflation_gap: float, end_vars: float, seed: int, n_pca: int = 70_000):
-    from .schedules import InflationSchedule
-    from .toy_data import make_toy
-
-    x = make_toy(data_name, n_pca, seed=seed + 1_000_003)
-    return InflationSchedule.from_data(x, dims_to_keep=dims_to_keep, rho=rho, gamma0=gamma0, g_type=g_type,
-                                       inflation_gap=inflation_gap, end_vars=end_vars)
-
-
-def _images_schedule(data: Path, dims_to_keep: Optional[int], rho: float, gamma0: float, g_type: str,
-                     inflation_gap: float, end_vars: float, max_images: Optional[int]):
-    from .dataset_tool import ImageZipDataset
-    from .schedules import InflationSchedule
-
-    with ImageZipDataset(data) as ds:
-        imgs = ds.array(max_images)
-    flat = imgs.reshape(imgs.shape[0], -1).astype(np.float64)
-    sch, W = InflationSchedule.from_data(flat, dims_to_keep=dims_to_keep, rho=rho, gamma0=gamma0, g_type=g_type,
-                                         inflation_gap=inflation_gap, end_vars=end_vars)
-    return sch, W, imgs
-
-
 @app.command("train")
 def train_command(
     outdir: Path = typer.Option(..., help="Checkpoint folder."),
@@ -48,63 +25,51 @@ def train_command(
     rho: float = 1.0, gamma0: float = 5e-4, g_type: str = "orig", inflation_gap: float = 1.0, end_vars: float = 1.0,
     tmax: float = 7.01, steps: int = 2000, batch: int = 512, lr: float = 2e-3, width: int = 128,
     seed: int = 0, resume: Optional[Path] = typer.Option(None, help="Checkpoint to resume from."),
+    class_conditional: bool = typer.Option(False, help="Label-conditioned denoiser (image ZIP labels)."),
+    center: bool = typer.Option(False, help="Subtract the training mean (deviation from spec §1.3)."),
+    backbone: str = typer.Option("auto", help="Images: auto (mlp for d <= 256) | mlp (ES) | unet (IS)."),
 ) -> None:
-    """Train a preconditioned denoiser (toy MLP in ES, or a small UNet in IS for images)."""
-    from .networks import IFsPrecond, SmallUNet, ToyMLP
-    from .toy_data import make_toy
-    from .training import TrainConfig, train
+    """Train a preconditioned denoiser (toy MLP in ES; images: ES MLP or IS UNet), see :func:`synthperf.flows.train`."""
+    from .api import train
 
     if (data_name is None) == (data is None):
         raise typer.BadParameter("give exactly one of --data-name (toy) or --data (image ZIP)")
-    cfg = TrainConfig(steps=steps, batch=batch, lr=lr, t_max=tmax, seed=seed)
-    if data_name is not None:
-        sch, W = _schedule_from_toy(data_name, dims_to_keep, rho, gamma0, g_type, inflation_gap, end_vars, seed)
-        sch.check_reaches_gaussian(tmax)
-        net = IFsPrecond(ToyMLP(sch.data_dim, width=width), sch, W)
-        sample = lambda b, rng: make_toy(data_name, b, seed=int(rng.integers(1 << 31))) @ W  # noqa: E731
-    else:
-        sch, W, imgs = _images_schedule(data, dims_to_keep, rho, gamma0, g_type, inflation_gap, end_vars, None)
-        C, R = imgs.shape[1], imgs.shape[2]
-        mults = (1, 2) if R <= 8 else (1, 2, 2)
-        # Constant pixels (digit corners) give xi = 0 and, without mean subtraction in ES (spec §1.3),
-        # a constant offset the loss weights by 1/xi: floor xi at 1e-3 xi* in the preconditioner.
-        net = IFsPrecond(SmallUNet(C, R, channels=max(8, width // 4), mults=mults), sch, W, space="IS",
-                         image_shape=imgs.shape[1:], xi_min=1e-3 * sch.xi_star)
-        flat = imgs.reshape(imgs.shape[0], -1).astype(np.float64)
-        sample = lambda b, rng: flat[rng.integers(0, flat.shape[0], b)] @ W  # noqa: E731
-    state = train(net, sample, cfg, checkpoint_dir=outdir, resume=resume)
-    typer.echo(f"trained {state.step} steps; final loss {np.mean(state.losses[-50:]):.4f}; checkpoint in {outdir}")
+    res = train(outdir, data_name=data_name, data=data, dims_to_keep=dims_to_keep, rho=rho, gamma0=gamma0,
+                g_type=g_type, inflation_gap=inflation_gap, end_vars=end_vars, tmax=tmax, steps=steps, batch=batch,
+                lr=lr, width=width, seed=seed, resume=resume, class_conditional=class_conditional, center=center,
+                backbone=backbone)
+    typer.echo(f"trained {res.steps} steps in {res.seconds:.1f} s; final loss {res.final_loss:.4f}; "
+               f"checkpoint {res.checkpoint}")
 
 
 @app.command("simulate")
 def simulate_command(
     save_dir: Path = typer.Option(..., help="Output folder for .npz and params .json."),
-    data_name: str = typer.Option("circles"), network: Optional[Path] = typer.Option(None, help="Checkpoint; omit for the discrete score."),
+    data_name: Optional[str] = typer.Option(None, help="Toy dataset (default circles when --data is not given)."),
+    data: Optional[Path] = typer.Option(None, help="Image ZIP instead of a toy (pixels in [-1, 1])."),
+    network: Optional[Path] = typer.Option(None, help="Checkpoint; omit for the discrete score."),
     dims_to_keep: Optional[int] = None, rho: float = 1.0, gamma0: float = 5e-4, g_type: str = "orig",
-    inflation_gap: float = 1.0, end_vars: float = 1.0, steps: int = 1501, h: float = 1e-2, eps: float = 1.0,
+    inflation_gap: float = 1.0, end_vars: float = 1.0, steps: int = 1501, h: float = 1e-2,
+    grid: str = typer.Option("ifs", help="ifs (toys, T = steps*h) | vp_ode (images, --end-time)."),
+    end_time: float = 15.01, eps_s: float = 1e-2,
+    eps: Optional[float] = typer.Option(None, help="PRR latent variance of the compressed dims; default: the "
+                                        "melt-matched s(T)^2 (xi + gamma(T)) (upstream's 1 explodes, a warning says so)."),
     save_freq: int = 10, total_samples: int = 2000, solver: str = "euler", mode: str = "stable",
     backend: Optional[str] = None, seed: int = 0,
 ) -> None:
-    """melt, roundtrip and gen simulations (toys), discrete score or trained network."""
-    from .pfode import DenoiserFlow, DiscreteFlow, run_simulations
-    from .toy_data import make_toy
+    """melt, roundtrip and gen simulations, discrete score or trained network (:func:`synthperf.flows.simulate`)."""
+    from .api import simulate
 
-    x = make_toy(data_name, total_samples, seed=seed)
-    if network is None:
-        from .schedules import InflationSchedule
-
-        sch, W = InflationSchedule.from_data(x, dims_to_keep=dims_to_keep, rho=rho, gamma0=gamma0, g_type=g_type,
-                                             inflation_gap=inflation_gap, end_vars=end_vars)
-        flow = DiscreteFlow(x @ W, mode=mode, backend=backend)
-    else:
-        from .training import load_network
-
-        net = load_network(network)
-        sch, W = net.schedule, net.W.double().numpy()
-        flow = DenoiserFlow(net.denoise)
-    run_simulations(flow, sch, W, x, data_name=data_name, save_dir=save_dir, steps=steps, h=h, solver=solver, eps=eps,
-                    save_freq=save_freq, seed=seed, extra_params={"network": str(network) if network else None})
-    typer.echo(f"wrote melt/rdtrp/gen results for {data_name} ({sch.name}) to {save_dir}")
+    if data_name is not None and data is not None:
+        raise typer.BadParameter("give at most one of --data-name (toy) or --data (image ZIP)")
+    res = simulate(save_dir, data_name=(data_name or "circles") if data is None else None,
+                   data=data, network=network, dims_to_keep=dims_to_keep, rho=rho, gamma0=gamma0, g_type=g_type,
+                   inflation_gap=inflation_gap, end_vars=end_vars, steps=steps, h=h, grid=grid, end_time=end_time,
+                   eps_s=eps_s, eps=eps, save_freq=save_freq, total_samples=total_samples, solver=solver, mode=mode,
+                   backend=backend, seed=seed)
+    gen = res.final("gen")
+    typer.echo(f"wrote melt/rdtrp/gen results ({res.schedule.name}, {res.x.shape[0]} points) to {save_dir}; "
+               f"roundtrip MSE {res.roundtrip_mse:.3g} (data units); gen std {gen.std():.3g} (data std {res.x.std():.3g})")
 
 
 @app.command("roundtrip-mse")
@@ -125,11 +90,13 @@ def roundtrip_mse_command(
         rng = np.random.default_rng(seed)
         idx = rng.permutation(len(ds))[:total_samples]
         x = np.stack([ds.to_float(int(i)) for i in idx]).reshape(len(idx), -1).astype(np.float64)
-    flow = DenoiserFlow(net.denoise)
+        labels = ds.labels[idx]
+    mean = np.zeros(x.shape[1]) if net.data_mean is None else net.data_mean  # centred networks (digits)
+    flow = DenoiserFlow(net.denoise, labels=labels if net.num_classes else None)
     t = time_grid("vp_ode", "melt", n_iters, end_time=end_time, eps_s=eps_s)
-    m = melt(flow, net.schedule, W, x, t, solver=solver, save_every=n_iters)
+    m = melt(flow, net.schedule, W, x - mean, t, solver=solver, save_every=n_iters)
     r = from_latent(flow, net.schedule, W, m.final_es, t[::-1].copy(), solver=solver, save_every=n_iters)
-    res = {"mse": roundtrip_mse(x, r.tilde_xs[-1], uint8_wrap=uint8_wrap), "uint8_wrap": uint8_wrap,
+    res = {"mse": roundtrip_mse(x, r.tilde_xs[-1] + mean, uint8_wrap=uint8_wrap), "uint8_wrap": uint8_wrap,
            "total_samples": int(len(idx)), "n_iters": n_iters, "solver": solver, "seed": seed, "network": str(network)}
     out.write_text(json.dumps(res, indent=2))
     typer.echo(json.dumps(res))

@@ -60,14 +60,19 @@ class ToyMLP(nn.Module):
     B ~ N(0, fourier_scale^2) (fixed, seeded): plain MLPs learn the sharp structure of toy
     denoisers (ring widths ~0.1) very slowly; with these a short CPU run gets close to the
     ideal loss. ``fourier_features=0`` gives the plain MLP.
+
+    ``num_classes > 0`` makes it class-conditional: a learned label embedding [num_classes, width]
+    is added to the time embedding, and ``forward`` then needs ``labels`` (int64 [B]).
     """
 
     def __init__(self, data_dim: int, *, width: int = 128, depth: int = 3, emb_dim: int = 64,
-                 fourier_features: int = 64, fourier_scale: float = 2.0) -> None:
+                 fourier_features: int = 64, fourier_scale: float = 2.0, num_classes: int = 0) -> None:
         super().__init__()
         self.data_dim = data_dim
+        self.num_classes = _num_classes(num_classes)
         self.config = {"data_dim": data_dim, "width": width, "depth": depth, "emb_dim": emb_dim,
-                       "fourier_features": fourier_features, "fourier_scale": fourier_scale}
+                       "fourier_features": fourier_features, "fourier_scale": fourier_scale,
+                       "num_classes": self.num_classes}
         g = torch.Generator().manual_seed(1)
         self.register_buffer("fourier_B", torch.randn(data_dim, fourier_features, generator=g) * fourier_scale)
         self.embed = PositionalEmbedding(emb_dim)
@@ -77,6 +82,7 @@ class ToyMLP(nn.Module):
                                     for _ in range(depth))
         self.emb_proj = nn.ModuleList(nn.Linear(width, width) for _ in range(depth))
         self.out = nn.Linear(width, data_dim)
+        self.label_emb = nn.Embedding(self.num_classes, width) if self.num_classes else None
         for m in self.modules():
             if isinstance(m, nn.Linear):
                 nn.init.xavier_uniform_(m.weight)
@@ -84,8 +90,9 @@ class ToyMLP(nn.Module):
         with torch.no_grad():
             self.out.weight.mul_(1e-5)
 
-    def forward(self, x: torch.Tensor, c_noise: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, c_noise: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
         emb = self.emb_mlp(self.embed(c_noise / C_NOISE_M * 100.0))  # c_noise up to ~15000: rescale to ~[0, 1500]
+        emb = _add_label(emb, self.label_emb, labels, self.num_classes)
         proj = 2 * math.pi * x @ self.fourier_B.to(x.dtype)
         h = self.inp(torch.cat([x, proj.sin(), proj.cos()], dim=1))
         for block, proj in zip(self.blocks, self.emb_proj):
@@ -118,18 +125,24 @@ class SmallUNet(nn.Module):
     ``channels`` base width, ``mults`` per-resolution multipliers (R must be divisible by
     2^(len(mults)-1)), ``blocks`` residual blocks per level. Trains on 8x8 digits (mults
     (1, 2)) and 32x32 images (mults (1, 2, 2)); the output conv is zero-initialised.
+    ``num_classes > 0``: class-conditional (label embedding added to the time embedding, as
+    EDM's ``label_dim``); ``forward`` then needs ``labels`` (int64 [B]).
     """
 
     def __init__(self, in_channels: int = 1, resolution: int = 8, *, channels: int = 32,
-                 mults: Sequence[int] = (1, 2), blocks: int = 1, emb_dim: int = 128, dropout: float = 0.0) -> None:
+                 mults: Sequence[int] = (1, 2), blocks: int = 1, emb_dim: int = 128, dropout: float = 0.0,
+                 num_classes: int = 0) -> None:
         super().__init__()
+        self.num_classes = _num_classes(num_classes)
         if resolution % (2 ** (len(mults) - 1)):
             raise ValueError(f"resolution {resolution} must be divisible by 2^(len(mults)-1) = {2 ** (len(mults) - 1)}")
         self.config = {"in_channels": in_channels, "resolution": resolution, "channels": channels,
-                       "mults": list(mults), "blocks": blocks, "emb_dim": emb_dim, "dropout": dropout}
+                       "mults": list(mults), "blocks": blocks, "emb_dim": emb_dim, "dropout": dropout,
+                       "num_classes": self.num_classes}
         self.in_channels, self.resolution = in_channels, resolution
         self.embed = PositionalEmbedding(channels)
         self.emb_mlp = nn.Sequential(nn.Linear(channels, emb_dim), nn.SiLU(), nn.Linear(emb_dim, emb_dim), nn.SiLU())
+        self.label_emb = nn.Embedding(self.num_classes, emb_dim) if self.num_classes else None
         self.conv_in = nn.Conv2d(in_channels, channels, 3, padding=1)
         self.down = nn.ModuleList()
         widths, cur = [channels], channels
@@ -154,8 +167,9 @@ class SmallUNet(nn.Module):
         nn.init.zeros_(self.conv_out.weight)
         nn.init.zeros_(self.conv_out.bias)
 
-    def forward(self, x: torch.Tensor, c_noise: torch.Tensor) -> torch.Tensor:
-        emb = self.emb_mlp(self.embed(c_noise / C_NOISE_M * 100.0))
+    def forward(self, x: torch.Tensor, c_noise: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
+        emb = _add_label(self.emb_mlp(self.embed(c_noise / C_NOISE_M * 100.0)), self.label_emb, labels,
+                         self.num_classes)
         h = self.conv_in(x)
         skips = [h]
         for layer in self.down:
@@ -170,6 +184,33 @@ class SmallUNet(nn.Module):
         return self.conv_out(nn.functional.silu(self.norm_out(h)))
 
 
+def _num_classes(num_classes: Any) -> int:
+    if isinstance(num_classes, bool) or not isinstance(num_classes, (int, np.integer)):
+        raise TypeError(f"num_classes must be an int, got {type(num_classes).__name__}")
+    if num_classes < 0:
+        raise ValueError(f"num_classes must be >= 0, got {num_classes}")
+    return int(num_classes)
+
+
+def _add_label(emb: torch.Tensor, table: nn.Module | None, labels: torch.Tensor | None, num_classes: int) -> torch.Tensor:
+    """emb [B, E] + label_emb(labels) for a conditional backbone; validates ``labels`` (int [B])."""
+    if table is None:
+        if labels is not None:
+            raise ValueError("labels given but the backbone is unconditional (num_classes = 0)")
+        return emb
+    if labels is None:
+        raise ValueError(f"this backbone is class-conditional (num_classes = {num_classes}): pass labels [B]")
+    labels = torch.as_tensor(labels, device=emb.device)
+    if labels.dtype.is_floating_point or labels.dtype == torch.bool:
+        raise TypeError(f"labels must be an integer tensor, got {labels.dtype}")
+    labels = labels.reshape(-1).long()
+    if labels.shape[0] != emb.shape[0]:
+        raise ValueError(f"labels has {labels.shape[0]} entries, expected the batch size {emb.shape[0]}")
+    if labels.numel() and (int(labels.min()) < 0 or int(labels.max()) >= num_classes):
+        raise ValueError(f"labels must lie in [0, {num_classes}), got range [{int(labels.min())}, {int(labels.max())}]")
+    return emb + table(labels).to(emb.dtype)
+
+
 class IFsPrecond(nn.Module):
     """Preconditioned denoiser D(u_es [B, d], t [B]) -> (D_es [B, d], weight [B, d]) (§2.1).
 
@@ -180,10 +221,15 @@ class IFsPrecond(nn.Module):
     ``xi_min`` floors the eigenvalues used by the preconditioner (default 1e-6): constant pixels
     (e.g. the blank corners of the digits) have xi = 0, which makes c_out = 0 and the loss
     weight infinite (spec §2.4 "numerical risk"). Set it to 0 for the exact upstream formula.
+
+    ``data_mean`` (float64 [d] in image space, or None): set when the net was trained on centred
+    data x - data_mean (a deviation from spec §1.3, which does not subtract the mean; used by
+    :mod:`synthperf.flows.digits`). The network itself never applies it: callers centre inputs
+    and add it back to outputs (:func:`synthperf.flows.api.simulate` does).
     """
 
     def __init__(self, backbone: nn.Module, schedule: InflationSchedule, W: Any, *, space: str = "ES",
-                 image_shape: Sequence[int] | None = None, xi_min: float = 1e-6) -> None:
+                 image_shape: Sequence[int] | None = None, xi_min: float = 1e-6, data_mean: Any = None) -> None:
         super().__init__()
         if space not in ("ES", "IS"):
             raise ValueError(f"space must be 'ES' or 'IS', got {space!r}")
@@ -203,6 +249,11 @@ class IFsPrecond(nn.Module):
         self.register_buffer("xi", torch.tensor(np.maximum(schedule.xi, xi_min), dtype=torch.float32))
         self.register_buffer("g", torch.tensor(schedule.g, dtype=torch.float32))
         self.register_buffer("W", torch.tensor(W, dtype=torch.float32))
+        if data_mean is not None:
+            data_mean = np.asarray(data_mean, dtype=np.float64).reshape(-1)
+            if data_mean.shape != (d,) or not np.isfinite(data_mean).all():
+                raise ValueError(f"data_mean must be a finite vector of length data_dim = {d}, got shape {data_mean.shape}")
+        self.data_mean = data_mean
 
     def coefficients(self, t: torch.Tensor) -> dict[str, torch.Tensor]:
         """c_skip, c_out, c_in [B, d] and c_noise [B] at times t [B]."""
@@ -212,23 +263,31 @@ class IFsPrecond(nn.Module):
         return {"c_skip": xi / (xi + gamma), "c_out": torch.sqrt(xi * gamma / (xi + gamma)),
                 "c_in": torch.rsqrt(xi + gamma), "c_noise": (C_NOISE_M - 1) * t, "gamma": gamma}
 
-    def forward(self, u: torch.Tensor, t: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    @property
+    def num_classes(self) -> int:
+        """Number of classes of a class-conditional backbone (0 = unconditional)."""
+        return int(getattr(self.backbone, "num_classes", 0))
+
+    def forward(self, u: torch.Tensor, t: torch.Tensor, labels: torch.Tensor | None = None
+                ) -> tuple[torch.Tensor, torch.Tensor]:
+        """u [B, d] (ES), t [B] or scalar, labels int64 [B] for a conditional backbone."""
         if u.ndim != 2 or u.shape[1] != self.xi.shape[0]:
             raise ValueError(f"u must be [B, {self.xi.shape[0]}] (eigen-space), got {tuple(u.shape)}")
         u = u.to(self.xi.dtype)
         c = self.coefficients(t.reshape(-1).expand(u.shape[0]) if t.numel() == 1 else t.reshape(-1))
         x_in = c["c_in"] * u
+        extra = () if labels is None else (labels,)
         if self.space == "ES":
-            F = self.backbone(x_in, c["c_noise"])
+            F = self.backbone(x_in, c["c_noise"], *extra)
         else:
             img = (x_in @ self.W.T).reshape(u.shape[0], *self.image_shape)
-            F = self.backbone(img, c["c_noise"]).reshape(u.shape[0], -1) @ self.W
+            F = self.backbone(img, c["c_noise"], *extra).reshape(u.shape[0], -1) @ self.W
         D = c["c_skip"] * u + c["c_out"] * F
         return D, 1.0 / c["c_out"]
 
-    def denoise(self, u: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+    def denoise(self, u: torch.Tensor, t: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
         """D only (the callable :class:`~synthperf.flows.pfode.DenoiserFlow` expects)."""
-        return self.forward(u, t)[0]
+        return self.forward(u, t, labels)[0]
 
 
 def build_backbone(kind: str, config: dict) -> nn.Module:

@@ -91,16 +91,25 @@ class DenoiserFlow:
     ``form="denoiser"`` (default) uses f = (s'/s + a) z - a s D; ``form="score"`` first forms
     score = (D - u)/gamma and uses f = (s'/s) z - 1/2 s gamma' score (same flow, §1.2).
     Runs in torch (float64 unless ``dtype`` says otherwise), batched over ``batch`` particles.
+    ``labels`` (int [M], one per particle) are passed on as ``denoiser(u, t, labels)`` for a
+    class-conditional network; the particles of :meth:`integrate` must then number M.
     """
 
     is_net = True
 
     def __init__(self, denoiser: Callable[[Any, Any], Any], *, form: str = "denoiser", dtype: Any = None,
-                 device: Any = "cpu", batch: int = 65536) -> None:
+                 device: Any = "cpu", batch: int = 65536, labels: Any = None) -> None:
         if form not in ("denoiser", "score"):
             raise ValueError(f"form must be 'denoiser' or 'score', got {form!r}")
         self.denoiser, self.form, self.device, self.batch = denoiser, form, device, batch
         import torch
+
+        self.labels = None
+        if labels is not None:
+            lab = np.asarray(labels)
+            if lab.ndim != 1 or not np.issubdtype(lab.dtype, np.integer):
+                raise TypeError(f"labels must be a 1-D integer array, got dtype {lab.dtype} and shape {lab.shape}")
+            self.labels = torch.as_tensor(lab.astype(np.int64), device=device)
 
         self.dtype = torch.float64 if dtype is None else dtype
 
@@ -114,7 +123,8 @@ class DenoiserFlow:
             for i in range(0, u.shape[0], self.batch):
                 ub = u[i:i + self.batch]
                 tb = torch.full((ub.shape[0],), t, dtype=z.dtype, device=z.device)
-                parts.append(torch.as_tensor(self.denoiser(ub, tb)).to(dtype=z.dtype, device=z.device))
+                extra = () if self.labels is None else (self.labels[i:i + self.batch],)
+                parts.append(torch.as_tensor(self.denoiser(ub, tb, *extra)).to(dtype=z.dtype, device=z.device))
             D = torch.cat(parts)
         if self.form == "denoiser":
             return (r + a) * z - a * s * D, D, (D - u) / g
@@ -129,6 +139,8 @@ class DenoiserFlow:
             raise ValueError(f"unknown solver {solver!r}: expected one of {SOLVERS}")
         tabs = {k: torch.as_tensor(v, dtype=self.dtype, device=self.device) for k, v in schedule.tables(times).items()}
         z = torch.as_tensor(np.asarray(z0), dtype=self.dtype, device=self.device)
+        if self.labels is not None and self.labels.shape[0] != z.shape[0]:
+            raise ValueError(f"labels has {self.labels.shape[0]} entries but there are {z.shape[0]} particles")
         slots = save_steps(len(times) - 1, save_every)
         out = {"z": [z.cpu().numpy()], "denoiser": [], "score": [], "dz": []}
         with progress_task("pfODE", len(times) - 1) as advance:
@@ -206,10 +218,23 @@ def from_latent(flow: Any, schedule: InflationSchedule, W: np.ndarray, z_T: Any,
     return _trajectory(flow.integrate(z, schedule, times, solver=solver, save_every=save_every), schedule, W, times, save_every)
 
 
-def sample_latent(schedule: InflationSchedule, n: int, *, eps: float = 1.0, seed: int = 0) -> np.ndarray:
-    """z(T) ~ N(0, diag([A0^2]*k + [A0^2 eps]*(d-k))) in ES (PRP: A0^2 I), float64 [n, d]."""
-    std = schedule.latent_std(eps if not schedule.is_prp else 1.0)
-    return np.random.default_rng(seed).normal(size=(positive_int(n, "n"), schedule.data_dim)) * std
+def sample_latent(schedule: InflationSchedule, n: int, *, eps: float | None = None, seed: int = 0,
+                  t_end: float | None = None) -> np.ndarray:
+    """z(T) ~ N(0, diag(std^2)) in ES, float64 [n, d]; std from
+    :meth:`InflationSchedule.generation_latent_std` (PRP: A0 I).
+
+    ``eps=None``: PRR compressed dims get the melt-matched variance at ``t_end`` (required then).
+    A float ``eps`` is upstream's diag([A0^2]*k + [A0^2 eps]*(d-k)); with ``t_end`` given it is
+    checked against the melt and warns when generation would explode.
+    """
+    n = positive_int(n, "n")
+    if t_end is None:
+        if eps is None and not schedule.is_prp:
+            raise ValueError("eps=None (melt-matched PRR latent) needs t_end, the end time of the melt")
+        std = schedule.latent_std(1.0 if schedule.is_prp else eps)
+    else:
+        std = schedule.generation_latent_std(eps, t_end)
+    return np.random.default_rng(seed).normal(size=(n, schedule.data_dim)) * std
 
 
 def _check_dims(schedule: InflationSchedule, W: np.ndarray, d: int) -> None:
@@ -221,9 +246,12 @@ def _check_dims(schedule: InflationSchedule, W: np.ndarray, d: int) -> None:
 
 def run_simulations(flow: Any, schedule: InflationSchedule, W: np.ndarray, x_is: Any, *, data_name: str,
                     save_dir: str | Path | None = None, steps: int = 1501, h: float = 1e-2, grid: str = "ifs",
-                    end_time: float = 15.01, eps_s: float = 1e-2, solver: str = "euler", eps: float = 1.0,
+                    end_time: float = 15.01, eps_s: float = 1e-2, solver: str = "euler", eps: float | None = None,
                     save_freq: int = 10, seed: int = 0, extra_params: dict | None = None) -> dict[str, Trajectory]:
     """melt, roundtrip (from the melt's z(T), compressed dims kept as they are) and gen (§5.1).
+
+    ``eps=None`` (default): PRR generation starts from the melt-matched latent
+    (:meth:`InflationSchedule.generation_latent_std`); a float is upstream's ``--eps``.
 
     Writes ``{data}_{sched}[_net]_{melt|rdtrp|gen}_results.npz`` and
     ``{data}_{sched}[_net]_sim_params.json`` into ``save_dir`` when given.
@@ -233,7 +261,7 @@ def run_simulations(flow: Any, schedule: InflationSchedule, W: np.ndarray, x_is:
     out = {"melt": melt(flow, schedule, W, x_is, t_melt, solver=solver, save_every=save_freq)}
     out["rdtrp"] = from_latent(flow, schedule, W, out["melt"].final_es, t_gen, solver=solver, save_every=save_freq)
     n = out["melt"].xs_es.shape[1]
-    out["gen"] = from_latent(flow, schedule, W, sample_latent(schedule, n, eps=eps, seed=seed), t_gen,
+    out["gen"] = from_latent(flow, schedule, W, sample_latent(schedule, n, eps=eps, seed=seed, t_end=float(t_gen[0])), t_gen,
                              solver=solver, save_every=save_freq)
     if save_dir is not None:
         folder = Path(save_dir)

@@ -230,6 +230,43 @@ class InflationSchedule:
         std[self.dims_to_keep:] = math.sqrt(e)
         return std * self.end_vars
 
+    def melt_latent_var(self, t_end: float) -> np.ndarray:
+        """Per-dimension variance [d] of the melt's latent z(T) = s(T) u(T) for data whose ES
+        coordinates have variances xi: s(T)^2 (xi_i + gamma_i(T)) (spec §9 "validation targets").
+
+        Kept dimensions give ~A0^2; PRR compressed dimensions give a tiny value (e.g. ~2e-9 on
+        the digits with k = 13), which is the latent variance generation must start from.
+        """
+        T = real_scalar(t_end, "t_end", allow_inf=False)
+        return (self.s(T)[0] ** 2) * (np.asarray(self.xi) + self.gamma(T)[0])
+
+    def generation_latent_std(self, eps: float | None, t_end: float) -> np.ndarray:
+        """Std [d] of the generation latent z(T) (§5.1 gen), validated against the melt.
+
+        ``eps=None`` (the default everywhere since issue 13): kept dims A0, PRR compressed dims the
+        melt-matched std sqrt(s(T)^2 (xi_i + gamma_i(T))) (:meth:`melt_latent_var`). A float
+        ``eps`` gives upstream's diag([A0^2]*k + [A0^2 eps]*(d-k)); for PRR a RuntimeWarning is
+        raised when A0^2 eps exceeds 100x the largest melt-matched compressed variance, because
+        generation then explodes: upstream's default eps = 1 starts the compressed dims ~1e4 std
+        away from where the flow puts data (measured std 838 on a toy), and nothing shrinks them
+        back. PRP always uses A0 I.
+        """
+        if self.is_prp:
+            return self.latent_std(1.0)
+        if eps is None:
+            std = np.full(self.data_dim, float(self.end_vars))
+            std[self.dims_to_keep:] = np.sqrt(self.melt_latent_var(t_end)[self.dims_to_keep:])
+            return std
+        std = self.latent_std(eps)
+        matched = float(self.melt_latent_var(t_end)[self.dims_to_keep:].max())
+        if std[-1] ** 2 > 100.0 * matched:
+            warnings.warn(
+                f"PRR generation with eps = {eps:g}: the compressed latent dims get variance {std[-1] ** 2:.3g} but the melt "
+                f"puts data at <= {matched:.3g} there (s(T)^2 (xi + gamma(T)), T = {float(t_end):g}); the generated samples "
+                f"will blow up by ~{math.sqrt(std[-1] ** 2 / matched):.3g}x in those directions. Pass eps=None for the "
+                "melt-matched latent (or eps close to that value).", RuntimeWarning, stacklevel=3)
+        return std
+
     def check_reaches_gaussian(self, t_max: float, *, ratio: float = 100.0) -> bool:
         """Warn (RuntimeWarning) unless gamma*(T) >= ratio * xi* (§2.3 caveat); returns the test result.
 

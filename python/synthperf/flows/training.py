@@ -63,13 +63,15 @@ class TrainConfig:
 
 
 def ifs_loss(net: IFsPrecond, y_es: torch.Tensor, t_min: float, t_max: float,
-             generator: torch.Generator | None = None) -> torch.Tensor:
-    """Per-sample loss [B] = sum_i (w_i (D_i - y_i))^2 with t ~ U[t_min, t_max] (§2.2)."""
+             generator: torch.Generator | None = None, labels: torch.Tensor | None = None) -> torch.Tensor:
+    """Per-sample loss [B] = sum_i (w_i (D_i - y_i))^2 with t ~ U[t_min, t_max] (§2.2).
+
+    ``labels`` (int64 [B]) for a class-conditional network (the denoiser of p(x | label))."""
     B = y_es.shape[0]
     t = t_min + (t_max - t_min) * torch.rand(B, generator=generator, dtype=y_es.dtype)
     gamma = net.coefficients(t)["gamma"].to(y_es.dtype)
     n = torch.randn(y_es.shape, generator=generator, dtype=y_es.dtype) * gamma.sqrt()
-    D, w = net(y_es + n, t)
+    D, w = net(y_es + n, t, labels)
     return ((w * (D - y_es)) ** 2).sum(dim=1)
 
 
@@ -100,7 +102,8 @@ def train(net: IFsPrecond, sample_fn: Callable[[int, np.random.Generator], np.nd
           name: str = "network") -> TrainState:
     """Train ``net`` on batches ``sample_fn(batch, rng) -> y_es [batch, d]`` (fresh draws per step).
 
-    Returns the final :class:`TrainState` (``state.ema`` is the network to use).
+    For a class-conditional ``net`` (``net.num_classes > 0``) ``sample_fn`` returns
+    ``(y_es [batch, d], labels int64 [batch])``. Returns the final :class:`TrainState` (``state.ema`` is the network to use).
     """
     torch.manual_seed(cfg.seed)
     rng = np.random.default_rng(cfg.seed)
@@ -114,8 +117,13 @@ def train(net: IFsPrecond, sample_fn: Callable[[int, np.random.Generator], np.nd
         gen.manual_seed(cfg.seed * 1_000_003 + state.step)
     with progress_task("train", cfg.steps - state.step) as advance:
         while state.step < cfg.steps:
-            y = torch.as_tensor(sample_fn(cfg.batch, rng), dtype=torch.float32)
-            loss = ifs_loss(net, y, cfg.t_min, cfg.t_max, gen).sum() / cfg.batch
+            draw = sample_fn(cfg.batch, rng)
+            labels = None
+            if isinstance(draw, tuple):
+                draw, labels = draw
+                labels = torch.as_tensor(np.asarray(labels), dtype=torch.long)
+            y = torch.as_tensor(draw, dtype=torch.float32)
+            loss = ifs_loss(net, y, cfg.t_min, cfg.t_max, gen, labels).sum() / cfg.batch
             opt.zero_grad(set_to_none=True)
             loss.backward()
             _clean_grads(net)
@@ -140,7 +148,9 @@ def train(net: IFsPrecond, sample_fn: Callable[[int, np.random.Generator], np.nd
 # ----------------------------------------------------------------------------- checkpoints
 def save_checkpoint(path: str | Path, state: TrainState, cfg: TrainConfig) -> Path:
     """Write ``path.safetensors`` + ``path.json``; returns the JSON path."""
-    from safetensors.torch import save_file
+    from safetensors.torch import save
+
+    from ..experiments.store import atomic_write_bytes
 
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -150,14 +160,15 @@ def save_checkpoint(path: str | Path, state: TrainState, cfg: TrainConfig) -> Pa
     for idx, st in opt_state["state"].items():
         for key, val in st.items():
             tensors[f"opt.{idx}.{key}"] = torch.as_tensor(val).detach().clone().contiguous()
-    save_file(tensors, str(path.with_suffix(".safetensors")))
+    atomic_write_bytes(path.with_suffix(".safetensors"), save(tensors))
     net = state.net
     meta = {"format": CHECKPOINT_FORMAT, "step": state.step, "config": asdict(cfg),
             "schedule": net.schedule.to_dict(), "W": net.W.double().tolist(), "space": net.space,
             "image_shape": list(net.image_shape) if net.image_shape else None, "xi_min": net.xi_min,
             "backbone": {"kind": type(net.backbone).__name__, "config": net.backbone.config},
+            "data_mean": None if net.data_mean is None else [float(v) for v in net.data_mean],
             "losses_tail": (state.losses or [])[-100:]}
-    path.with_suffix(".json").write_text(json.dumps(meta))
+    atomic_write_bytes(path.with_suffix(".json"), json.dumps(meta).encode())
     return path.with_suffix(".json")
 
 
@@ -179,7 +190,8 @@ def load_network(path: str | Path, *, use_ema: bool = True) -> IFsPrecond:
     meta = _read_meta(path)
     net = IFsPrecond(build_backbone(meta["backbone"]["kind"], meta["backbone"]["config"]),
                      InflationSchedule.from_dict(meta["schedule"]), np.asarray(meta["W"]), space=meta["space"],
-                     image_shape=meta["image_shape"], xi_min=meta.get("xi_min", 1e-6))
+                     image_shape=meta["image_shape"], xi_min=meta.get("xi_min", 1e-6),
+                     data_mean=meta.get("data_mean"))
     try:
         tensors = load_file(str(path.with_suffix(".safetensors")))
     except Exception as exc:  # safetensors raises its own error types for corrupt files

@@ -1,0 +1,252 @@
+"""Library entry points of inflationary flows: :func:`train` and :func:`simulate`.
+
+The CLI (``synthperf flows train|simulate``), the experiments ``flows`` task and
+:mod:`synthperf.flows.digits` all call these (issue 14), so no caller drives typer commands.
+
+Data sources (exactly one per call):
+
+- ``data_name``: a toy of :mod:`.toy_data` (fresh draws every training step, spec §2.3);
+- ``data``: an image ZIP written by ``dataset-tool`` (pixels mapped to [-1, 1], spec §1.3,
+  labels from its ``dataset.json``);
+- ``images``: an array [n, d] or [n, C, R, R] already in model units (e.g. [-1, 1] pixels),
+  with optional ``labels`` int [n].
+
+``class_conditional=True`` trains a label-conditioned denoiser D(u, t, label) (one network, label
+embedding added to the time embedding, as EDM's ``label_dim``); simulations then pass each
+particle's label. ``center=True`` subtracts the training mean before the flow (a deviation from
+spec §1.3, stored in the checkpoint as ``data_mean`` and undone by :func:`simulate`).
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Optional
+
+import numpy as np
+
+from .._validation import positive_int
+from .pfode import Trajectory, run_simulations
+from .schedules import InflationSchedule
+
+BACKBONES = ("auto", "mlp", "unet")
+
+
+@dataclass
+class TrainResult:
+    """Outcome of :func:`train`: ``checkpoint`` (the ``.json`` of safetensors + JSON), the EMA
+    network ``net`` (eval mode), steps done, mean loss of the last 50 steps and wall seconds."""
+
+    checkpoint: Path
+    net: Any
+    steps: int
+    final_loss: float
+    seconds: float
+
+
+@dataclass
+class SimulationResult:
+    """Trajectories ``melt``/``rdtrp``/``gen`` (:class:`~synthperf.flows.pfode.Trajectory`, in the
+    possibly centred coordinates), the simulated data ``x`` [N, d] (model units, uncentred), the
+    particle ``labels`` (int64 [N] or None) and the network's ``data_mean`` (or None)."""
+
+    trajectories: dict[str, Trajectory]
+    x: np.ndarray
+    labels: Optional[np.ndarray]
+    data_mean: Optional[np.ndarray]
+    schedule: InflationSchedule
+
+    def final(self, key: str) -> np.ndarray:
+        """Final unscaled state u(t_end) in image space [N, d], in data (uncentred) units."""
+        u = self.trajectories[key].tilde_xs[-1]
+        return u if self.data_mean is None else u + self.data_mean
+
+    @property
+    def roundtrip_mse(self) -> float:
+        """mean((u_rdtrp(0) - x)^2) in data units (issue 13 fix: not the scaled state z = s u)."""
+        return float(np.mean((self.final("rdtrp") - self.x) ** 2))
+
+
+def _exactly_one(**sources: Any) -> str:
+    given = [k for k, v in sources.items() if v is not None]
+    if len(given) != 1:
+        raise ValueError(f"give exactly one data source of {sorted(sources)}, got {given or 'none'}")
+    return given[0]
+
+
+def load_images(data: str | Path, max_images: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Images [n, C, R, R] in [-1, 1] (float32) and labels int64 [n] (-1 = unlabelled) of a ZIP."""
+    from .dataset_tool import ImageZipDataset
+
+    with ImageZipDataset(data) as ds:
+        imgs = ds.array(max_images)
+        labels = ds.labels[: imgs.shape[0]].copy()
+    return imgs, labels
+
+
+def _image_arrays(images: Any, labels: Any) -> tuple[np.ndarray, tuple[int, ...], np.ndarray | None]:
+    arr = np.asarray(images)
+    if arr.ndim not in (2, 4) or not np.issubdtype(arr.dtype, np.floating):
+        raise TypeError(f"images must be a float array [n, d] or [n, C, R, R], got dtype {arr.dtype}, shape {arr.shape}")
+    if not np.isfinite(arr).all():
+        raise ValueError("images contain NaN or inf")
+    shape = tuple(arr.shape[1:]) if arr.ndim == 4 else (1, *(2 * (int(round(np.sqrt(arr.shape[1]))),)))
+    if int(np.prod(shape)) != int(np.prod(arr.shape[1:])):
+        shape = (arr.shape[1],)  # not a square single-channel image: ES/MLP only
+    flat = arr.reshape(arr.shape[0], -1).astype(np.float64)
+    lab = None
+    if labels is not None:
+        lab = np.asarray(labels)
+        if lab.ndim != 1 or not np.issubdtype(lab.dtype, np.integer):
+            raise TypeError(f"labels must be a 1-D integer array, got dtype {lab.dtype}, shape {lab.shape}")
+        if lab.shape[0] != flat.shape[0]:
+            raise ValueError(f"labels has {lab.shape[0]} entries but images has {flat.shape[0]}")
+        lab = lab.astype(np.int64)
+    return flat, shape, lab
+
+
+def train(outdir: str | Path, *, data_name: str | None = None, data: str | Path | None = None, images: Any = None,
+          labels: Any = None, dims_to_keep: int | None = None, rho: float = 1.0, gamma0: float = 5e-4,
+          g_type: str = "orig", inflation_gap: float = 1.0, end_vars: float = 1.0, tmax: float = 7.01,
+          steps: int = 2000, batch: int = 512, lr: float = 2e-3, width: int = 128, depth: int = 3, seed: int = 0,
+          resume: str | Path | None = None, class_conditional: bool = False, center: bool = False,
+          backbone: str = "auto", lr_rampup_samples: int | None = None, ema_halflife_samples: int | None = None,
+          checkpoint_every: int = 0, name: str = "network") -> TrainResult:
+    """Train a preconditioned denoiser (spec §2) and write ``outdir/{name}.safetensors/.json``.
+
+    Toys: ES ``ToyMLP`` with Fourier features. Images: ``backbone="mlp"`` an ES ``ToyMLP``
+    without Fourier features (``"auto"`` for d <= 256: ~10x faster than the UNet on CPU at
+    8x8), ``"unet"`` the IS ``SmallUNet`` (spec §2.4). The preconditioner floors xi at
+    1e-3 xi* for images (constant pixels have xi = 0). ``resume`` continues a checkpoint.
+    """
+    import torch
+
+    with torch.random.fork_rng(devices=[]):  # deterministic init for a fixed seed; global RNG left untouched
+        torch.manual_seed(seed)
+        return _train(outdir, data_name, data, images, labels, dims_to_keep, rho, gamma0, g_type, inflation_gap,
+                      end_vars, tmax, steps, batch, lr, width, depth, seed, resume, class_conditional, center, backbone,
+                      lr_rampup_samples, ema_halflife_samples, checkpoint_every, name)
+
+
+def _train(outdir, data_name, data, images, labels, dims_to_keep, rho, gamma0, g_type, inflation_gap, end_vars, tmax,
+           steps, batch, lr, width, depth, seed, resume, class_conditional, center, backbone, lr_rampup_samples,
+           ema_halflife_samples, checkpoint_every, name) -> TrainResult:
+    from .networks import IFsPrecond, SmallUNet, ToyMLP
+    from .training import TrainConfig
+    from .training import train as train_loop
+
+    source = _exactly_one(data_name=data_name, data=data, images=images)
+    if backbone not in BACKBONES:
+        raise ValueError(f"backbone must be one of {BACKBONES}, got {backbone!r}")
+    extra = {k: v for k, v in (("lr_rampup_samples", lr_rampup_samples), ("ema_halflife_samples", ema_halflife_samples))
+             if v is not None}
+    cfg = TrainConfig(steps=steps, batch=batch, lr=lr, t_max=tmax, seed=seed, checkpoint_every=checkpoint_every, **extra)
+    sched_kw = dict(dims_to_keep=dims_to_keep, rho=rho, gamma0=gamma0, g_type=g_type, inflation_gap=inflation_gap,
+                    end_vars=end_vars)
+    if source == "data_name":
+        from .toy_data import make_toy
+
+        if class_conditional or center:
+            raise ValueError("class_conditional and center need labelled image data (data= or images=), not a toy")
+        sch, W = InflationSchedule.from_data(make_toy(data_name, 70_000, seed=seed + 1_000_003), **sched_kw)
+        sch.check_reaches_gaussian(tmax)
+        net = IFsPrecond(ToyMLP(sch.data_dim, width=width, depth=depth), sch, W)
+        sample = lambda b, rng: make_toy(data_name, b, seed=int(rng.integers(1 << 31))) @ W  # noqa: E731
+    else:
+        if source == "data":
+            images, zip_labels = load_images(data)
+            labels = zip_labels if labels is None else labels
+        flat, shape, lab = _image_arrays(images, labels)
+        num_classes = 0
+        if class_conditional:
+            if lab is None or (lab < 0).any():
+                raise ValueError("class_conditional=True needs a label (>= 0) for every image")
+            num_classes = int(lab.max()) + 1
+        mean = flat.mean(axis=0) if center else None
+        fit = flat - mean if center else flat
+        sch, W = InflationSchedule.from_data(fit, **sched_kw)
+        sch.check_reaches_gaussian(tmax)
+        d = sch.data_dim
+        kind = ("mlp" if d <= 256 else "unet") if backbone == "auto" else backbone
+        if kind == "unet":
+            if len(shape) != 3:
+                raise ValueError(f"backbone='unet' needs square images [n, C, R, R], got image shape {shape}")
+            C, R = shape[0], shape[1]
+            bb = SmallUNet(C, R, channels=max(8, width // 4), mults=(1, 2) if R <= 8 else (1, 2, 2),
+                           num_classes=num_classes)
+            net = IFsPrecond(bb, sch, W, space="IS", image_shape=shape, xi_min=1e-3 * sch.xi_star, data_mean=mean)
+        else:
+            bb = ToyMLP(d, width=width, depth=depth, fourier_features=0, num_classes=num_classes)
+            net = IFsPrecond(bb, sch, W, xi_min=1e-3 * sch.xi_star, data_mean=mean)
+        fit_es = fit @ W
+
+        def sample(b: int, rng: np.random.Generator):
+            idx = rng.integers(0, fit_es.shape[0], b)
+            return (fit_es[idx], lab[idx]) if num_classes else fit_es[idx]
+
+    t0 = time.perf_counter()
+    state = train_loop(net, sample, cfg, checkpoint_dir=outdir, resume=resume, name=name)
+    losses = state.losses or [float("nan")]
+    return TrainResult(checkpoint=Path(outdir) / f"{name}.json", net=state.ema.eval(), steps=state.step,
+                       final_loss=float(np.mean(losses[-50:])), seconds=time.perf_counter() - t0)
+
+
+def simulate(save_dir: str | Path | None = None, *, data_name: str | None = None, data: str | Path | None = None,
+             images: Any = None, labels: Any = None, network: Any = None, dims_to_keep: int | None = None,
+             rho: float = 1.0, gamma0: float = 5e-4, g_type: str = "orig", inflation_gap: float = 1.0,
+             end_vars: float = 1.0, steps: int = 1501, h: float = 1e-2, grid: str = "ifs", end_time: float = 15.01,
+             eps_s: float = 1e-2, eps: float | None = None, save_freq: int = 10, total_samples: int = 2000,
+             solver: str = "euler", mode: str = "stable", backend: str | None = None, seed: int = 0) -> SimulationResult:
+    """melt, roundtrip and gen (spec §5) on ``total_samples`` points of one data source.
+
+    ``network``: a checkpoint path or a loaded ``IFsPrecond``; None uses the discrete score of
+    the same points (spec §3). Images default to all points when ``total_samples`` exceeds
+    them; a seeded permutation picks the subset. A class-conditional network gets each point's
+    label for melt and roundtrip, and generation uses the same labels (so the generated set has
+    the class mix of the melted batch). ``eps=None``: melt-matched PRR latent (see
+    :meth:`InflationSchedule.generation_latent_std`). Files as :func:`run_simulations`.
+    """
+    from .pfode import DenoiserFlow, DiscreteFlow
+
+    source = _exactly_one(data_name=data_name, data=data, images=images)
+    n = positive_int(total_samples, "total_samples")
+    lab = None
+    if source == "data_name":
+        from .toy_data import make_toy
+
+        x = make_toy(data_name, n, seed=seed)
+        tag = data_name
+    else:
+        if source == "data":
+            images, zip_labels = load_images(data)
+            labels = zip_labels if labels is None else labels
+            tag = Path(data).stem
+        else:
+            tag = "images"
+        x, _, lab = _image_arrays(images, labels)
+        if n < x.shape[0]:
+            idx = np.sort(np.random.default_rng(seed).permutation(x.shape[0])[:n])
+            x, lab = x[idx], (lab[idx] if lab is not None else None)
+    mean = None
+    if network is None:
+        sch, W = InflationSchedule.from_data(x, dims_to_keep=dims_to_keep, rho=rho, gamma0=gamma0, g_type=g_type,
+                                             inflation_gap=inflation_gap, end_vars=end_vars)
+        flow = DiscreteFlow(x @ W, mode=mode, backend=backend)
+        x_flow = x
+    else:
+        from .training import load_network
+
+        net = load_network(network) if isinstance(network, (str, Path)) else network
+        sch, W = net.schedule, net.W.double().numpy()
+        mean = net.data_mean
+        if net.num_classes and (lab is None or (lab < 0).any() or lab.max() >= net.num_classes):
+            raise ValueError(f"the network is class-conditional ({net.num_classes} classes): every point needs a "
+                             "label in [0, num_classes)")
+        flow = DenoiserFlow(net.denoise, labels=lab if net.num_classes else None)
+        x_flow = x if mean is None else x - mean
+    trajectories = run_simulations(
+        flow, sch, W, x_flow, data_name=tag, save_dir=save_dir, steps=steps, h=h, grid=grid, end_time=end_time,
+        eps_s=eps_s, solver=solver, eps=eps, save_freq=save_freq, seed=seed,
+        extra_params={"network": str(network) if isinstance(network, (str, Path)) else None,
+                      "data_mean": None if mean is None else mean.tolist()})
+    return SimulationResult(trajectories, x, lab, mean, sch)
