@@ -47,6 +47,36 @@ class SDDecoder(nn.Module):
         return self.vae.decode(z / self.scaling_factor + self.shift_factor, return_dict=False)[0]
 
 
+class PixelDenoiser(nn.Module):
+    """x0_hat from a class-conditional pixel-space UNet2DModel (conditional branch, unscaled input).
+
+    forward(z (B,C,H,W) pixels in about [-1,1], t 0-d, sqrt_ab 0-d, sqrt_1mab 0-d, labels (B,) int64)
+    -> x0_hat (B,C,H,W); epsilon / v_prediction as :class:`SDDenoiser`, ``sample`` returns the output.
+    """
+
+    def __init__(self, unet: nn.Module, prediction_type: str) -> None:
+        super().__init__()
+        if prediction_type not in SD_PREDICTION_TYPES + ("sample",):
+            raise ValueError(f"prediction_type {prediction_type!r} is not supported for pixel guidance: "
+                             f"expected one of {SD_PREDICTION_TYPES + ('sample',)}")
+        self.unet, self.prediction_type = unet, prediction_type
+
+    def forward(self, z, t, sqrt_ab, sqrt_1mab, labels):
+        out = self.unet(z, t, class_labels=labels, return_dict=False)[0]
+        if self.prediction_type == "epsilon":
+            return (z - sqrt_1mab * out) / sqrt_ab
+        if self.prediction_type == "v_prediction":
+            return sqrt_ab * z - sqrt_1mab * out
+        return out
+
+
+class PixelDecoder(nn.Module):
+    """Pixel space has no VAE: the "decoded" image is z itself, grey (1 channel) replicated to 3."""
+
+    def forward(self, z):
+        return z.expand(-1, 3, -1, -1) if z.shape[1] == 1 else z
+
+
 def unpack_flux_latents(latents: torch.Tensor, h: int, w: int) -> torch.Tensor:
     """(B, (h/2)(w/2), 4C) packed FLUX latents -> (B, C, h, w) (h, w in latent pixels)."""
     B, _, ch = latents.shape

@@ -59,23 +59,43 @@ def digits_images(size: int = 16) -> tuple[torch.Tensor, torch.Tensor]:
     return x.clamp(0, 1).repeat(1, 3, 1, 1), torch.as_tensor(d.target, dtype=torch.long)
 
 
+def _upsample_digits(x01: Any, y: Any, *, size: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """(N, 64) [0,1] digits + (N,) labels -> (N, 3, size, size) as :func:`digits_images`, (N,) int64."""
+    import numpy as np
+
+    x = np.asarray(x01, dtype=np.float32)
+    lab = np.asarray(y)
+    if x.ndim != 2 or x.shape[1] != 64:
+        raise ValueError(f"data[0] must have shape (N, 64) (8x8 digits), got {x.shape}")
+    if lab.shape != (x.shape[0],) or not np.issubdtype(lab.dtype, np.integer):
+        raise ValueError(f"data[1] must be ({x.shape[0]},) integers, got shape {lab.shape} dtype {lab.dtype}")
+    if lab.size and (lab.min() < 0 or lab.max() > 9):
+        raise ValueError("data[1] labels must lie in 0..9")
+    t = torch.as_tensor(x).view(-1, 1, 8, 8)
+    t = torch.nn.functional.interpolate(t, size=(size, size), mode="bilinear", align_corners=False)
+    return t.clamp(0, 1).repeat(1, 3, 1, 1), torch.as_tensor(lab, dtype=torch.long)
+
+
 def train_digits_classifier(*, size: int = 16, width: int = 8, epochs: int = 15, batch_size: int = 64,
                             lr: float = 3e-3, val_fraction: float = 0.2, seed: int = 0,
-                            max_train: int | None = None) -> tuple[SmallResNet, ClassifierInfo]:
+                            max_train: int | None = None, data: tuple[Any, Any] | None = None
+                            ) -> tuple[SmallResNet, ClassifierInfo]:
     """Train the embedded digits default (SmallResNet, Adam, cross-entropy) on CPU in seconds.
 
     The split is a seeded random permutation (not stratified); mean/std are the training
-    pixels' (one value for all 3 channels). Returns the eval-mode model and its
-    :class:`ClassifierInfo` (val_accuracy on the held-out part).
+    pixels' (one value for all 3 channels). ``data``: optional ``(x01, y)`` with x01 (N, 64)
+    float in [0, 1] (8x8 digits, row-major) and y (N,) ints in 0..9, used instead of all of
+    scikit-learn's digits (e.g. a training split or a long-tailed subset). Returns the
+    eval-mode model and its :class:`ClassifierInfo` (val_accuracy on the held-out part).
     """
     for name, v in (("size", size), ("width", width), ("epochs", epochs), ("batch_size", batch_size)):
         if isinstance(v, bool) or not isinstance(v, int) or v < 1:
             raise ValueError(f"{name} must be a positive integer, got {v!r}")
     if size < 8:
         raise ValueError(f"size must be >= 8 (the ResNet downsamples twice), got {size}")
-    if not 0.0 < val_fraction < 1.0:
-        raise ValueError(f"val_fraction must lie in (0, 1), got {val_fraction}")
-    x, y = digits_images(size)
+    if not 0.0 <= val_fraction < 1.0:
+        raise ValueError(f"val_fraction must lie in [0, 1), got {val_fraction}")
+    x, y = digits_images(size) if data is None else _upsample_digits(*data, size=size)
     g = torch.Generator().manual_seed(seed)
     perm = torch.randperm(len(y), generator=g)
     n_val = round(val_fraction * len(y))
@@ -98,18 +118,23 @@ def train_digits_classifier(*, size: int = 16, width: int = 8, epochs: int = 15,
             loss.backward()
             opt.step()
     model.eval()
-    with torch.no_grad():
-        acc = float((model(norm(x[val])).argmax(1) == y[val]).float().mean())
+    acc = None
+    if n_val:
+        with torch.no_grad():
+            acc = float((model(norm(x[val])).argmax(1) == y[val]).float().mean())
     info = ClassifierInfo(mean=(mean,) * 3, std=(std,) * 3, size=size, class_names=list(DIGIT_NAMES),
                           arch="SmallResNet", n_classes=10, width=width, val_accuracy=acc)
     return model.requires_grad_(False), info
 
 
-def digits_hardness(model: nn.Module, info: ClassifierInfo, *, shrinkage: float | None = None):
-    """Fit :class:`~synthperf.guidance.criteria.HardnessCriterion` on the digits' real features."""
+def digits_hardness(model: nn.Module, info: ClassifierInfo, *, shrinkage: float | None = None,
+                    data: tuple[Any, Any] | None = None):
+    """Fit :class:`~synthperf.guidance.criteria.HardnessCriterion` on the digits' real features
+    (all of scikit-learn's digits, or ``data=(x01 (N,64), y (N,))`` as in :func:`train_digits_classifier`)."""
     from .criteria import HardnessCriterion
 
-    x, y = digits_images(int(info.size or 16))
+    size = int(info.size or 16)
+    x, y = digits_images(size) if data is None else _upsample_digits(*data, size=size)
     mean = torch.tensor(info.mean).view(1, -1, 1, 1)
     std = torch.tensor(info.std).view(1, -1, 1, 1)
     with torch.no_grad():

@@ -148,6 +148,19 @@ class _GuidedSamplingMixin:
         return FeedbackGuidedOutput(images.float().cpu(), crit_np, bad.cpu().numpy(), seeds, regenerated)
 
 
+def family_of_entries(entries: Mapping[str, Any]) -> type:
+    """The pipeline class for a model_index.json mapping: FLUX, pixel-space or SD family."""
+    if "transformer" in entries and "unet" not in entries:
+        from .pipeline_flux import FeedbackGuidedFluxPipeline
+
+        return FeedbackGuidedFluxPipeline
+    if "unet" in entries and "vae" not in entries and "text_encoder" not in entries:
+        from .pipeline_pixel import FeedbackGuidedPixelPipeline
+
+        return FeedbackGuidedPixelPipeline
+    return FeedbackGuidedPipeline
+
+
 class FeedbackGuidedPipeline(DiffusionPipeline, _GuidedSamplingMixin):
     """Stable-Diffusion-family pipeline with classifier feedback guidance (spec §2).
 
@@ -169,6 +182,10 @@ class FeedbackGuidedPipeline(DiffusionPipeline, _GuidedSamplingMixin):
             from .pipeline_flux import FeedbackGuidedFluxPipeline
 
             cls = FeedbackGuidedFluxPipeline
+        elif cls is FeedbackGuidedPipeline and "unet" in kwargs and "vae" not in kwargs and not args:
+            from .pipeline_pixel import FeedbackGuidedPixelPipeline
+
+            cls = FeedbackGuidedPixelPipeline
         return super().__new__(cls)
 
     def __init__(self, vae, text_encoder, tokenizer, unet, scheduler, classifier: nn.Module | None = None) -> None:
@@ -230,12 +247,29 @@ class FeedbackGuidedPipeline(DiffusionPipeline, _GuidedSamplingMixin):
             entries = json.loads(index.read_text(encoding="utf-8"))
         except (json.JSONDecodeError, UnicodeDecodeError) as exc:
             raise ValueError(f"{str(index)!r} is not valid JSON: {exc}") from None
-        target = cls
-        if cls is FeedbackGuidedPipeline and "transformer" in entries and "unet" not in entries:
-            from .pipeline_flux import FeedbackGuidedFluxPipeline
-
-            target = FeedbackGuidedFluxPipeline
+        target = family_of_entries(entries) if cls is FeedbackGuidedPipeline else cls
         return target.from_pretrained(str(p), classifier=classifier, local_files_only=True, **kwargs)
+
+    @classmethod
+    def from_pretrained(cls, pretrained_model_name_or_path, **kwargs: Any):
+        """``DiffusionPipeline.from_pretrained``; on this base class a LOCAL folder picks its family.
+
+        A folder with ``transformer`` (no ``unet``) loads as FeedbackGuidedFluxPipeline, one with
+        ``unet`` but neither ``vae`` nor ``text_encoder`` (a class-conditional pixel UNet) as
+        FeedbackGuidedPixelPipeline; anything else as the SD family.
+        """
+        import json
+
+        index = Path(str(pretrained_model_name_or_path)) / "model_index.json"
+        if cls is FeedbackGuidedPipeline and index.is_file():
+            try:
+                entries = json.loads(index.read_text(encoding="utf-8"))
+            except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+                raise ValueError(f"{str(index)!r} is not valid JSON: {exc}") from None
+            target = family_of_entries(entries)
+            if target is not cls:
+                return target.from_pretrained(pretrained_model_name_or_path, **kwargs)
+        return super().from_pretrained(pretrained_model_name_or_path, **kwargs)
 
     # ------------------------------------------------------------------ prompts
     def _encode(self, prompts: list[str], device) -> torch.Tensor:
