@@ -6,7 +6,9 @@ Run:  pytest benchmarks/bench_flows.py --benchmark-only -q   (threads pinned to 
   (logits from one matmul per query chunk, softmax, matmul) and vs upstream's per-data-point
   Python loop (one ODE step);
 - peak-memory growth of one cpu evaluation (fresh subprocess, ru_maxrss);
-- a 700-step Euler melt of 10 000 particles against 10 000 data points (fused integrate_discrete).
+- a 700-step Euler melt of 10 000 particles against 10 000 data points (fused integrate_discrete);
+- class-conditional digits generation (issue 13): 900 images, the demo network size (ES MLP
+  width 256, depth 3), vp_ode grid with 48 Heun steps (94 NFE), untrained weights (timing only).
 """
 from __future__ import annotations
 
@@ -117,3 +119,22 @@ def test_melt_700_steps_10k(benchmark):
     times = ifs_times(701, 1e-2)
     benchmark.pedantic(melt, args=(flow, sch, W, x.astype(np.float32), times), kwargs={"save_every": 700},
                        rounds=1, iterations=1)
+
+
+def test_digits_generation_900(benchmark):
+    """Generation cost of :func:`synthperf.flows.digits.make_digits_synthetic` at the demo budget."""
+    from synthperf.flows import InflationSchedule
+    from synthperf.flows.digits import BUDGETS, digits_split, generate_digits
+    from synthperf.flows.networks import IFsPrecond, ToyMLP
+
+    x, _, _, _ = digits_split()
+    xc = 2.0 * x - 1.0
+    sch, W = InflationSchedule.from_data(xc - xc.mean(0))
+    b = BUDGETS["demo"]
+    torch.manual_seed(0)
+    net = IFsPrecond(ToyMLP(64, width=b["width"], depth=b["depth"], fourier_features=0, num_classes=10), sch, W,
+                     xi_min=1e-3 * sch.xi_star, data_mean=xc.mean(0)).eval()
+    labels = np.repeat(np.arange(10), 90)
+    traj = benchmark.pedantic(generate_digits, args=(net, labels), kwargs={"n_iters": b["n_iters"], "solver": b["solver"]},
+                              rounds=2, iterations=1)
+    assert np.isfinite(traj.tilde_xs[-1]).all()
