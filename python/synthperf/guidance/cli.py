@@ -1,4 +1,4 @@
-"""``synthperf guidance`` commands: plan | generate | train-digits.
+"""``synthperf guidance`` commands: plan | generate | train-digits | digits-diffusion | longtail.
 
 - ``plan OUT.csv --output-dir DIR --target N [--class-counts counts.json | --class-names a,b,...]``
   writes one row per image (see :mod:`synthperf.guidance.plan`): with a class-count JSON it tops
@@ -9,6 +9,10 @@
   runs through ``--executor local|slurm|ray``.
 - ``train-digits --out DIR`` trains the embedded digits default classifier (scikit-learn
   digits, SmallResNet) and fits its hardness statistics.
+- ``digits-diffusion --out DIR --budget demo|full --seeds 0,1,2`` trains the class-conditional
+  pixel diffusion model on the CAS train half of the digits and reports CAS per seed.
+- ``longtail --out DIR --seeds 0,1,2`` runs the long-tailed top-up experiment
+  (:mod:`synthperf.guidance.longtail`): results.csv, summary.csv, longtail.png/.pdf.
 
 Models load only from local folders (``from_pretrained(local_dir, local_files_only=True)``).
 This module imports only typer and the standard library: ``plan`` runs without diffusers, and
@@ -168,3 +172,75 @@ def train_digits_cmd(
     path = save_classifier(model, info, out / "classifier.safetensors")
     digits_hardness(model, info).save(out / "hardness.safetensors")
     typer.echo(f"wrote {path} and {out / 'hardness.safetensors'} (validation accuracy {info.val_accuracy:.3f})")
+
+
+def _seed_list(text: str) -> list[int]:
+    try:
+        seeds = [int(s) for s in text.split(",") if s.strip()]
+    except ValueError:
+        raise ValueError(f"--seeds takes comma-separated integers, got {text!r}") from None
+    if not seeds:
+        raise ValueError("--seeds is empty")
+    return seeds
+
+
+@app.command("digits-diffusion")
+@_clean_errors
+def digits_diffusion_cmd(
+    out: Path = typer.Option(..., "--out", help="Folder for the trained diffusers model(s) and samples."),
+    budget: str = typer.Option("demo", "--budget", help="demo | full | tiny (see synthperf.guidance.digits.PRESETS)."),
+    seeds: str = typer.Option("0", "--seeds", help="Comma-separated seeds; one model per seed."),
+    per_class: int = typer.Option(100, "--per-class", help="Synthetic images per class for CAS."),
+) -> None:
+    """Train the class-conditional digits diffusion model on the CAS train half; report CAS per seed."""
+    import numpy as np
+
+    from .digits import make_digits_synthetic
+    from .longtail import cas_score, digits_split
+
+    x_tr, y_tr, x_te, y_te = digits_split()
+    cas = []
+    for seed in _seed_list(seeds):
+        xs, ys, info = make_digits_synthetic(x_tr, y_tr, per_class, out_dir=out, seed=seed, budget=budget)
+        cas.append(cas_score(xs, ys, x_te, y_te, seed=seed))
+        typer.echo(f"seed {seed}: CAS {cas[-1]:.4f}  train {info['train_seconds']:.1f}s  sample "
+                   f"{info['sample_seconds']:.1f}s  model {info['model_dir']}")
+    if len(cas) > 1:
+        typer.echo(f"CAS mean {np.mean(cas):.4f} +- {np.std(cas, ddof=1) / np.sqrt(len(cas)):.4f} (SE, "
+                   f"{len(cas)} seeds), median {np.median(cas):.4f}")
+
+
+@app.command("longtail")
+@_clean_errors
+def longtail_cmd(
+    out: Path = typer.Option(..., "--out", help="Folder for models, results.csv, summary.csv, longtail.png/.pdf."),
+    seeds: str = typer.Option("0,1,2", "--seeds"),
+    budget: str = typer.Option("demo", "--budget", help="Diffusion preset: demo | full | tiny."),
+    fg_scale: float = typer.Option(0.02, "--fg-scale", help="w for every criterion."),
+    guidance_freq: int = typer.Option(5, "--guidance-freq", help="Guide when step i % F == 0."),
+    generator_data: str = typer.Option("longtail", "--generator-data", help="longtail | balanced."),
+    evaluator: str = typer.Option("resnet", "--evaluator", help="resnet | mlp (downstream classifier)."),
+    n_minority: int = typer.Option(8, "--n-minority", help="Images kept per minority class."),
+    n_minority_classes: int = typer.Option(3, "--n-minority-classes"),
+    classifier_epochs: int = typer.Option(15, "--classifier-epochs"),
+) -> None:
+    """Long-tailed digits: real-only vs unguided vs feedback-guided top-up (minority/overall accuracy +- SE)."""
+    from ..experiments.store import atomic_write_bytes
+    from .longtail import paired_difference, plot_longtail, run_longtail_experiment, summarize_longtail
+
+    df = run_longtail_experiment(seeds=_seed_list(seeds), out_dir=out, budget=budget, fg_scale=fg_scale,
+                                 guidance_freq=guidance_freq, generator_data=generator_data, evaluator=evaluator,
+                                 n_minority=n_minority, n_minority_classes=n_minority_classes,
+                                 classifier_epochs=classifier_epochs)
+    summary = summarize_longtail(df)
+    atomic_write_bytes(out / "results.csv", df.to_csv(index=False).encode("utf-8"))
+    atomic_write_bytes(out / "summary.csv", summary.to_csv(index=False).encode("utf-8"))
+    plot_longtail(df, out / "longtail")
+    typer.echo(summary.to_string(index=False, float_format=lambda v: f"{v:.4f}"))
+    for arm in ("loss", "entropy", "hardness"):
+        if arm in set(df["arm"]) and "unguided" in set(df["arm"]):
+            m, se, n = paired_difference(df, arm)
+            verdict = "beats" if m - 2 * se > 0 else ("is worse than" if m + 2 * se < 0 else "does not beat")
+            typer.echo(f"{arm} - unguided, minority accuracy: {m:+.4f} +- {se:.4f} (SE, {n} seeds): "
+                       f"{arm} guidance {verdict} unguided at 2 SE")
+    typer.echo(f"wrote {out / 'results.csv'}, {out / 'summary.csv'}, {out / 'longtail.png'} and .pdf")

@@ -116,8 +116,8 @@ def _train_eval(x: np.ndarray, y: np.ndarray, x_test: np.ndarray, y_test: np.nda
 
 
 def run_longtail_experiment(*, seeds: Sequence[int] = (0, 1, 2), out_dir: str | os.PathLike,
-                            arms: Sequence[str] = ARMS, budget: str | dict = "demo", fg_scale: float | dict = 0.1,
-                            guidance_freq: int = 1, n_minority_classes: int = 3, n_minority: int = 8,
+                            arms: Sequence[str] = ARMS, budget: str | dict = "demo", fg_scale: float | dict = 0.02,
+                            guidance_freq: int = 5, n_minority_classes: int = 3, n_minority: int = 8,
                             target: int | None = None, generator_data: str = "longtail", evaluator: str = "resnet",
                             classifier_epochs: int = 15):
     """Run the long-tail top-up experiment; returns a pandas DataFrame, one row per (seed, arm).
