@@ -4,6 +4,11 @@
   ``transformer`` (or loaded from a FLUX folder) it is a :class:`FeedbackGuidedFluxPipeline`
   (flow matching, x0_hat = z - sigma v);
 - criteria ``loss``, ``entropy``, ``hardness`` (:class:`HardnessCriterion`) and custom callables;
+- :class:`FeedbackGuidedPixelPipeline`: class-conditional pixel-space UNet2DModel (no VAE, no
+  text encoder), e.g. the digits model of :func:`train_digits_diffusion` /
+  :func:`make_digits_synthetic` (the shared demo contract);
+- :func:`run_longtail_experiment`: long-tailed digits topped up with real-only / unguided /
+  feedback-guided samples (``synthperf guidance longtail``);
 - :class:`FeedbackGuidanceStep`, the per-step guided update that runs eagerly or compiled;
 - classifiers: any torch ``nn.Module``, :class:`SmallResNet` (the embedded digits default,
   :func:`train_digits_classifier`), :class:`KerasTorchClassifier` (``tf`` extra, forward only);
@@ -19,6 +24,12 @@ _LAZY = {
     "FeedbackGuidedPipeline": ".pipeline",
     "FeedbackGuidedOutput": ".pipeline",
     "FeedbackGuidedFluxPipeline": ".pipeline_flux",
+    "FeedbackGuidedPixelPipeline": ".pipeline_pixel",
+    "make_digits_synthetic": ".digits",
+    "train_digits_diffusion": ".digits",
+    "run_longtail_experiment": ".longtail",
+    "summarize_longtail": ".longtail",
+    "plot_longtail": ".longtail",
     "FeatureClassifier": ".adapters",
     "SmallResNet": ".adapters",
     "KerasTorchClassifier": ".adapters",

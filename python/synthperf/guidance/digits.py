@@ -197,10 +197,22 @@ def train_digits_diffusion(x_train: np.ndarray, y_train: np.ndarray, *, out_dir:
 
 
 def load_digits_pipeline(model_dir: str | os.PathLike, classifier=None):
-    """``FeedbackGuidedPipeline.from_pretrained(model_dir)`` (a FeedbackGuidedPixelPipeline)."""
+    """``FeedbackGuidedPipeline.from_pretrained(model_dir)`` (a FeedbackGuidedPixelPipeline).
+
+    diffusers' loading bar follows :func:`synthperf.progress_enabled` (restored afterwards)."""
+    from diffusers.utils import logging as dlog
+
+    from ..progress import progress_enabled
     from .pipeline import FeedbackGuidedPipeline
 
-    return FeedbackGuidedPipeline.from_local(model_dir, classifier=classifier)
+    was = dlog.is_progress_bar_enabled()
+    if not progress_enabled():
+        dlog.disable_progress_bar()
+    try:
+        return FeedbackGuidedPipeline.from_local(model_dir, classifier=classifier)
+    finally:
+        if was:
+            dlog.enable_progress_bar()
 
 
 def _classifier_digest(model) -> str:
