@@ -1,43 +1,70 @@
-"""``synthperf demo``: the end-to-end job on scikit-learn's bundled digits (CPU, no downloads).
+"""``synthperf demo``: generators compared as SPPI sources on scikit-learn's bundled digits.
 
-1. Split the 1797 real digits (stratified, seed 0): half is the *training split*, half the
-   *pool* from which each trial draws n=15 real calibration points and 500 test points.
-   A small classifier (multinomial logistic regression on the 64 pixels) is trained on part of
-   the training split.
-2. Synthetic calibration data: GaFi's conditional BigGAN-deep (``synthperf.gafi``, digits
-   ``small`` preset, ~1-2 min on 2 cores; ``micro`` with ``quick``) is trained on the real training split, and
-   class-conditional samples are drawn with Dynamic Sample Filtering (DSF, tau = 0, the same
-   classifier as filter, at most 10 attempts per class).
-3. SPPI vs SC (real) vs SC (synthetic): randomized APS scores, n=15 real and N=1000 synthetic
-   calibration scores, alpha in {0.02, 0.05, 0.1, 0.2}, >= 200 trials (40 with ``quick``), run
-   through the experiments platform (a ``sppi`` config with ``data.kind: npz``) into
-   ``OUT/sppi``.
-4. Selective prediction: ``synthperf.selective.SoftmaxScore`` fitted on the 15 real points, its
-   threshold set from them alone, from the synthetic logits alone, and SPPI-powered
-   (``set_threshold(q, synthetic=..., beta=0.4)``); accepted fraction and selective risk on the
-   real test points, with the SPPI worst-case bounds.
-5. ``OUT/report.md`` with the figures (PNG + PDF) and tables, stating whether SPPI's sets were
-   smaller than SC's and whether every coverage lies in its guaranteed bounds.
+Real data -> synthetic data -> calibrated predictions, end to end on 2 CPU cores, nothing
+downloaded, no weights shipped (every generator trains from scratch):
+
+1. Split the 1797 digits (stratified, seed 0): half is the *training split* (generators and the
+   classifier see only it), half the *pool* from which each trial draws n=15 real calibration
+   points and 500 real test points. The classifier whose prediction sets we calibrate is a
+   multinomial logistic regression on half of the training split.
+2. Each generator family makes ``per_class`` labelled synthetic digits per class from the training
+   split (each module's ``make_digits_synthetic``, ``budget="demo"``): GaFi's conditional
+   BigGAN-deep with Dynamic Sample Filtering (:mod:`synthperf.gafi.digits`), a class-conditional
+   diffusers UNet (:mod:`synthperf.guidance.digits`) and a class-conditional inflationary flow
+   (:mod:`synthperf.flows.digits`).
+3. Quality of every synthetic set (:mod:`synthperf.metrics`): CAS, the real classifier's accuracy
+   on it per class, the Frechet distance on a digits feature network, and the two-sample
+   distance between real and synthetic calibration-score distributions (what SPPI depends on).
+4. Per generator: SPPI (SPI) vs SC (15 real points) vs SC (synthetic only, no guarantee) over
+   >= 200 trials through the experiments platform (``sppi`` task, ``data.kind: npz``).
+5. Selective prediction with the best generator, thresholds compared within a guarantee type.
+6. The long-tail feedback-guidance experiment in miniature, the flows trajectories, a sample
+   grid per generator, the timings, and ``OUT/report.md`` whose findings state their
+   uncertainty (:mod:`.demo_report`).
 """
 from __future__ import annotations
 
+import importlib
+import io
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
+from .._threads import configure_threads
 from ..progress import track
-from .reports import _pm, _se, _write_tables, plot_results, save_figure
 from .runner import run_experiment
 from .store import atomic_write_bytes, load_results, write_chunk
 
-__all__ = ["run_demo", "ALPHAS"]
+__all__ = ["GENERATORS", "GeneratorSpec", "ALPHAS", "QS", "run_demo", "digits_split"]
 
 ALPHAS = [0.02, 0.05, 0.1, 0.2]
 QS = [0.8, 0.9, 0.95]
+N_CAL, N_TEST, BETA = 15, 500, 0.4
 
 
-def _digits(seed: int):
+@dataclass(frozen=True)
+class GeneratorSpec:
+    """One generator family: ``module.make_digits_synthetic(..., **options)`` (shared contract)."""
+
+    key: str
+    label: str
+    module: str
+    options: dict[str, Any] = field(default_factory=dict)
+    quick_budget: str = "tiny"  # the module's smallest preset (``--quick``: plumbing, not quality)
+
+
+GENERATORS: tuple[GeneratorSpec, ...] = (
+    GeneratorSpec("gafi", "GaFi (BigGAN-deep + DSF)", "synthperf.gafi.digits", {"method": "gafi"}),
+    GeneratorSpec("diffusion", "diffusion (class-cond. UNet)", "synthperf.guidance.digits", {}),
+    GeneratorSpec("flows", "inflationary flow (PRP)", "synthperf.flows.digits", {"schedule": "PRP"}),
+)
+
+
+def digits_split(seed: int = 0):
+    """(x_train [N,64] float32 in [0,1], y_train int64, x_pool, y_pool): stratified halves."""
     from sklearn.datasets import load_digits
     from sklearn.model_selection import train_test_split
 
@@ -45,47 +72,53 @@ def _digits(seed: int):
     x = (d.images.reshape(len(d.target), -1) / 16.0).astype(np.float32)
     y = d.target.astype(np.int64)
     tr, pool = train_test_split(np.arange(len(y)), test_size=0.5, random_state=seed, stratify=y)
-    return x[np.sort(tr)], y[np.sort(tr)], x[np.sort(pool)], y[np.sort(pool)]
+    tr, pool = np.sort(tr), np.sort(pool)
+    return x[tr], y[tr], x[pool], y[pool]
 
 
-class _LinearFilter:
-    """The logistic-regression classifier as a torch callable on GAN images in [-1, 1]."""
-
-    def __init__(self, clf) -> None:
-        import torch
-
-        self.W = torch.as_tensor(clf.coef_, dtype=torch.float32)
-        self.b = torch.as_tensor(clf.intercept_, dtype=torch.float32)
-        self.num_classes = int(self.W.shape[0])
-
-    def __call__(self, x):
-        return ((x.reshape(x.shape[0], -1) + 1.0) / 2.0) @ self.W.T + self.b
+def _stage(timings: dict[str, float], name: str, threads: str | int | None):
+    """Re-size the threads to the cores free now (other load may have come or gone)."""
+    if threads == "auto":
+        configure_threads(None)
+    timings.setdefault(name, 0.0)
+    return time.perf_counter()
 
 
-def _train_generator(out: Path, x_tr, y_tr, clf, per_class: int, quick: bool, seed: int):
-    """GaFi conditional GAN on the training split, then DSF sampling: (x_syn [M, 64] in [0,1], y_syn)."""
-    import torch
+def _npz(path: Path, **arrays: np.ndarray) -> Path:
+    buf = io.BytesIO()
+    np.savez(buf, **arrays)
+    atomic_write_bytes(path, buf.getvalue())
+    return path
 
-    from ..gafi.data import ImageData
-    from ..gafi.experiment import digits_preset
-    from ..gafi.gan_train import train_gan
-    from ..gafi.sampling import generate_filtered
 
-    preset = digits_preset("micro" if quick else "small")
-    images = torch.as_tensor(x_tr.reshape(-1, 1, 8, 8) * 2.0 - 1.0)
-    gan_cfg = preset.gan
-    train_cfg = preset.gan_train.__class__(**{**preset.gan_train.to_dict(), "seed": seed})
-    res = train_gan(ImageData(images, torch.as_tensor(y_tr)), gan_cfg, train_cfg, out_dir=out / "gan", resume=True)
-    G = res.ema if getattr(res, "ema", None) is not None else res.generator
-    x, y, stats = generate_filtered(G, _LinearFilter(clf), per_class, tau=0.0, filter=True, max_attempts=10,
-                                    seed=seed)
-    acc = float(stats.acceptance_rate)
-    x01 = ((x.reshape(x.shape[0], -1).numpy() + 1.0) / 2.0).clip(0.0, 1.0)
-    return x01.astype(np.float32), y.numpy().astype(np.int64), acc
+def _sppi_run(out: Path, spec: GeneratorSpec, probs_pool, y_pool, probs_syn, y_syn, n_trials: int, seed: int,
+              workers: int):
+    scores = _npz(out / "data" / f"scores_{spec.key}.npz", real_probs=probs_pool, real_labels=y_pool,
+                  synth_probs=probs_syn, synth_labels=y_syn)
+    config = {"experiment": "sppi", "name": f"digits_{spec.key}", "data": {"kind": "npz", "path": str(scores)},
+              "dataset": f"digits_{spec.key}", "alpha": ALPHAS, "methods": ["SC", "SC (synth)", "SPI"],
+              "beta": BETA, "seed": 42 + seed, "n_seeds": n_trials, "n_cal": N_CAL, "n_test": N_TEST,
+              "n_cal_maj": min(1000, len(y_syn) // 10 * 10 - 10), "chunk_trials": 50}
+    run_experiment(config, out / "sppi" / spec.key, executor="local", workers=workers, report=False)
+    df = load_results(out / "sppi" / spec.key)
+    df.insert(0, "generator", spec.key)
+    return df
+
+
+def _conformal_rank(n: int, q: float) -> int:
+    """Split-conformal rank ceil((n+1) q) (n+1 = accept everything), exact for float q."""
+    k = int(np.ceil((n + 1) * q - 1e-12))
+    return min(max(k, 1), n + 1)
 
 
 def _selective(out: Path, logits_pool, y_pool, logits_syn, n_trials: int, seed: int):
-    """Accepted fraction / selective risk of real-only, synthetic-only and SPPI thresholds."""
+    """Accepted fraction / selective risk of four thresholds on the same trials.
+
+    Guarantee types: "SC (real, conformal)" is the rank-ceil((n+1)q) score of the 15 real
+    points (accepted fraction >= q in expectation over calibration draws); "SPPI" carries the
+    worst-case bounds ``coverage_bounds_`` whatever the synthetic data are; "quantile (real)"
+    (seapig's interpolated quantile of the 15 scores) and "synthetic only" carry none.
+    """
     import pandas as pd
     import torch
 
@@ -93,121 +126,136 @@ def _selective(out: Path, logits_pool, y_pool, logits_syn, n_trials: int, seed: 
 
     rng = np.random.default_rng(seed)
     syn = torch.as_tensor(logits_syn)
+    synth_score = SoftmaxScore()
+    synth_score.fit(X=syn)
     rows = []
     for t in track(range(n_trials), "selective trials", total=n_trials):
         perm = rng.permutation(len(y_pool))
-        cal, test = perm[:15], perm[15:515]
+        cal, test = perm[:N_CAL], perm[N_CAL:N_CAL + N_TEST]
         Xc, Xt = torch.as_tensor(logits_pool[cal]), torch.as_tensor(logits_pool[test])
         wrong = torch.as_tensor(logits_pool[test].argmax(1) != y_pool[test])
+        real = SoftmaxScore()
+        real.fit(X=Xc)
+        real_sorted = torch.sort(real.scores.reshape(-1)).values
         for q in QS:
-            for method in ("real only", "synthetic only", "SPPI"):
-                score = SoftmaxScore()
-                score.fit(X=syn if method == "synthetic only" else Xc)
-                if method == "SPPI":
-                    score.set_threshold(q, synthetic=syn, beta=0.4)
-                    lo, hi = score.coverage_bounds_
-                else:
+            for method in ("SC (real, conformal)", "SPPI", "quantile (real)", "synthetic only"):
+                lo = hi = float("nan")
+                if method == "synthetic only":
+                    score = synth_score
                     score.set_threshold(q)
-                    lo = hi = float("nan")
+                else:
+                    score = real
+                    if method == "SPPI":
+                        score.set_threshold(q, synthetic=syn, beta=BETA)
+                        lo, hi = score.coverage_bounds_
+                    elif method == "quantile (real)":
+                        score.set_threshold(q)
+                    else:
+                        k = _conformal_rank(N_CAL, q)
+                        inf = torch.tensor(float("inf"), dtype=real_sorted.dtype)
+                        thr = real_sorted[k - 1] if k <= N_CAL else inf
+                        score.threshold = torch.nextafter(thr, inf)  # accept score <= S_(k); select() uses <
                 sel = score.select(X=Xt)["selected"]
                 n_sel = int(sel.sum())
                 rows.append({"trial": t, "seed": seed, "q": q, "Method": method, "accepted": n_sel / len(test),
-                             "risk": float(wrong[sel].float().mean()) if n_sel else 0.0, "lower": lo, "upper": hi})
+                             "risk": float(wrong[sel].float().mean()) if n_sel else float("nan"),
+                             "lower": lo, "upper": hi})
     df = pd.DataFrame(rows)
     write_chunk(df, out / "selective.parquet")
     return df
 
 
-def _selective_report(df, out: Path) -> str:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, axes = plt.subplots(1, 2, figsize=(9, 3.4))
-    rows, inside, total = [], 0, 0
-    for method, g in df.groupby("Method", sort=False):
-        s = g.groupby("q").agg(acc=("accepted", "mean"), acc_se=("accepted", lambda v: _se(v.to_numpy(float))),
-                               risk=("risk", "mean"), risk_se=("risk", lambda v: _se(v.to_numpy(float))),
-                               lower=("lower", "first"), upper=("upper", "first")).reset_index()
-        axes[0].errorbar(s["q"], s["acc"], yerr=s["acc_se"], marker="o", capsize=3, label=method)
-        axes[1].errorbar(s["q"], s["risk"], yerr=s["risk_se"], marker="o", capsize=3, label=method)
-        if method == "SPPI":
-            axes[0].plot(s["q"], s["lower"], "--", color="#c0392b", marker="_", ms=14, label="SPPI lower bound")
-            axes[0].plot(s["q"], s["upper"], "--", color="#27ae60", marker="_", ms=14, label="SPPI upper bound")
-            total += len(s)
-            inside += int(((s["acc"] >= s["lower"]) & (s["acc"] <= s["upper"])).sum())
-        for _, r in s.iterrows():
-            rows.append([method, f"{r['q']:g}", _pm(r["acc"], r["acc_se"]), _pm(r["risk"], r["risk_se"]),
-                         f"[{r['lower']:.3f}, {r['upper']:.3f}]" if np.isfinite(r["lower"]) else "-"])
-    axes[0].plot(QS, QS, color="k", lw=0.6, alpha=0.5, label="q")
-    axes[0].set_xlabel("target accepted fraction q"), axes[0].set_ylabel("accepted fraction (real test)")
-    axes[1].set_xlabel("target accepted fraction q"), axes[1].set_ylabel("selective risk (error among accepted)")
-    axes[0].legend(fontsize=7)
-    save_figure(fig, out / "plots" / "selective")
-    md = ["## Selective prediction with a synthetic-powered threshold\n",
-          "SoftmaxScore (negative max softmax) of the digits classifier; thresholds from the 15 real calibration "
-          "points, from the synthetic logits alone, or SPPI-powered (`set_threshold(q, synthetic=..., beta=0.4)`).\n",
-          f"- SPPI accepted fractions inside their worst-case bounds: **{inside} of {total}** target levels.\n",
-          "![selective](plots/selective.png)\n",
-          _write_tables(out / "tables" / "selective", ["Method", "q", "accepted (mean ± SE)", "risk (mean ± SE)",
-                                                        "SPPI bounds"], rows)]
-    return "\n".join(md)
+def _make_generator(spec: GeneratorSpec, x_tr, y_tr, per_class: int, out: Path, seed: int, quick: bool):
+    mod = importlib.import_module(spec.module)
+    return mod.make_digits_synthetic(x_tr, y_tr, per_class, out_dir=out / "generators" / spec.key, seed=seed,
+                                     budget=spec.quick_budget if quick else "demo", **spec.options)
 
 
-def run_demo(out: str | Path = "synthperf_demo", *, quick: bool = False, seed: int = 0, workers: int = 1) -> Path:
-    """Run the demo into ``out``; returns the path of ``report.md`` (see the module docstring)."""
+def run_demo(out: str | Path = "synthperf_demo", *, quick: bool = False, seed: int = 0, workers: int = 1,
+             generators: tuple[str, ...] | None = None, threads: str | int | None = "auto",
+             longtail: bool = True) -> Path:
+    """Run the demo into ``out``; returns the path of ``report.md`` (see the module docstring).
+
+    ``quick``: the CI-sized variant (tiny generators, 40 trials; same code paths).
+    ``generators``: keys of :data:`GENERATORS` to compare (default: all).
+    ``threads``: "auto" re-sizes the threads to the free cores before every stage, an int pins
+    them, None leaves them as they are. A rerun into the same ``out`` reuses finished models,
+    samples and SPPI shards.
+    """
     from sklearn.linear_model import LogisticRegression
 
+    from . import demo_report
+    from .demo_quality import digits_quality
+
+    keys = tuple(g.key for g in GENERATORS)
+    chosen = keys if generators is None else tuple(generators)
+    bad = [k for k in chosen if k not in keys]
+    if bad or not chosen:
+        raise ValueError(f"generators must be a non-empty subset of {keys}, got {generators!r}")
+    if threads not in ("auto", None) and (isinstance(threads, bool) or not isinstance(threads, int) or threads < 1):
+        raise ValueError(f"threads must be 'auto', None or an integer >= 1, got {threads!r}")
+    if isinstance(threads, int):
+        configure_threads(threads)
     out = Path(out)
     (out / "data").mkdir(parents=True, exist_ok=True)
-    timings = {}
-    t0 = time.perf_counter()
-    x_tr, y_tr, x_pool, y_pool = _digits(seed)
+    timings: dict[str, float] = {}
+    budget = "quick" if quick else "demo"
+
+    t0 = _stage(timings, "classifier", threads)
+    x_tr, y_tr, x_pool, y_pool = digits_split(seed)
     part = np.random.default_rng(seed).permutation(len(y_tr))[: len(y_tr) // 2]
     clf = LogisticRegression(C=0.05, max_iter=500).fit(x_tr[part], y_tr[part])
-    acc = float((clf.predict(x_pool) == y_pool).mean())
-    timings["classifier"] = time.perf_counter() - t0
+    clf_acc = float((clf.predict(x_pool) == y_pool).mean())
+    probs_pool = clf.predict_proba(x_pool).astype(np.float32)
+    timings["classifier"] += time.perf_counter() - t0
 
-    t0 = time.perf_counter()
-    per_class = 100 if quick else 150
-    x_syn, y_syn, accept = _train_generator(out, x_tr, y_tr, clf, per_class, quick, seed)
-    timings["generator (GaFi GAN + DSF)"] = time.perf_counter() - t0
-
-    t0 = time.perf_counter()
-    probs_pool, probs_syn = clf.predict_proba(x_pool).astype(np.float32), clf.predict_proba(x_syn).astype(np.float32)
-    scores = out / "data" / "digits_scores.npz"
-    buf = __import__("io").BytesIO()
-    np.savez(buf, real_probs=probs_pool, real_labels=y_pool, synth_probs=probs_syn, synth_labels=y_syn)
-    atomic_write_bytes(scores, buf.getvalue())
+    per_class = 60 if quick else 150
     n_trials = 40 if quick else 200
-    config = {"experiment": "sppi", "name": "digits_demo", "data": {"kind": "npz", "path": str(scores)},
-              "dataset": "digits_gafi", "alpha": ALPHAS, "methods": ["SC", "SC (synth)", "SPI"], "beta": 0.4,
-              "seed": 42 + seed, "n_seeds": n_trials, "n_cal": 15, "n_test": 500, "n_cal_maj": 1000,
-              "chunk_trials": 50 if not quick else 20}
-    run_experiment(config, out / "sppi", executor="local", workers=workers)
-    timings["SPPI trials"] = time.perf_counter() - t0
+    specs = [g for g in GENERATORS if g.key in chosen]
+    results: dict[str, dict[str, Any]] = {}
+    frames, real_cas = [], None
+    for spec in specs:
+        name = f"generator: {spec.key}"
+        t0 = _stage(timings, name, threads)
+        x_syn, y_syn, info = _make_generator(spec, x_tr, y_tr, per_class, out, seed, quick)
+        timings[name] += time.perf_counter() - t0
 
-    t0 = time.perf_counter()
-    logits_pool, logits_syn = clf.decision_function(x_pool), clf.decision_function(x_syn)
-    sel = _selective(out, logits_pool.astype(np.float32), y_pool, logits_syn.astype(np.float32),
+        t0 = _stage(timings, "quality metrics", threads)
+        probs_syn = clf.predict_proba(x_syn).astype(np.float32)
+        quality = digits_quality(x_syn, y_syn, x_real_train=x_tr, y_real_train=y_tr, x_real_test=x_pool,
+                                 y_real_test=y_pool, real_classifier=clf, seeds=(0,) if quick else (0, 1, 2),
+                                 real_cas=real_cas)
+        real_cas = quality["real_cas"]
+        timings["quality metrics"] += time.perf_counter() - t0
+
+        t0 = _stage(timings, "SPPI trials", threads)
+        frames.append(_sppi_run(out, spec, probs_pool, y_pool, probs_syn, y_syn, n_trials, seed, workers))
+        timings["SPPI trials"] += time.perf_counter() - t0
+        results[spec.key] = {"spec": spec, "x": x_syn, "y": y_syn, "info": info, "quality": quality,
+                             "logits": clf.decision_function(x_syn).astype(np.float32)}
+
+    import pandas as pd
+
+    sppi = pd.concat(frames, ignore_index=True)
+    best = demo_report.best_generator(sppi, results)
+
+    t0 = _stage(timings, "selective prediction", threads)
+    sel = _selective(out, clf.decision_function(x_pool).astype(np.float32), y_pool, results[best]["logits"],
                      20 if quick else 100, seed)
-    timings["selective prediction"] = time.perf_counter() - t0
+    timings["selective prediction"] += time.perf_counter() - t0
 
-    df = load_results(out / "sppi")
-    report = plot_results(df, out, title="synthperf demo: synthetic-powered conformal prediction on digits")
-    body = report.read_text(encoding="utf-8").split("\n", 1)[1]
-    prelude = [
-        "# synthperf demo: synthetic-powered conformal prediction on digits\n",
-        f"{'Quick (CI) variant. ' if quick else ''}Real data: scikit-learn digits, {len(y_tr)} training / "
-        f"{len(y_pool)} pool images. Classifier: logistic regression on {len(part)} training images, "
-        f"pool accuracy {acc:.3f}. Generator: GaFi conditional BigGAN-deep "
-        f"({'micro' if quick else 'small'} preset) trained on the training split, sampled with DSF "
-        f"(acceptance rate {accept:.2f}); {len(y_syn)} synthetic images. Each of {n_trials} trials draws n=15 "
-        "real calibration and 500 real test points from the pool and N=1000 synthetic calibration points; "
-        "randomized APS scores, beta=0.4. SC (synth) has no guarantee on real data.\n",
-        "Timings: " + ", ".join(f"{k} {v:.1f} s" for k, v in timings.items()) + ".\n",
-    ]
-    text = "\n".join(prelude) + body + "\n" + _selective_report(sel, out)
-    atomic_write_bytes(report, text.encode("utf-8"))
+    lt = None
+    if longtail:
+        from ..guidance.longtail import run_longtail_experiment
+
+        t0 = _stage(timings, "long-tail guidance", threads)
+        lt = run_longtail_experiment(out_dir=out / "longtail", budget="tiny" if quick else "demo",
+                                     seeds=(seed,) if quick else (seed, seed + 1, seed + 2))
+        timings["long-tail guidance"] += time.perf_counter() - t0
+
+    context = {"quick": quick, "seed": seed, "n_train": len(y_tr), "n_pool": len(y_pool), "n_clf": len(part),
+               "clf_acc": clf_acc, "per_class": per_class, "n_trials": n_trials, "best": best,
+               "budget": budget}
+    report = demo_report.write_demo_report(out, sppi=sppi, results=results, selective=sel, longtail=lt,
+                                           timings=timings, context=context)
     return report
