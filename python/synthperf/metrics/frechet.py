@@ -2,9 +2,12 @@
 
 ``FD = |mu_a - mu_b|^2 + Tr(S_a + S_b - 2 (S_a S_b)^(1/2))`` between Gaussian fits of the
 features (the FID formula of Heusel et al. 2017, here on a small digits network instead of
-Inception). :func:`digits_feature_extractor` trains a 64-128-64-10 MLP on scikit-learn's
-digits (fixed seed, a few seconds on one core) and returns its 64-d penultimate features;
-it is cached per process and can be saved to / loaded from a local folder (safetensors + JSON).
+Inception). :func:`digits_feature_extractor` trains a 64-128-64-10 MLP on the train half of
+scikit-learn's digits (the shared CAS split, :func:`synthperf.metrics.digits_split`; fixed seed,
+about 5-10 s on one core) and returns its 64-d penultimate (post-ReLU) features; its accuracy on
+the held-out half is in ``meta["test_accuracy"]``. It is cached per process and can be saved to /
+loaded from a local folder (safetensors + JSON, never pickle). Any callable mapping [N, ...]
+to [N, D] features can replace it (``feature_extractor=``).
 """
 from __future__ import annotations
 
@@ -17,7 +20,8 @@ from typing import Any, Callable
 
 import numpy as np
 
-from .quality import _features
+from .._io import atomic_write_bytes
+from .quality import _digits_split_cached, _features
 
 __all__ = ["DigitsFeatureNet", "digits_feature_extractor", "frechet_distance", "gaussian_frechet"]
 
@@ -50,8 +54,6 @@ class DigitsFeatureNet:
         """``folder/feature_net.safetensors`` + ``feature_net.json`` (atomic writes)."""
         from safetensors.torch import save
 
-        from ..experiments.store import atomic_write_bytes
-
         folder = Path(folder)
         atomic_write_bytes(folder / "feature_net.safetensors", save({k: v.contiguous() for k, v in
                                                                      self.net.state_dict().items()}))
@@ -80,37 +82,45 @@ class DigitsFeatureNet:
 @functools.lru_cache(maxsize=4)
 def _trained(seed: int, epochs: int) -> DigitsFeatureNet:
     import torch
-    from sklearn.datasets import load_digits
 
-    d = load_digits()
-    x = torch.as_tensor(d.images.reshape(-1, 64) / 16.0, dtype=torch.float32)
-    y = torch.as_tensor(d.target, dtype=torch.long)
+    x_tr, y_tr, x_te, y_te = _digits_split_cached()
+    x = torch.as_tensor(x_tr, dtype=torch.float32)
+    y = torch.as_tensor(y_tr, dtype=torch.long)
     net = _torch_net(seed)
     opt = torch.optim.Adam(net.parameters(), lr=3e-3, weight_decay=1e-4)
     g = torch.Generator().manual_seed(seed)
     for _ in range(epochs):
-        for idx in torch.randperm(len(y), generator=g).split(128):
+        for idx in torch.randperm(len(y), generator=g).split(64):
             opt.zero_grad()
             torch.nn.functional.cross_entropy(net(x[idx]), y[idx]).backward()
             opt.step()
     net.eval()
     with torch.no_grad():
         acc = float((net(x).argmax(1) == y).float().mean())
-    return DigitsFeatureNet(net, {"seed": seed, "epochs": epochs, "train_accuracy": acc, "features": 64})
+        test = float((net(torch.as_tensor(x_te)).argmax(1) == torch.as_tensor(y_te)).float().mean())
+    return DigitsFeatureNet(net, {"seed": seed, "epochs": epochs, "train_accuracy": acc, "test_accuracy": test,
+                                  "features": 64, "trained_on": "sklearn digits train half (shared CAS split)"})
 
 
-def digits_feature_extractor(seed: int = 0, *, epochs: int = 30, folder: str | os.PathLike | None = None
+def digits_feature_extractor(seed: int = 0, *, epochs: int = 40, folder: str | os.PathLike | None = None
                              ) -> DigitsFeatureNet:
-    """The package's digits feature network (trained once per process and seed).
+    """The package's digits feature network (trained once per process per (seed, epochs)).
 
-    ``folder``: load it from there when it holds one, else train and save it there.
+    ``folder``: load it from there when it holds one (``feature_net.safetensors`` + ``.json``),
+    else train and save it there. Returns a :class:`DigitsFeatureNet`: x [N, 64] in [0, 1] ->
+    float64 [N, 64] features.
     """
     if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
         raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
     if isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 1:
         raise ValueError(f"epochs must be a positive integer, got {epochs!r}")
     if folder is not None and (Path(folder) / "feature_net.json").is_file():
-        return DigitsFeatureNet.load(folder)
+        net = DigitsFeatureNet.load(folder)
+        got = (net.meta.get("seed"), net.meta.get("epochs"))
+        if got != (seed, epochs):
+            raise ValueError(f"folder {folder} holds a feature network with (seed, epochs) = {got}, not "
+                             f"{(seed, epochs)}; use another folder")
+        return net
     net = _trained(seed, epochs)
     if folder is not None:
         net.save(folder)
@@ -125,6 +135,9 @@ def gaussian_frechet(mu_a: np.ndarray, cov_a: np.ndarray, mu_b: np.ndarray, cov_
     cov_a, cov_b = np.atleast_2d(cov_a).astype(float), np.atleast_2d(cov_b).astype(float)
     if mu_a.shape != mu_b.shape or cov_a.shape != cov_b.shape or cov_a.shape != (mu_a.size, mu_a.size):
         raise ValueError(f"means {mu_a.shape}/{mu_b.shape} and covariances {cov_a.shape}/{cov_b.shape} do not match")
+    for name, v in (("mu_a", mu_a), ("cov_a", cov_a), ("mu_b", mu_b), ("cov_b", cov_b)):
+        if not np.isfinite(v).all():
+            raise ValueError(f"{name} contains NaN or inf")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", linalg.LinAlgWarning)  # singular products are handled below
         covmean = linalg.sqrtm(cov_a @ cov_b)
@@ -136,20 +149,33 @@ def gaussian_frechet(mu_a: np.ndarray, cov_a: np.ndarray, mu_b: np.ndarray, cov_
     return float(max(0.0, d @ d + np.trace(cov_a) + np.trace(cov_b) - 2.0 * np.trace(covmean)))
 
 
+def _to_numpy(f: Any) -> Any:
+    if hasattr(f, "detach") and hasattr(f, "cpu"):  # a torch tensor
+        return f.detach().cpu().double().numpy()
+    return f
+
+
 def frechet_distance(x_a: Any, x_b: Any, *, feature_extractor: Callable[[Any], Any] | None = None) -> float:
     """Frechet distance between two sample sets [N, ...] through ``feature_extractor``.
 
-    Default extractor: :func:`digits_feature_extractor` (inputs 8x8 digits in [0, 1], [N, 64]).
-    Any callable mapping an [N, ...] array to [N, D] features works (e.g. a local network).
-    Each set needs at least 2 samples.
+    Default extractor: :func:`digits_feature_extractor` (inputs 8x8 digits in [0, 1], [N, 64]
+    or [N, 8, 8]). Any callable mapping an [N, ...] float64 array (passed in its given shape) to
+    [N, D] features works, e.g. a local network; torch tensors are accepted as its output. Each set
+    needs at least 2 samples; ``x_a`` and ``x_b`` must have the same per-sample shape. The plug-in
+    estimate is biased upward for small N (compare sets of equal size).
     """
     a, b = _features(x_a, "x_a"), _features(x_b, "x_b")
-    if a.shape[1] != b.shape[1]:
-        raise ValueError(f"x_a has {a.shape[1]} features but x_b has {b.shape[1]}")
+    sa, sb = np.shape(x_a)[1:], np.shape(x_b)[1:]
+    if sa != sb:
+        raise ValueError(f"x_a has samples of shape {sa} but x_b has {sb}")
     if a.shape[0] < 2 or b.shape[0] < 2:
-        raise ValueError("x_a and x_b need at least 2 samples each")
+        raise ValueError(f"x_a and x_b need at least 2 samples each, got {a.shape[0]} and {b.shape[0]}")
     if feature_extractor is not None and not callable(feature_extractor):
-        raise TypeError("feature_extractor must be callable")
+        raise TypeError(f"feature_extractor must be callable, got {type(feature_extractor).__name__}")
     fx = feature_extractor or digits_feature_extractor()
-    fa, fb = _features(fx(a), "features of x_a"), _features(fx(b), "features of x_b")
+    fa = _features(_to_numpy(fx(a.reshape((-1,) + sa))), "feature_extractor(x_a)")
+    fb = _features(_to_numpy(fx(b.reshape((-1,) + sb))), "feature_extractor(x_b)")
+    if fa.shape[0] != a.shape[0] or fb.shape[0] != b.shape[0] or fa.shape[1] != fb.shape[1]:
+        raise ValueError(f"feature_extractor must return [N, D] features, one row per sample; got "
+                         f"{fa.shape} for {a.shape[0]} and {fb.shape} for {b.shape[0]} samples")
     return gaussian_frechet(fa.mean(0), np.cov(fa, rowvar=False), fb.mean(0), np.cov(fb, rowvar=False))
