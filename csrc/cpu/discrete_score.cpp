@@ -369,12 +369,20 @@ void bind_integrate(CArray<T> z0, CArray<T> yT, DArray s_tab, DArray r_tab, DArr
 }
 
 void register_flows(py::module_& m) {
+  // Output arrays are noconvert: pybind11 would otherwise convert a Fortran-order or
+  // strided `out` into a C-order temporary, the kernel would fill that and the caller's
+  // array would keep uninitialised memory. Now such an `out` raises TypeError.
   m.def("discrete_score_f32", &bind_score<float>, py::arg("x"), py::arg("data_t"), py::arg("gamma"),
-        py::arg("clamp"), py::arg("dbar"), py::arg("score"));
+        py::arg("clamp"), py::arg("dbar").noconvert(), py::arg("score").noconvert());
   m.def("discrete_score_f64", &bind_score<double>, py::arg("x"), py::arg("data_t"), py::arg("gamma"),
-        py::arg("clamp"), py::arg("dbar"), py::arg("score"));
-  m.def("integrate_discrete_f32", &bind_integrate<float>);
-  m.def("integrate_discrete_f64", &bind_integrate<double>);
+        py::arg("clamp"), py::arg("dbar").noconvert(), py::arg("score").noconvert());
+#define SP_INTEGRATE_ARGS                                                                           \
+  py::arg("z0"), py::arg("data_t"), py::arg("s_tab"), py::arg("r_tab"), py::arg("a_tab"), py::arg("g_tab"), \
+      py::arg("times"), py::arg("heun"), py::arg("clamp"), py::arg("save_at"), py::arg("z_out").noconvert(), \
+      py::arg("d_out").noconvert(), py::arg("score_out").noconvert(), py::arg("dz_out").noconvert()
+  m.def("integrate_discrete_f32", &bind_integrate<float>, SP_INTEGRATE_ARGS);
+  m.def("integrate_discrete_f64", &bind_integrate<double>, SP_INTEGRATE_ARGS);
+#undef SP_INTEGRATE_ARGS
 }
 
 }  // namespace

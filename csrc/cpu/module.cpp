@@ -78,16 +78,18 @@ PYBIND11_MODULE(_native, m) {
 #else
   m.attr("has_openmp") = false;
 #endif
+  // Output arrays are noconvert: a non-C-contiguous or wrongly typed `out` raises TypeError
+  // instead of being converted into a temporary that the kernel would fill and drop.
   // zero_rank_value: when given, rank 0 is allowed and yields it (split conformal's top).
   m.def("order_statistics_f32", &order_statistics<float, 0>, py::arg("x"), py::arg("lengths"),
-        py::arg("ranks"), py::arg("out"), py::arg("simd") = true, py::arg("zero_rank_value") = py::none());
+        py::arg("ranks"), py::arg("out").noconvert(), py::arg("simd") = true, py::arg("zero_rank_value") = py::none());
   m.def("order_statistics_f64", &order_statistics<double, 0>, py::arg("x"), py::arg("lengths"),
-        py::arg("ranks"), py::arg("out"), py::arg("simd") = true, py::arg("zero_rank_value") = py::none());
+        py::arg("ranks"), py::arg("out").noconvert(), py::arg("simd") = true, py::arg("zero_rank_value") = py::none());
   // The GPU algorithms' CPU twins (no SIMD variant).
 #define SP_TWIN(name, T, algo)                                                             \
   m.def(name, [](CArray<T> x, IArray l, IArray r, CArray<T> o) {                           \
     return order_statistics<T, algo>(x, l, r, o, false, std::nullopt);                     \
-  }, py::arg("x"), py::arg("lengths"), py::arg("ranks"), py::arg("out"))
+  }, py::arg("x"), py::arg("lengths"), py::arg("ranks"), py::arg("out").noconvert())
   SP_TWIN("order_statistics_bitwise_f32", float, 1);
   SP_TWIN("order_statistics_bitwise_f64", double, 1);
   SP_TWIN("order_statistics_radix_f32", float, 2);

@@ -128,7 +128,7 @@ def test_bad_input(cls_data, kwargs, fit, match):
         rl = rl.copy()
         rl[0] = 40
     elif fit == "columns":
-        sp = sp[:, :30]
+        sp = sp[:, :30] / sp[:, :30].sum(axis=1, keepdims=True)  # valid probabilities, wrong class count
     elif fit == "few_synth":
         sp, sl = sp[:21], sl[:21]
     with pytest.raises((ValueError, TypeError), match=match):

@@ -20,7 +20,7 @@ def test_meps_alpha01_matches_upstream_per_trial(shared_dir):
         frames.append(run_sppi_trials({
             "real": real, "synth": synth, "alpha": [], "dataset": "MEPS_alpha_0.1", "age_range": age,
             "methods": ["SC", "SC (synth)", "SPI"], "beta": 0.4, "seed": 42, "n_seeds": 100,
-            "n_cal": 15, "n_test": 500, "n_cal_maj": 1000,
+            "n_cal": 15, "n_test": 500, "n_cal_maj": 1000, "upstream": True,
         }))
     out = pd.concat(frames, ignore_index=True)
     assert len(out) == len(ref) == 1200

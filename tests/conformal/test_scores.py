@@ -26,6 +26,8 @@ def _probs(rng, n, C=200, ties=True):
         p[: n // 4, :10] = p[: n // 4, 10:11]  # tied block containing candidate labels
         p[n // 4: n // 3] = np.float32(1.0 / C)  # all tied
         p[n // 3: n // 2, 3] = 0.0
+        p64 = p.astype(np.float64)  # renormalise (equal entries stay equal): valid probability rows
+        p = (p64 / p64.sum(1, keepdims=True)).astype(np.float32)
     return p
 
 
@@ -109,3 +111,24 @@ def test_regression_and_lac_scores():
 def test_bad_input(call, match):
     with pytest.raises((ValueError, TypeError), match=match):
         call()
+
+
+@pytest.mark.parametrize("fn", ["aps", "lac"])
+def test_invalid_probabilities_rejected(fn):
+    """Issue 17: NaN, negative, > 1 and rows not summing to 1 raise ValueError naming probs."""
+    from synthperf.conformal import aps_scores, lac_scores
+
+    call = (lambda p: aps_scores(p, np.zeros(p.shape[0], dtype=int), random_state=0)) if fn == "aps" \
+        else (lambda p: lac_scores(p, np.zeros(p.shape[0], dtype=int)))
+    good = np.full((3, 4), 0.25, dtype=np.float32)
+    call(good)
+    for bad, match in [(np.where(np.eye(3, 4, dtype=bool), np.nan, 0.25), "probs.*NaN"),
+                       (good - np.eye(3, 4) * 0.5, "probs row 0 .*outside"),
+                       (good + np.eye(3, 4) * 0.9, "probs row 0 .*outside"),
+                       (good * 0.5, "probs row 0 sums to"),
+                       (np.full((3, 4), np.inf), "probs row 0 .*inf")]:
+        with pytest.raises(ValueError, match=match):
+            call(bad)
+    nearly = good.copy()
+    nearly[0, 0] += 1e-6  # float32 softmax rounding (spec P3) stays accepted
+    call(nearly)

@@ -29,7 +29,7 @@ def test_windows_match_upstream_table(shared_dir):
 
 def test_bounds_match_upstream_table(shared_dir):
     df = pd.read_csv(shared_dir / "data/sppi/reference_outputs/worst_case_bounds_n15.csv")
-    got = [coverage_bounds(int(r.n), int(r.N), float(r.alpha), float(r.beta)) for r in df.itertuples()]
+    got = [coverage_bounds(int(r.n), int(r.N), float(r.alpha), float(r.beta), upstream=True) for r in df.itertuples()]
     matched = sum(g == (r.wc_lower, r.wc_upper) for g, r in zip(got, df.itertuples()))
     assert matched == len(df) == 96
 
@@ -82,3 +82,43 @@ def test_bad_types():
         transport_windows(1.5, 100, 0.4)
     with pytest.raises(ValueError, match="alpha"):
         coverage_bounds(15, 1000, 1.2)
+
+
+def test_double_double_pass_equals_exact_upstream_evaluation():
+    """Every row through the double-double stage (mode=1) equals the big-int evaluation, or is
+    handed to it (status 2); random sizes, betas and both window ends."""
+    from synthperf import _native
+
+    rng = np.random.default_rng(7)
+    settled = 0
+    for _ in range(40):
+        n = int(rng.integers(1, 15))
+        N = int(rng.integers(n + 2, 150))
+        beta = float(rng.choice([0.05, 0.2, 0.4, 0.9, rng.uniform(0.01, 0.99)]))
+        exact = [exact_window_row(N, n + 1, r, beta) for r in range(1, n + 2)]
+        for mode in (1, 2):  # FMA double-double where the CPU has FMA, and the portable one
+            L, U, status = _native.transport_windows_f64(n, N, beta, mode)
+            for r in range(1, n + 2):
+                if status[r - 1] == 1:
+                    assert (int(L[r - 1]), int(U[r - 1])) == exact[r - 1], (mode, n, N, beta, r)
+                    settled += 1
+    assert settled > 600
+
+
+def test_large_windows_need_no_big_int_recheck():
+    """Issue 17: transport_windows(1000, 10**6, 0.4) took 160 s (big-int rechecks of rows within
+    an absolute 1e-8). With the rigorous relative margin and the double-double stage no row needs
+    big integers; run in a child with a 120 s timeout so a regression cannot hang the suite."""
+    import subprocess
+    import sys
+
+    code = ("from synthperf.conformal.windows import transport_windows, window_recheck_counts\n"
+            "import numpy as np\n"
+            "L, U = transport_windows(1000, 10**6, 0.4)\n"
+            "v = L >= 0\n"
+            "assert np.all(np.diff(L[v]) >= 0) and np.all(np.diff(U[v]) >= 0)\n"
+            "print(window_recheck_counts(1000, 10**6, 0.4)['big_int'], window_recheck_counts(1000, 10**6, 0.4)['double_double'])\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    big_int, dd = map(int, out.stdout.split())
+    assert big_int == 0 and dd <= 10

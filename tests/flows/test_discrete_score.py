@@ -184,3 +184,24 @@ def test_cpu_isa_variants_match_reference(isa):
     worst = float(subprocess.run([sys.executable, "-c", code], env=env, check=True, capture_output=True,
                                  text=True).stdout)
     assert worst < 1e-4
+
+
+def test_float32_gamma_that_underflows_is_rejected():
+    """Issue 17: gamma = 1e-50 passes a float64 check but is 0 in float32 (NaN scores)."""
+    import numpy as np
+    import pytest
+
+    from synthperf.ops import discrete_score, integrate_discrete
+
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((4, 2)).astype(np.float32)
+    data = rng.standard_normal((6, 2)).astype(np.float32)
+    for backend in ("reference", "cpu"):
+        with pytest.raises(ValueError, match="gamma.*float32"):
+            discrete_score(x, data, 1e-50, backend=backend)
+        with pytest.raises(ValueError, match="gamma.*float32"):
+            discrete_score(x, data, [1.0, 1e300], backend=backend)
+        assert np.isfinite(discrete_score(x.astype(np.float64), data, 1e-50, backend=backend)).all()
+        tabs = {"s": np.ones((2, 2)), "r": np.zeros((2, 2)), "a": np.ones((2, 2)), "gamma": np.full((2, 2), 1e-50)}
+        with pytest.raises(ValueError, match=r"tables\['gamma'\]"):
+            integrate_discrete(x, data, tabs, [0.0, 0.1], backend=backend)

@@ -263,7 +263,7 @@ def test_synthetic_sppi_threshold():
     thr = s.set_threshold(0.9, synthetic=synth, beta=0.4)
     expected = sppi_threshold(s.scores.double().numpy(), s.score(synth).double().numpy(), 0.1, beta=0.4)
     assert float(thr) == pytest.approx(expected, rel=1e-6) and float(thr) > float(np.float32(expected)) - 1e-7
-    assert s.coverage_bounds_ == coverage_bounds(15, 1000, 0.1, 0.4) == (0.812, 0.938)
+    assert s.coverage_bounds_ == coverage_bounds(15, 1000, 0.1, 0.4) == (13 / 16, 15 / 16)
     # the threshold is sandwiched between real order statistics r+ = 13 and r- = 15 (spec worked example)
     real = np.sort(s.scores.numpy())
     assert real[12] <= float(thr) and float(thr) <= np.nextafter(real[14], np.inf)

@@ -8,8 +8,8 @@
 //   2. Bitwise selection ("binary lifting" on keys, the Triton kernel): the k-th smallest
 //      key is the largest t with #{key < t} < k, one counting pass per key bit; and
 //      radix-digit selection (the CUDA kernel): 8 bits per pass from a shared histogram.
-//   3. Split-conformal and SPPI index math (specs/sppi.md §1c), evaluated in double in
-//      exactly the upstream order so the integer indices match bit for bit.
+//   3. Split-conformal and SPPI index math (specs/sppi.md §1c): exact integer ranks by
+//      default, upstream's double expressions (bit parity with upstream) on request.
 #pragma once
 
 #include <cstdint>
@@ -111,28 +111,66 @@ SP_HD int radix_find_digit(const unsigned* counts, int nbins, std::int64_t befor
 // 3. Conformal index math (specs/sppi.md §1c and §3). All indices are 1-based ranks.
 // ---------------------------------------------------------------------------------------
 
-// Split conformal on n scores: rank ceil(((1-a)(1+1/n)) n), or 0 ("trivial": threshold = top)
-// when (1-a)(1+1/n) > 1. Upstream computes the 0-based index ceil(level*n)-1 from
-// level = (1.0-alpha)*(1.0+1.0/n); we return that index + 1.
-SP_HD std::int64_t split_conformal_rank(std::int64_t n, double alpha) {
-  const double level = (1.0 - alpha) * (1.0 + 1.0 / static_cast<double>(n));
-  if (level > 1.0) return 0;
-  return static_cast<std::int64_t>(ceil(level * static_cast<double>(n)));
+// Two modes, chosen by `upstream` (one helper for every caller: the C++ core, and through
+// _native.conformal_rank_table the Python reference, the bounds and the GPU host math):
+//   exact (default): the ranks as the spec defines them, ceil((1-a) M) for the double alpha
+//     taken as the exact binary rational it is: M - floor(a M), in integer arithmetic
+//     (a = mant 2^(e-53), a 53x64-bit product, a shift). No float rounding at all.
+//   upstream: upstream's double expressions, evaluated in exactly upstream's order. They
+//     round up by one for some (M, alpha) where (1-a)M is an integer (spec §1d: N=24,
+//     alpha=0.2 gives K=21 instead of 20); needed only for bit parity with upstream runs.
+
+// floor(alpha * M) exactly, for a double alpha in [0, 1) and an integer 0 <= M < 2^63.
+SP_HD std::int64_t floor_alpha_times(double alpha, std::int64_t M) {
+  if (!(alpha > 0.0) || M <= 0) return 0;
+  int e = 0;
+  const double f = frexp(alpha, &e);  // alpha = f 2^e, f in [0.5, 1), e <= 0
+  const std::uint64_t mant = static_cast<std::uint64_t>(ldexp(f, 53));  // exact: alpha = mant 2^(e-53)
+  const int shift = 53 - e;  // >= 53
+  if (shift >= 128) return 0;  // mant M < 2^117 <= 2^shift
+  const unsigned __int128 prod = static_cast<unsigned __int128>(mant) * static_cast<std::uint64_t>(M);
+  return static_cast<std::int64_t>(prod >> shift);
 }
 
-// SPPI synthetic quantities for N synthetic scores:
-//   la  = (1-a)(1+1/N);  K = ceil(N la)
-//   la+ = (1-a)(1+1/N+1/(N(1-a)));  synthetic rank ceil(N la+), or 0 (= top) when la+ > 1.
-SP_HD std::int64_t sppi_K(std::int64_t N, double alpha) {
-  const double Nd = static_cast<double>(N);
-  const double la = (1.0 - alpha) * (1.0 + 1.0 / Nd);
-  return static_cast<std::int64_t>(ceil(Nd * la));
+// ceil((1 - alpha) M) = M - floor(alpha M), exactly.
+SP_HD std::int64_t ceil_one_minus_alpha_times(double alpha, std::int64_t M) {
+  return M - floor_alpha_times(alpha, M);
 }
-SP_HD std::int64_t sppi_synth_rank(std::int64_t N, double alpha) {
-  const double Nd = static_cast<double>(N);
-  const double la_plus = (1.0 - alpha) * (1.0 + 1.0 / Nd + 1.0 / (Nd * (1.0 - alpha)));
-  if (la_plus > 1.0) return 0;
-  return static_cast<std::int64_t>(ceil(Nd * la_plus));
+
+// Split conformal on n scores: rank ceil((1-a)(n+1)), or 0 ("trivial": threshold = top) when
+// it exceeds n. Upstream: level = (1.0-alpha)*(1.0+1.0/n), 0 when level > 1, else
+// ceil(level*n) (upstream's 0-based index ceil(level*n)-1, plus one).
+SP_HD std::int64_t split_conformal_rank(std::int64_t n, double alpha, bool upstream = false) {
+  if (upstream) {
+    const double level = (1.0 - alpha) * (1.0 + 1.0 / static_cast<double>(n));
+    if (level > 1.0) return 0;
+    return static_cast<std::int64_t>(ceil(level * static_cast<double>(n)));
+  }
+  const std::int64_t k = ceil_one_minus_alpha_times(alpha, n + 1);
+  return k > n ? 0 : k;
+}
+
+// SPPI synthetic quantities for N synthetic scores (spec §1c):
+//   K = ceil((1-a)(N+1));  synthetic rank K+1, or 0 (= top) when K+1 > N.
+//   upstream: la = (1-a)(1+1/N), K = ceil(N la); la+ = (1-a)(1+1/N+1/(N(1-a))),
+//   synthetic rank ceil(N la+), or 0 when la+ > 1 (mathematically the same integers).
+SP_HD std::int64_t sppi_K(std::int64_t N, double alpha, bool upstream = false) {
+  if (upstream) {
+    const double Nd = static_cast<double>(N);
+    const double la = (1.0 - alpha) * (1.0 + 1.0 / Nd);
+    return static_cast<std::int64_t>(ceil(Nd * la));
+  }
+  return ceil_one_minus_alpha_times(alpha, N + 1);
+}
+SP_HD std::int64_t sppi_synth_rank(std::int64_t N, double alpha, bool upstream = false) {
+  if (upstream) {
+    const double Nd = static_cast<double>(N);
+    const double la_plus = (1.0 - alpha) * (1.0 + 1.0 / Nd + 1.0 / (Nd * (1.0 - alpha)));
+    if (la_plus > 1.0) return 0;
+    return static_cast<std::int64_t>(ceil(Nd * la_plus));
+  }
+  const std::int64_t k = sppi_K(N, alpha, false) + 1;
+  return k > N ? 0 : k;
 }
 
 // r = max{r in 1..m : W[r-1] <= K} for a window bound W that is non-decreasing except for

@@ -35,12 +35,35 @@ from .._validation import float_array, int_array
 APS_TOP: float = 1.0
 
 
-def _probs(probs: Any, name: str = "probs") -> np.ndarray:
-    p = float_array(probs, name, ndim=2)
+#: Allowed |row sum - 1| of a probability row (float64 sum). float32 softmax rows over 1000
+#: classes sum to 1 within ~1e-6 (they can exceed 1 slightly, spec pitfall P3).
+PROB_SUM_TOL: float = 1e-3
+
+
+def _check_probabilities(p: np.ndarray, name: str) -> None:
+    """Rows of probabilities: finite (NaN is rejected by float_array), in [0, 1], summing to 1
+    within PROB_SUM_TOL. Raises ValueError naming ``name`` and the first bad row."""
     if p.shape[1] < 1:
         raise ValueError(f"{name} has no classes (shape {p.shape})")
-    if np.isinf(p).any() or (p < 0).any():
-        raise ValueError(f"{name} must hold finite non-negative probabilities")
+    bad = ~np.isfinite(p).all(axis=1)
+    if bad.any():
+        raise ValueError(f"{name} row {int(np.flatnonzero(bad)[0])} contains inf; probabilities must be finite")
+    bad = ((p < 0) | (p > 1)).any(axis=1)
+    if bad.any():
+        i = int(np.flatnonzero(bad)[0])
+        raise ValueError(f"{name} row {i} has entries outside [0, 1] (min {float(p[i].min())!r}, "
+                         f"max {float(p[i].max())!r}); pass probabilities, not logits")
+    sums = p.sum(axis=1, dtype=np.float64)
+    bad = np.abs(sums - 1.0) > PROB_SUM_TOL
+    if bad.any():
+        i = int(np.flatnonzero(bad)[0])
+        raise ValueError(f"{name} row {i} sums to {float(sums[i])!r}, not 1 (tolerance {PROB_SUM_TOL}); "
+                         f"pass normalised probabilities (e.g. a softmax)")
+
+
+def _probs(probs: Any, name: str = "probs") -> np.ndarray:
+    p = float_array(probs, name, ndim=2)
+    _check_probabilities(p, name)
     return np.ascontiguousarray(p, dtype=np.float32)
 
 
@@ -186,7 +209,8 @@ def aps_scores(probs: Any, labels: Any, u: Any = None, randomized: bool = True, 
 
     Parameters
     ----------
-    probs : float array [n, C]; float32 as upstream (other float dtypes are cast to float32)
+    probs : float array [n, C] of probabilities (no NaN, in [0, 1], rows summing to 1 within
+        :data:`PROB_SUM_TOL`; else ValueError); float32 as upstream (other dtypes are cast)
     labels : int array [n] or [n, L] of labels in [0, C)
     u : float array [n] of eps in [0, 1] (one per sample, shared by its candidate labels),
         or of ``labels``' shape; ``None`` draws ``default_rng(random_state).uniform(size=n)``
@@ -218,8 +242,11 @@ def aps_scores(probs: Any, labels: Any, u: Any = None, randomized: bool = True, 
 
 
 def lac_scores(probs: Any, labels: Any) -> np.ndarray:
-    """LAC / "1 - p_y" scores, shape of ``labels`` ([n] or [n, L]), dtype of ``probs``."""
+    """LAC / "1 - p_y" scores, shape of ``labels`` ([n] or [n, L]), dtype of ``probs``.
+
+    ``probs`` [n, C] must hold probabilities (validated as in :func:`aps_scores`)."""
     p = float_array(probs, "probs", ndim=2)
+    _check_probabilities(p, "probs")
     lab = _labels(labels, p.shape[0], p.shape[1])
     py = np.take_along_axis(p, lab.reshape(p.shape[0], -1), axis=1).reshape(lab.shape)
     return (p.dtype.type(1.0) - py).astype(p.dtype, copy=False)

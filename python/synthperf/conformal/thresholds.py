@@ -2,17 +2,21 @@
 
 Notation (1-based ranks, S_(k) the k-th smallest real score, S~_(k) synthetic):
 
-    split conformal   q = S_(k), k = ceil(((1-a)(1+1/n)) n)          (= ceil((1-a)(n+1)))
-                      q = top when (1-a)(1+1/n) > 1 (alpha < 1/(n+1): trivial set)
-    SPPI              K = ceil(N la),  la = (1-a)(1+1/N)
-                      q_syn = S~_(ceil(N la+)), la+ = (1-a)(1+1/N+1/(N(1-a))); top if la+ > 1
+    split conformal   q = S_(k), k = ceil((1-a)(n+1)); q = top when k > n (alpha < 1/(n+1))
+    SPPI              K = ceil((1-a)(N+1))
+                      q_syn = S~_(K+1); top if K+1 > N
                       r+ = max{r : U_r <= K},  r- = max{r : L_r <= K}   (windows.py)
                       s+- = S_(r+-) if r+- <= n, top if r+- = n+1, -inf if r+- = 0
                       q = max(min(q_syn, s-), s+)
 
-The float expressions are evaluated in double in exactly this order, as upstream, so the
-integer ranks agree bit for bit (a few (N, alpha) pairs round to K+1; spec §1d). Sets are
-{y : s(x, y) <= q}. ``top`` is +inf for regression and 1 for APS (spec pitfall P3).
+Every rank comes from one helper, ``conformal_rank_table`` (C++ ``device_math.h``, also
+used inside the C++ core): by default the ranks are exact (alpha taken as the binary
+rational it is, integer arithmetic). ``upstream=True`` on every function switches to
+upstream's double expressions (K = ceil(N (1-a)(1+1/N)), ...), evaluated in upstream's
+order; those round up by one for a few (N, alpha) pairs (spec §1d: N=24, alpha=0.2 gives
+K=21) and are needed only for bit parity with upstream runs. ``windows.coverage_bounds``
+uses the same ranks. Sets are {y : s(x, y) <= q}. ``top`` is +inf for regression and 1
+for APS (spec pitfall P3).
 
 Every threshold is an exact order statistic (or top / -inf), so all backends and the
 single-group functions return identical values. Result dtype: the scores' dtype
@@ -38,20 +42,70 @@ SUPPORTED_BACKENDS = ("reference", "cpu", "cuda", "triton")
 # ----------------------------------------------------------------------------------------
 # Index math (one helper per formula; the C++/CUDA twins live in device_math.h)
 # ----------------------------------------------------------------------------------------
-def split_conformal_rank(n: int, alpha: float) -> int:
-    """1-based rank ceil(((1-a)(1+1/n)) n) of the split-conformal threshold, 0 for 'top'."""
-    level = (1.0 - alpha) * (1.0 + 1.0 / n)
-    return 0 if level > 1.0 else math.ceil(level * n)
+_RANK_KINDS = {"split": 0, "sppi_K": 1, "sppi_synth": 2}
 
 
-def sppi_ranks(n_real: int, n_synth: int, alpha: float, L: np.ndarray, U: np.ndarray) -> tuple[int, int, int]:
+def _check_upstream(upstream: Any) -> bool:
+    if not isinstance(upstream, (bool, np.bool_)):
+        raise TypeError(f"upstream must be a bool, got {type(upstream).__name__} {upstream!r}")
+    return bool(upstream)
+
+
+def conformal_rank_table(kind: str, sizes: Any, alphas: Any, *, upstream: bool = False) -> np.ndarray:
+    """The one conformal rank helper: int64 [P, A] ranks for sizes [P] and levels [A].
+
+    kind "split": split-conformal rank ceil((1-a)(n+1)), 0 (= top) when it exceeds n;
+    "sppi_K": K = ceil((1-a)(N+1)); "sppi_synth": K+1, 0 (= top) when it exceeds N.
+    Exact integer arithmetic unless ``upstream`` (upstream's double expressions, spec §1c-§1d).
+    The C++ core and the GPU host math use the same function (``device_math.h``).
+    """
+    if kind not in _RANK_KINDS:
+        raise ValueError(f"kind must be one of {sorted(_RANK_KINDS)}, got {kind!r}")
+    sz = np.ascontiguousarray(np.atleast_1d(sizes), dtype=np.int64)
+    lv = np.ascontiguousarray(np.atleast_1d(alphas), dtype=np.float64)
+    return _native.conformal_rank_table(_RANK_KINDS[kind], sz, lv, _check_upstream(upstream))
+
+
+def split_conformal_rank(n: int, alpha: float, *, upstream: bool = False) -> int:
+    """1-based rank ceil((1-a)(n+1)) of the split-conformal threshold, 0 for 'top'."""
+    return int(conformal_rank_table("split", [n], [alpha], upstream=upstream)[0, 0])
+
+
+def sppi_K(n_synth: int, alpha: float, *, upstream: bool = False) -> int:
+    """SPPI's K = ceil((1-a)(N+1)) (upstream: ceil(N (1-a)(1+1/N)) in double)."""
+    return int(conformal_rank_table("sppi_K", [n_synth], [alpha], upstream=upstream)[0, 0])
+
+
+def sppi_ranks(n_real: int, n_synth: int, alpha: float, L: np.ndarray, U: np.ndarray, *,
+               upstream: bool = False) -> tuple[int, int, int]:
     """(synthetic rank or 0 for top, r_plus, r_minus) for one group and one alpha."""
-    N = n_synth
-    la = (1.0 - alpha) * (1.0 + 1.0 / N)
-    la_plus = (1.0 - alpha) * (1.0 + 1.0 / N + 1.0 / (N * (1.0 - alpha)))
-    K = math.ceil(N * la)
-    synth_rank = 0 if la_plus > 1.0 else math.ceil(N * la_plus)
+    K = sppi_K(n_synth, alpha, upstream=upstream)
+    synth_rank = int(conformal_rank_table("sppi_synth", [n_synth], [alpha], upstream=upstream)[0, 0])
     return synth_rank, _last_rank_at_most(U, K), _last_rank_at_most(L, K)
+
+
+def sppi_rank_arrays(n: np.ndarray, N: np.ndarray, alphas: np.ndarray, beta: float, *,
+                     upstream: bool = False) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Vectorised ``sppi_ranks``: groups with sizes n [B], N [B] at levels [A] ->
+    (synthetic rank, r_plus, r_minus), each int64 [B, A]. Used by the GPU host math and the
+    coverage bounds, so bounds and thresholds always share their ranks."""
+    n = np.asarray(n, dtype=np.int64)
+    N = np.asarray(N, dtype=np.int64)
+    B, A = n.shape[0], np.shape(alphas)[0]
+    r_plus = np.zeros((B, A), dtype=np.int64)
+    r_minus = np.zeros((B, A), dtype=np.int64)
+    if B == 0:
+        return np.zeros((0, A), dtype=np.int64), r_plus, r_minus
+    N_values, N_inverse = np.unique(N, return_inverse=True)
+    K = conformal_rank_table("sppi_K", N_values, alphas, upstream=upstream)[N_inverse.reshape(-1)]
+    synth_rank = conformal_rank_table("sppi_synth", N_values, alphas, upstream=upstream)[N_inverse.reshape(-1)]
+    pairs, inverse = _size_pairs(n, N)
+    for t, (n_t, N_t) in enumerate(pairs):
+        rows = np.flatnonzero(inverse == t)
+        L, U = transport_windows(int(n_t), int(N_t), beta)
+        r_plus[rows] = _last_ranks_vectorised(U, K[rows])
+        r_minus[rows] = _last_ranks_vectorised(L, K[rows])
+    return synth_rank, r_plus, r_minus
 
 
 def _last_rank_at_most(W: np.ndarray, K: int) -> int:
@@ -72,10 +126,11 @@ def _scores_1d(x: Any, name: str) -> np.ndarray:
     return float_array(x, name, ndim=1)
 
 
-def split_conformal_threshold(scores: Any, alpha: Any, top: float = math.inf):
+def split_conformal_threshold(scores: Any, alpha: Any, top: float = math.inf, *, upstream: bool = False):
     """Split-conformal threshold from n calibration scores (specs/sppi.md §3, method SC).
 
-    scores : [n] float; alpha : float or [A]; top : value of a trivial threshold.
+    scores : [n] float; alpha : float or [A]; top : value of a trivial threshold;
+    upstream : upstream's double rank expression instead of the exact rank (module docstring).
     Returns a float for scalar alpha, else a float array [A].
     """
     s = _scores_1d(scores, "scores")
@@ -84,18 +139,17 @@ def split_conformal_threshold(scores: Any, alpha: Any, top: float = math.inf):
     sorted_s = np.sort(s)
     n = sorted_s.shape[0]
     out = np.empty(alphas.shape[0], dtype=sorted_s.dtype)
-    for i, a in enumerate(alphas):
-        k = split_conformal_rank(n, float(a))
+    for i, k in enumerate(conformal_rank_table("split", [n], alphas, upstream=upstream)[0].tolist()):
         out[i] = top if k == 0 else sorted_s[k - 1]
     return float(out[0]) if scalar else out
 
 
 def _sppi_one_group(real_sorted: np.ndarray, synth_sorted: np.ndarray, alphas: np.ndarray,
-                    L: np.ndarray, U: np.ndarray, top: float, dtype) -> np.ndarray:
+                    L: np.ndarray, U: np.ndarray, top: float, dtype, upstream: bool = False) -> np.ndarray:
     n = real_sorted.shape[0]
     out = np.empty(alphas.shape[0], dtype=dtype)
     for i, a in enumerate(alphas):
-        synth_rank, r_plus, r_minus = sppi_ranks(n, synth_sorted.shape[0], float(a), L, U)
+        synth_rank, r_plus, r_minus = sppi_ranks(n, synth_sorted.shape[0], float(a), L, U, upstream=upstream)
         q_syn = top if synth_rank == 0 else synth_sorted[synth_rank - 1]
         s_plus = -math.inf if r_plus == 0 else (real_sorted[r_plus - 1] if r_plus <= n else top)
         s_minus = -math.inf if r_minus == 0 else (real_sorted[r_minus - 1] if r_minus <= n else top)
@@ -103,13 +157,16 @@ def _sppi_one_group(real_sorted: np.ndarray, synth_sorted: np.ndarray, alphas: n
     return out
 
 
-def sppi_threshold(real_scores: Any, synth_scores: Any, alpha: Any, beta: float = 0.4, top: float = math.inf):
+def sppi_threshold(real_scores: Any, synth_scores: Any, alpha: Any, beta: float = 0.4, top: float = math.inf,
+                   *, upstream: bool = False):
     """SPPI threshold for one group (specs/sppi.md §1c).
 
     real_scores : [n] float, n >= 1; synth_scores : [N] float, N >= n + 2;
-    alpha : float or [A] in (0, 1); beta : window slack in (0, 1); top : trivial threshold.
+    alpha : float or [A] in (0, 1); beta : window slack in (0, 1); top : trivial threshold;
+    upstream : upstream's double rank expressions instead of the exact ranks.
     Returns a float for scalar alpha, else a float array [A]. Coverage of {s <= q} on a new
-    real point lies in ``coverage_bounds(n, N, alpha, beta)`` whatever the synthetic scores.
+    real point lies in ``coverage_bounds(n, N, alpha, beta)`` whatever the synthetic scores
+    (with the default exact ranks; the bounds use the same ranks).
     """
     r = _scores_1d(real_scores, "real_scores")
     s = _scores_1d(synth_scores, "synth_scores")
@@ -118,7 +175,7 @@ def sppi_threshold(real_scores: Any, synth_scores: Any, alpha: Any, beta: float 
     _validate_sizes(r.shape[0], s.shape[0], beta)
     L, U = transport_windows(r.shape[0], s.shape[0], beta)
     dtype = np.result_type(r.dtype, s.dtype)
-    out = _sppi_one_group(np.sort(r), np.sort(s), alphas, L, U, top, dtype)
+    out = _sppi_one_group(np.sort(r), np.sort(s), alphas, L, U, top, dtype, _check_upstream(upstream))
     return float(out[0]) if scalar else out
 
 
@@ -175,11 +232,11 @@ def _device_scores(x: Any, name: str, device: Any) -> Any:
 
 
 def split_conformal_thresholds(scores: Any, alphas: Any, top: float = math.inf, lengths: Any = None,
-                               *, backend: str | None = None):
+                               *, backend: str | None = None, upstream: bool = False):
     """Split-conformal thresholds for B groups at A levels: [B, n] -> [B, A].
 
     ``lengths`` [B] gives ragged group sizes (entries past a group's length are never read).
-    Equal, bit for bit, to ``split_conformal_threshold`` applied group by group.
+    Equal, bit for bit, to ``split_conformal_threshold`` applied group by group (same ``upstream``).
     """
     kind = array_kind(scores)
     name = resolve_backend(backend, supported=SUPPORTED_BACKENDS, kernel="split_conformal_thresholds")
@@ -190,7 +247,8 @@ def split_conformal_thresholds(scores: Any, alphas: Any, top: float = math.inf, 
     ln = _lengths(lengths, x.shape[0], x.shape[1], "lengths", 1)
     if name != "cpu":  # the C++ core detects NaN in its min/max pass
         _check_no_nan(x, ln, "scores")
-    ranks = _split_conformal_ranks(ln, lv, uniform=lengths is None)  # [A] if all n agree, else [B, A]
+    upstream = _check_upstream(upstream)
+    ranks = _split_conformal_ranks(ln, lv, uniform=lengths is None, upstream=upstream)  # [A] or [B, A]
     if on_device:
         import torch
 
@@ -198,7 +256,8 @@ def split_conformal_thresholds(scores: Any, alphas: Any, top: float = math.inf, 
         trivial = torch.from_numpy(ranks == 0).to(x.device)
         return torch.where(trivial, torch.tensor(top, dtype=x.dtype, device=x.device), sel)
     if name == "reference":
-        out = np.stack([split_conformal_threshold(x[b, : ln[b]], lv, top) for b in range(x.shape[0])]) \
+        out = np.stack([split_conformal_threshold(x[b, : ln[b]], lv, top, upstream=upstream)
+                        for b in range(x.shape[0])]) \
             if x.shape[0] else np.empty((0, lv.shape[0]), x.dtype)
         return like_input(out.astype(x.dtype, copy=False), kind)
     if name == "cpu":  # validated above: straight to the C++ core, which writes top for rank 0
@@ -209,13 +268,16 @@ def split_conformal_thresholds(scores: Any, alphas: Any, top: float = math.inf, 
     return like_input(out, kind)
 
 
-def _split_conformal_ranks(ln: np.ndarray, lv: np.ndarray, uniform: bool = False) -> np.ndarray:
-    """k = ceil((1 - alpha)(1 + 1/n) n), 0 when the level exceeds 1: [A] when every group has
-    the same n (the common case, computed once; ``uniform`` says so without looking), else [B, A]."""
-    if ln.shape[0] > 0 and (uniform or ln.min() == ln.max()):  # the scalar helper, once per alpha
-        return np.array([split_conformal_rank(int(ln[0]), a) for a in lv.tolist()], dtype=np.int64)
-    level = (1.0 - lv[None, :]) * (1.0 + 1.0 / ln[:, None])  # same double expression as the scalar helper
-    return np.where(level > 1.0, 0, np.ceil(level * ln[:, None])).astype(np.int64)
+def _split_conformal_ranks(ln: np.ndarray, lv: np.ndarray, uniform: bool = False, upstream: bool = False) -> np.ndarray:
+    """k = ceil((1 - alpha)(n + 1)), 0 when it exceeds n (the rank helper): [A] when every
+    group has the same n (the common case, computed once; ``uniform`` says so without
+    looking), else [B, A]."""
+    if ln.shape[0] > 0 and (uniform or ln.min() == ln.max()):
+        return conformal_rank_table("split", ln[:1], lv, upstream=upstream)[0]
+    if ln.shape[0] == 0:
+        return np.zeros((0, lv.shape[0]), dtype=np.int64)
+    values, inverse = np.unique(ln, return_inverse=True)
+    return conformal_rank_table("split", values, lv, upstream=upstream)[inverse.reshape(-1)]
 
 
 def _size_pairs(n: np.ndarray, N: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -242,7 +304,8 @@ def _window_tables(n: np.ndarray, N: np.ndarray, beta: float):
 
 
 def sppi_thresholds(real: Any, synth: Any, alphas: Any, beta: float = 0.4, top: float = math.inf,
-                    real_lengths: Any = None, synth_lengths: Any = None, *, backend: str | None = None):
+                    real_lengths: Any = None, synth_lengths: Any = None, *, backend: str | None = None,
+                    upstream: bool = False):
     """SPPI thresholds for B groups at A levels (specs/sppi.md §1c, §8 step 3).
 
     Parameters
@@ -252,6 +315,8 @@ def sppi_thresholds(real: Any, synth: Any, alphas: Any, beta: float = 0.4, top: 
     alphas : [A] (or scalar) levels in (0, 1); beta : window slack in (0, 1); top : trivial value.
     real_lengths, synth_lengths : [B] int, optional ragged sizes (need N_b >= n_b + 2).
     backend : "auto" | "reference" | "cpu" | "cuda" | "triton".
+    upstream : upstream's double rank expressions instead of the exact ranks (bit parity with
+    upstream runs; module docstring). Every backend uses the same rank helper.
 
     Returns [B, A] thresholds in the scores' dtype and the caller's array type, identical
     bit for bit to ``sppi_threshold`` applied group by group.
@@ -271,6 +336,7 @@ def sppi_thresholds(real: Any, synth: Any, alphas: Any, beta: float = 0.4, top: 
     if isinstance(beta, (list, tuple, np.ndarray)):
         raise TypeError(f"beta must be a scalar in (0, 1), got {beta!r}")
     beta = float(open_unit_interval(beta, "beta"))
+    upstream = _check_upstream(upstream)
     n = _lengths(real_lengths, R.shape[0], R.shape[1], "real_lengths", 1)
     N = _lengths(synth_lengths, S.shape[0], S.shape[1], "synth_lengths", 1)
     small = N < n + 2
@@ -287,7 +353,7 @@ def sppi_thresholds(real: Any, synth: Any, alphas: Any, beta: float = 0.4, top: 
         dtype_t = torch.promote_types(R.dtype, S.dtype)
         if B == 0:
             return R.new_empty((0, A), dtype=dtype_t)
-        return _sppi_thresholds_by_selection(R.to(dtype_t), S.to(dtype_t), lv, n, N, beta, top, name)
+        return _sppi_thresholds_by_selection(R.to(dtype_t), S.to(dtype_t), lv, n, N, beta, top, name, upstream)
     dtype = np.result_type(R.dtype, S.dtype)
     if B == 0:
         return like_input(np.empty((0, A), dtype=dtype), kind)
@@ -295,7 +361,7 @@ def sppi_thresholds(real: Any, synth: Any, alphas: Any, beta: float = 0.4, top: 
         out = np.empty((B, A), dtype=dtype)
         for b in range(B):
             L, U = transport_windows(int(n[b]), int(N[b]), beta)
-            out[b] = _sppi_one_group(np.sort(R[b, : n[b]]), np.sort(S[b, : N[b]]), lv, L, U, top, dtype)
+            out[b] = _sppi_one_group(np.sort(R[b, : n[b]]), np.sort(S[b, : N[b]]), lv, L, U, top, dtype, upstream)
         return like_input(out, kind)
     if name == "cpu":
         L_flat, U_flat, offsets = _window_tables(n, N, beta)
@@ -303,31 +369,21 @@ def sppi_thresholds(real: Any, synth: Any, alphas: Any, beta: float = 0.4, top: 
         Sc = np.ascontiguousarray(S, dtype=dtype)
         out = np.empty((B, A), dtype=dtype)
         fn = _native.sppi_thresholds_f32 if dtype == np.float32 else _native.sppi_thresholds_f64
-        status, group, which = fn(Rc, n, Sc, N, np.ascontiguousarray(lv), L_flat, U_flat, offsets, top, out)
+        status, group, which = fn(Rc, n, Sc, N, np.ascontiguousarray(lv, dtype=np.float64), L_flat, U_flat, offsets,
+                                  top, out, upstream=upstream)
         if status != 0:
             raise _nan_error("real" if which == 0 else "synth", int(group))
         return like_input(out, kind)
     return like_input(_sppi_thresholds_by_selection(R.astype(dtype, copy=False), S.astype(dtype, copy=False),
-                                                    lv, n, N, beta, top, name), kind)
+                                                    lv, n, N, beta, top, name, upstream), kind)
 
 
-def _sppi_thresholds_by_selection(R, S, lv, n, N, beta, top, backend):
-    """GPU path: host computes all ranks (vectorised, same double expressions), the device
-    selects the order statistics (order_statistics kernel), then the clip is applied where
-    the scores live (numpy arrays, or CUDA tensors that never leave the device)."""
-    B, A = R.shape[0], lv.shape[0]
-    la = (1.0 - lv[None, :]) * (1.0 + 1.0 / N[:, None])
-    la_plus = (1.0 - lv[None, :]) * (1.0 + 1.0 / N[:, None] + 1.0 / (N[:, None] * (1.0 - lv[None, :])))
-    K = np.ceil(N[:, None] * la).astype(np.int64)
-    synth_rank = np.where(la_plus > 1.0, 0, np.ceil(N[:, None] * la_plus)).astype(np.int64)
-    r_plus = np.empty((B, A), dtype=np.int64)
-    r_minus = np.empty((B, A), dtype=np.int64)
-    pairs, inverse = _size_pairs(n, N)
-    for t, (n_t, N_t) in enumerate(pairs):
-        rows = np.flatnonzero(inverse == t)
-        L, U = transport_windows(int(n_t), int(N_t), beta)
-        r_plus[rows] = _last_ranks_vectorised(U, K[rows])
-        r_minus[rows] = _last_ranks_vectorised(L, K[rows])
+def _sppi_thresholds_by_selection(R, S, lv, n, N, beta, top, backend, upstream=False):
+    """GPU path: host computes all ranks (``sppi_rank_arrays``, the shared rank helper), the
+    device selects the order statistics (order_statistics kernel), then the clip is applied
+    where the scores live (numpy arrays, or CUDA tensors that never leave the device)."""
+    A = lv.shape[0]
+    synth_rank, r_plus, r_minus = sppi_rank_arrays(n, N, lv, beta, upstream=upstream)
     real_ranks = np.clip(np.concatenate([r_plus, r_minus], axis=1), 1, n[:, None])
     if array_kind(R).is_torch:  # device path (NaN already checked): selection and clip on the device
         import torch

@@ -71,6 +71,7 @@ class SPPITrialConfig:
     age_range: str | None = None
     top: float | None = None  # trivial threshold; None: 1 for APS (pitfall P3), +inf for regression
     backend: str | None = None
+    upstream: bool = False  # upstream's double rank expressions (bit parity); default: exact ranks
     chunk_trials: int = 25
     extra: Mapping[str, Any] = field(default_factory=dict)  # copied into every row
 
@@ -112,6 +113,8 @@ def _config(config: Any) -> SPPITrialConfig:
     for name in ("n_cal", "n_test", "n_cal_maj", "n_seeds", "k", "chunk_trials"):
         setattr(cfg, name, positive_int(getattr(cfg, name), name))
     positive_int(cfg.seed, "seed", minimum=0)
+    if not isinstance(cfg.upstream, (bool, np.bool_)):
+        raise TypeError(f"upstream must be a bool, got {type(cfg.upstream).__name__} {cfg.upstream!r}")
     if cfg.top is not None:
         cfg.top = real_scalar(cfg.top, "top")
     _check_criterion(cfg.dist_criterion)
@@ -190,13 +193,13 @@ def _thresholds(cfg, real_groups: np.ndarray, synth_groups: np.ndarray, synth_by
     out = []
     for method in cfg.methods:
         if method == "SC":
-            q = split_conformal_thresholds(R, alphas, top, backend=cfg.backend)
+            q = split_conformal_thresholds(R, alphas, top, backend=cfg.backend, upstream=cfg.upstream)
         elif method == "SC (synth)":
             q = split_conformal_thresholds(np.ascontiguousarray(synth_groups).reshape(T * G, -1), alphas, top,
-                                           backend=cfg.backend)
+                                           backend=cfg.backend, upstream=cfg.upstream)
         elif method == "SPI":
             q = sppi_thresholds(R, np.ascontiguousarray(synth_groups).reshape(T * G, -1), alphas, cfg.beta, top,
-                                backend=cfg.backend)
+                                backend=cfg.backend, upstream=cfg.upstream)
         else:  # SPI [subset]
             if synth_by_class is None:
                 raise ValueError("'SPI [subset]' needs per-class synthetic sampling: set only_maj_exact=True "
@@ -209,7 +212,8 @@ def _thresholds(cfg, real_groups: np.ndarray, synth_groups: np.ndarray, synth_by
                                                cfg.dist_criterion), cfg.k)
                 for i in range(0, T, step)])  # [T, G, k]
             pool = np.take_along_axis(synth_by_class[:, None], chosen[..., None], axis=2)  # [T, G, k, M]
-            q = sppi_thresholds(R, pool.reshape(T * G, -1), alphas, cfg.beta, top, backend=cfg.backend)
+            q = sppi_thresholds(R, pool.reshape(T * G, -1), alphas, cfg.beta, top, backend=cfg.backend,
+                                upstream=cfg.upstream)
         out.append(np.asarray(q).reshape(T, G, alphas.shape[0]))
     return np.stack(out, axis=1)
 

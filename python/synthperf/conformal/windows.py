@@ -9,11 +9,16 @@ With F_r(k) = sum_{k' <= k} P_r(k') accumulated in double from k = 1:
     L_r = U_r = -1 when L_r = N+1 (empty row; counts as "<= K" everywhere)
 
 Upstream evaluates every pmf value with big-int binomials (correctly rounded doubles) in
-O(m N) big-int operations per call (541 s at N=30000, m=451). Here the C++ core walks
-the recurrence p_{j+1}/p_j = (j+r)(N-j) / ((j+1)(N-j+m-r)) and stops at U_r; every row
-whose running sum came within 1e-8 of a threshold at a decisive bucket is recomputed
-exactly the upstream way, so the integers agree with upstream's double evaluation.
-Results are cached by (n_real, n_synth, beta).
+O(m N) big-int operations per call (541 s at N=30000, m=451). Here the C++ core
+(``csrc/cpu/sppi.cpp``) walks the recurrence p_{j+1}/p_j = (j+r)(N-j) / ((j+1)(N-j+m-r)) and
+stops at U_r. Every decision (F > beta/2, F >= 1-beta/2) is certified against upstream's
+double evaluation by a rigorous *relative* error bound (start product, recurrence and both
+sequential sums); the rare rows whose running sum lies within that bound of a threshold are
+redone in double-double, where each term's correct rounding is known or bracketed, which
+settles them exactly; rows still open after that (status 2, ~1e-7 per row) are recomputed
+with big integers (:func:`exact_window_row`). So the integers always agree with upstream's.
+Results are cached by (n_real, n_synth, beta); :func:`window_recheck_counts` reports how many
+rows needed each stage.
 """
 from __future__ import annotations
 
@@ -25,8 +30,9 @@ import numpy as np
 from .. import _native
 from .._validation import open_unit_interval, positive_int
 
-#: Rows whose running sum passes a threshold closer than this are recomputed exactly.
-EXACT_RECHECK_MARGIN = 1e-8
+#: (n_real, n_synth, beta) -> {"double_double": rows settled in double-double,
+#: "big_int": rows recomputed with big integers}, filled when the windows are computed.
+_RECHECKS: dict[tuple[int, int, float], dict[str, int]] = {}
 
 
 def _validate_sizes(n_real: int, n_synth: int, beta: float) -> tuple[int, int, float]:
@@ -72,12 +78,25 @@ def exact_window_row(n_synth: int, m: int, r: int, beta: float) -> tuple[int, in
 @lru_cache(maxsize=512)
 def _windows_cached(n_real: int, n_synth: int, beta: float) -> tuple[np.ndarray, np.ndarray]:
     m = n_real + 1
-    L, U, margin = _native.transport_windows_f64(n_real, n_synth, beta)
-    for r in np.flatnonzero(margin < EXACT_RECHECK_MARGIN) + 1:
+    L, U, status = _native.transport_windows_f64(n_real, n_synth, beta)
+    open_rows = np.flatnonzero(status == 2) + 1
+    for r in open_rows:
         L[r - 1], U[r - 1] = exact_window_row(n_synth, m, int(r), beta)
+    _RECHECKS[(n_real, n_synth, beta)] = {"double_double": int((status == 1).sum()), "big_int": int(open_rows.size)}
     L.setflags(write=False)
     U.setflags(write=False)
     return L, U
+
+
+def window_recheck_counts(n_real: int, n_synth: int, beta: float) -> dict[str, int]:
+    """How many rows of ``transport_windows(n_real, n_synth, beta)`` were not settled by the fast
+    double pass: ``{"double_double": ..., "big_int": ...}`` (computes the windows if needed)."""
+    key = _validate_sizes(n_real, n_synth, beta)
+    _windows_cached(*key)
+    if key not in _RECHECKS:  # cached before the counts were recorded (cannot happen); recompute
+        _windows_cached.cache_clear()
+        _windows_cached(*key)
+    return dict(_RECHECKS[key])
 
 
 def transport_windows(n_real: int, n_synth: int, beta: float) -> tuple[np.ndarray, np.ndarray]:
@@ -98,21 +117,40 @@ def transport_windows(n_real: int, n_synth: int, beta: float) -> tuple[np.ndarra
     return _windows_cached(*_validate_sizes(n_real, n_synth, beta))
 
 
-def coverage_bounds(n_real: int, n_synth: int, alpha, beta: float = 0.4):
-    """Worst-case coverage bounds of SPPI, ``(r_plus/(n+1), r_minus/(n+1))`` rounded to 3 decimals.
+def coverage_bounds(n_real: int, n_synth: int, alpha, beta: float = 0.4, *, upstream: bool = False):
+    """Worst-case coverage bounds of SPPI, ``(r_plus/(n+1), r_minus/(n+1))`` (specs/sppi.md §1c).
 
-    They hold whatever the synthetic scores are (specs/sppi.md §1c). ``r_plus`` (``r_minus``)
-    is the largest rank whose U (L) window bound is <= K = ceil((1-alpha)(N+1)), computed as
-    an int as upstream's ``get_wc_bounds``. Scalar alpha gives floats, array alpha arrays.
+    The coverage of ``{s <= q}`` on a new real point lies in these bounds whatever the
+    synthetic scores, because q is clipped to [S_(r_plus), S_(r_minus)].
+
+    Default: ``r_plus``/``r_minus`` are the ranks the threshold uses (the one rank helper of
+    :mod:`.thresholds`: exact K = ceil((1-alpha)(N+1))), so the bounds are exact fractions
+    and always describe ``sppi_threshold(..., upstream=False)``. ``r_plus = 0`` gives a lower
+    bound 0, ``r_minus = n+1`` an upper bound 1.
+
+    ``upstream=True``: upstream's ``get_wc_bounds``: K = ``math.ceil((1-alpha)*(N+1))`` in
+    double (which can differ from the K of upstream's own threshold, spec §1d) and both
+    bounds rounded to 3 decimals. Only for comparing with upstream outputs.
+
+    Scalar alpha gives a float pair, array alpha a pair of float arrays [A].
     """
     n_real, n_synth, beta = _validate_sizes(n_real, n_synth, beta)
-    alphas = open_unit_interval(alpha, "alpha")
+    if not isinstance(upstream, (bool, np.bool_)):
+        raise TypeError(f"upstream must be a bool, got {type(upstream).__name__} {upstream!r}")
+    alphas = np.atleast_1d(open_unit_interval(alpha, "alpha")).astype(np.float64)
     L, U = transport_windows(n_real, n_synth, beta)
-    K = np.array([math.ceil((1 - a) * (n_synth + 1)) for a in np.atleast_1d(alphas)], dtype=np.int64)
-    r_plus = np.array([_last_rank_at_most(U, k) for k in K])
-    r_minus = np.array([_last_rank_at_most(L, k) for k in K])
-    lower = np.round(r_plus / (n_real + 1), 3)
-    upper = np.round(r_minus / (n_real + 1), 3)
+    if upstream:
+        K = np.array([math.ceil((1 - a) * (n_synth + 1)) for a in alphas.tolist()], dtype=np.int64)
+        r_plus = np.array([_last_rank_at_most(U, k) for k in K])
+        r_minus = np.array([_last_rank_at_most(L, k) for k in K])
+        lower = np.round(r_plus / (n_real + 1), 3)
+        upper = np.round(r_minus / (n_real + 1), 3)
+    else:
+        from .thresholds import sppi_rank_arrays
+
+        _, r_plus, r_minus = sppi_rank_arrays(np.array([n_real]), np.array([n_synth]), alphas, beta)
+        lower = r_plus[0] / (n_real + 1)
+        upper = r_minus[0] / (n_real + 1)
     if np.ndim(alpha) == 0:
         return float(lower[0]), float(upper[0])
     return lower, upper

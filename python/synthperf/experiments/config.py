@@ -2,7 +2,9 @@
 
 Rules (issue 8; the fixes of specs/sppi.md §9 pitfall P1):
 
-- Files are read with ``yaml.safe_load``; the top level is a mapping whose ``experiment`` key
+- Files are read with ``yaml.safe_load`` semantics through a bounded loader: a document whose
+  alias expansion exceeds ``MAX_CONFIG_NODES`` nodes (a "billion laughs" alias bomb) or whose
+  aliases are recursive raises ``ConfigError`` before anything is expanded; the top level is a mapping whose ``experiment`` key
   names the schema (``sppi``, ``gafi``, ``flows``, ``guidance``, see :mod:`.schemas`).
 - Unknown keys raise ``ValueError`` naming the dotted key and listing the known ones; wrong
   types raise ``TypeError`` naming the dotted key, the expected type and the value.
@@ -30,14 +32,63 @@ from typing import Any, Literal, Mapping, Sequence, Union
 
 import yaml
 
-__all__ = ["ConfigError", "parse_override", "apply_overrides", "build", "expand_grid", "load_config",
+__all__ = ["ConfigError", "MAX_CONFIG_NODES", "parse_override", "safe_load_bounded", "apply_overrides", "build", "expand_grid", "load_config",
            "resolve", "to_dict", "schema_for"]
 
 _MISSING = object()
 
+#: Largest number of YAML nodes a config may expand to (aliases counted at every use).
+MAX_CONFIG_NODES = 100_000
+
 
 class ConfigError(ValueError):
     """A config value or key is invalid (subclass of ValueError)."""
+
+
+# ----------------------------------------------------------------------------------------
+# Bounded YAML loading (alias bombs)
+# ----------------------------------------------------------------------------------------
+def _expanded_size(node: yaml.Node, memo: dict[int, int], active: set[int], where: str) -> int:
+    """Nodes ``node`` expands to, aliases counted at every use; memoised by node, so the cost is
+    linear in the document even when the expansion is astronomically large."""
+    key = id(node)
+    if key in memo:
+        return memo[key]
+    if key in active:
+        raise ConfigError(f"{where}: recursive YAML alias (a node contains itself); configs must be trees")
+    if isinstance(node, yaml.ScalarNode):
+        return 1
+    active.add(key)
+    total = 1
+    children = node.value if isinstance(node, yaml.SequenceNode) else [c for kv in node.value for c in kv]
+    for child in children:
+        total += _expanded_size(child, memo, active, where)
+        if total > MAX_CONFIG_NODES:
+            break
+    active.discard(key)
+    memo[key] = total
+    return total
+
+
+def safe_load_bounded(text: str, where: str = "config") -> Any:
+    """``yaml.safe_load(text)``, but a document that expands to more than ``MAX_CONFIG_NODES``
+    nodes (alias bomb) or has recursive aliases raises ``ConfigError`` first (fast: the alias
+    graph is measured, never expanded). YAML syntax errors propagate as ``yaml.YAMLError``."""
+    loader = yaml.SafeLoader(text)
+    try:
+        node = loader.get_single_node()
+        if node is None:
+            return None
+        try:
+            size = _expanded_size(node, {}, set(), where)
+        except RecursionError:
+            raise ConfigError(f"{where}: YAML nested too deeply") from None
+        if size > MAX_CONFIG_NODES:
+            raise ConfigError(f"{where}: the YAML expands to more than {MAX_CONFIG_NODES} nodes through its "
+                              f"aliases (&anchor/*alias); refusing to load it (alias expansion bomb?)")
+        return loader.construct_document(node)
+    finally:
+        loader.dispose()
 
 
 # ----------------------------------------------------------------------------------------
@@ -52,7 +103,7 @@ def parse_override(text: str) -> tuple[str, Any]:
     if not key or any(not part for part in key.split(".")):
         raise ConfigError(f"override {text!r} has an empty key")
     try:
-        value = yaml.safe_load(raw) if raw.strip() else None
+        value = safe_load_bounded(raw, f"override {key}") if raw.strip() else None
     except yaml.YAMLError as exc:
         raise ConfigError(f"override {key}: cannot parse {raw!r} as YAML: {exc}") from None
     return key, value
@@ -77,10 +128,26 @@ def apply_overrides(raw: Mapping[str, Any], overrides: Sequence[str] | Mapping[s
 
 
 def _deepcopy(x: Any) -> Any:
-    if isinstance(x, Mapping):
-        return {k: _deepcopy(v) for k, v in x.items()}
-    if isinstance(x, (list, tuple)):
-        return [_deepcopy(v) for v in x]
+    """Plain-data deep copy with a node budget (``MAX_CONFIG_NODES``) and a cycle check, so a
+    mapping built in Python with shared or self-referencing parts fails fast too."""
+    budget = [MAX_CONFIG_NODES]
+    return _copy(x, budget, set())
+
+
+def _copy(x: Any, budget: list[int], active: set[int]) -> Any:
+    budget[0] -= 1
+    if budget[0] < 0:
+        raise ConfigError(f"config expands to more than {MAX_CONFIG_NODES} values; refusing to copy it")
+    if isinstance(x, (Mapping, list, tuple)):
+        if id(x) in active:
+            raise ConfigError("config contains itself (recursive structure); configs must be trees")
+        active.add(id(x))
+        try:
+            if isinstance(x, Mapping):
+                return {k: _copy(v, budget, active) for k, v in x.items()}
+            return [_copy(v, budget, active) for v in x]
+        finally:
+            active.discard(id(x))
     return x
 
 
@@ -276,7 +343,7 @@ def load_config(path: str | os.PathLike) -> dict:
     if not p.is_file():
         raise FileNotFoundError(f"config file {str(p)!r} does not exist")
     try:
-        raw = yaml.safe_load(p.read_text(encoding="utf-8"))
+        raw = safe_load_bounded(p.read_text(encoding="utf-8"), str(p))
     except yaml.YAMLError as exc:
         raise ConfigError(f"{p}: invalid YAML: {exc}") from None
     if not isinstance(raw, dict):

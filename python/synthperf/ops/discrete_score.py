@@ -57,7 +57,20 @@ def _gamma_vector(gamma: Any, d: int, dtype: np.dtype, name: str = "gamma") -> n
         raise ValueError(f"{name} has {g.shape[0]} entries but the data have d = {d} dimensions")
     if not np.isfinite(g).all() or (g <= 0).any():
         raise ValueError(f"{name} must be finite and > 0 (noise variances), got min {g.min()!r}")
-    return g.astype(dtype)
+    cast = np.ascontiguousarray(g.astype(dtype))
+    _check_variances_in_dtype(g, cast, name)
+    return cast
+
+
+def _check_variances_in_dtype(g: np.ndarray, cast: np.ndarray, name: str) -> None:
+    """The kernels compute in the scores' dtype: a variance that under/overflows there (e.g.
+    1e-50 in float32 becomes 0 and gives NaN) is rejected after the cast, naming it."""
+    bad = ~np.isfinite(cast) | (cast <= 0)
+    if bad.any():
+        i = np.unravel_index(int(np.flatnonzero(bad.reshape(-1))[0]), g.shape)
+        raise ValueError(f"{name} = {float(g[i])!r} (entry {tuple(int(v) for v in i)}) is not representable as a "
+                         f"positive finite {cast.dtype} (it becomes {float(cast[i])!r}); use float64 inputs or "
+                         f"a variance within the {cast.dtype} range")
 
 
 def _validate_pair(x: Any, data: Any, x_name: str = "x") -> tuple[np.ndarray, np.ndarray]:
@@ -147,8 +160,8 @@ def discrete_score(x: Any, data: Any, gamma: Any, *, mode: str = "stable", backe
                                                torch.from_numpy(np.ascontiguousarray(y_np)),
                                                torch.from_numpy(g_np), mode=mode)
     elif name == "cpu":
-        dbar = np.empty_like(x_np)
-        score = np.empty_like(x_np)
+        dbar = np.empty(x_np.shape, dtype=x_np.dtype, order="C")  # not empty_like: that keeps F order
+        score = np.empty(x_np.shape, dtype=x_np.dtype, order="C")
         fn = _native.discrete_score_f32 if x_np.dtype == np.float32 else _native.discrete_score_f64
         fn(np.ascontiguousarray(x_np), np.ascontiguousarray(y_np.T), g_np, clamp, dbar, score)
     else:
@@ -245,6 +258,12 @@ def integrate_discrete(z0: Any, data: Any, tables: dict, times: Any, *, solver: 
     z_np, y_np = _validate_pair(z0, data, "z0")
     M, d = z_np.shape
     tabs, t = _validate_tables(tables, times, d)
+    for key in ("gamma", "s"):  # the torch paths compute in z0's dtype: check after that cast
+        cast = tabs[key].astype(z_np.dtype)
+        if key == "gamma":
+            _check_variances_in_dtype(tabs[key], cast, "tables['gamma']")
+        elif (cast == 0).any() or not np.isfinite(cast).all():
+            raise ValueError(f"tables['s'] is not representable as a non-zero finite {z_np.dtype}")
     slots = save_steps(t.shape[0] - 1, int(save_every))
     S = int((slots >= 0).sum())
     heun = solver == "heun"
