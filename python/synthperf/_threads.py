@@ -24,7 +24,7 @@ from contextlib import contextmanager
 from typing import Iterator
 
 __all__ = ["available_cores", "busy_cores", "free_cores", "recommended_threads", "configure_threads",
-           "thread_limits", "current_threads"]
+           "thread_limits", "preserved_threads", "current_threads"]
 
 
 def available_cores() -> int:
@@ -184,26 +184,35 @@ def configure_threads(n: int | None = None, *, workers: int = 1, sample_s: float
 
 
 @contextmanager
-def thread_limits(n: int) -> Iterator[int]:
-    """Run a block with ``n`` threads everywhere, then restore the previous counts and the
-    thread environment variables."""
-    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
-        raise ValueError(f"n must be an integer >= 1, got {n!r}")
+def preserved_threads() -> Iterator[None]:
+    """Restore torch's and OpenMP's thread counts and the thread environment variables on exit
+    (for library calls that re-size threads per stage, e.g. the demo)."""
     from . import _native
 
     torch = sys.modules.get("torch")
     old_torch = torch.get_num_threads() if torch is not None else None
     old_omp = int(_native.max_threads())
     old_env = {v: os.environ.get(v) for v in _ENV_VARS}
-    _apply(n)
     try:
-        yield n
+        yield
     finally:
         _apply(old_omp)
-        if old_torch is not None:
-            torch.set_num_threads(old_torch)
+        torch = sys.modules.get("torch")
+        if torch is not None:
+            torch.set_num_threads(old_torch if old_torch is not None else old_omp)
         for var, val in old_env.items():
             if val is None:
                 os.environ.pop(var, None)
             else:
                 os.environ[var] = val
+
+
+@contextmanager
+def thread_limits(n: int) -> Iterator[int]:
+    """Run a block with ``n`` threads everywhere, then restore the previous counts and the
+    thread environment variables."""
+    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+        raise ValueError(f"n must be an integer >= 1, got {n!r}")
+    with preserved_threads():
+        _apply(n)
+        yield n

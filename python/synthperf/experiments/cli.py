@@ -79,14 +79,23 @@ def plot_command(
 
 def demo_command(
     out: Path = typer.Option(Path("synthperf_demo"), "--out", "-o", help="Output folder."),
-    quick: bool = typer.Option(False, "--quick", help="Fast CI variant (tiny GAN, 40 trials)."),
+    quick: bool = typer.Option(False, "--quick", help="Fast CI variant (tiny generators, 40 trials)."),
     workers: int = typer.Option(1, "--workers", help="Worker processes for the SPPI trials."),
     seed: int = typer.Option(0, "--seed"),
+    generators: Optional[List[str]] = typer.Option(None, "--generator",
+                                                   help="Generator family to compare (repeatable): gafi, "
+                                                        "diffusion, flows. Default: all."),
+    no_longtail: bool = typer.Option(False, "--no-longtail", help="Skip the long-tail guidance experiment."),
 ) -> None:
-    """End-to-end demo on scikit-learn digits: GaFi synthetic data, SPPI vs SC, selective prediction."""
+    """End-to-end demo on scikit-learn digits: GaFi, diffusion and flow generators as sources of synthetic
+    calibration data (quality, SPPI vs SC, selective prediction, long-tail guidance)."""
     from .demo import run_demo
 
-    report = run_demo(out, quick=quick, seed=seed, workers=workers)
+    try:
+        report = run_demo(out, quick=quick, seed=seed, workers=workers,
+                          generators=tuple(generators) if generators else None, longtail=not no_longtail)
+    except (TypeError, ValueError, OSError) as exc:
+        _fail(exc)
     typer.echo(f"wrote {report}")
 
 

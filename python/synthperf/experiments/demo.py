@@ -182,6 +182,14 @@ def run_demo(out: str | Path = "synthperf_demo", *, quick: bool = False, seed: i
     them, None leaves them as they are. A rerun into the same ``out`` reuses finished models,
     samples and SPPI shards.
     """
+    from .._threads import preserved_threads
+
+    with preserved_threads():
+        return _run_demo(out, quick=quick, seed=seed, workers=workers, generators=generators, threads=threads,
+                         longtail=longtail)
+
+
+def _run_demo(out, *, quick, seed, workers, generators, threads, longtail) -> Path:
     from sklearn.linear_model import LogisticRegression
 
     from . import demo_report

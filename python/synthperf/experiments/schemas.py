@@ -151,7 +151,7 @@ class FlowsTrain:
 class FlowsSimulate:
     steps: int = 1501
     h: float = 1e-2
-    eps: float = 1.0
+    eps: Optional[float] = None  # None: the melt-matched latent (flows.simulate); 1.0 is upstream's
     save_freq: int = 10
     total_samples: int = 2000
     solver: Literal["euler", "heun"] = "euler"
