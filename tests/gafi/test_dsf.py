@@ -114,3 +114,37 @@ def test_ddr_schedule_and_partial_replacement():
                             replace_fraction=0.5, seed=0)
     clone.load_state_dict(state)
     assert torch.equal(clone.dataset(3).x, half.dataset(3).x)       # resumed DDR continues identically
+
+
+class _Never(torch.nn.Module):
+    """Always predicts class 0 with certainty: classes 1..K-1 are never accepted."""
+
+    num_classes = 2
+
+    def forward(self, x):
+        return torch.tensor([[50.0, -50.0]]).expand(len(x), 2)
+
+
+class _NaN(torch.nn.Module):
+    num_classes = 2
+
+    def forward(self, x):
+        return torch.full((len(x), 2), float("nan"))
+
+
+def test_unlimited_attempts_terminate_when_the_classifier_never_agrees():
+    # issue 17: max_attempts=-1 used to loop forever (memory growing) here
+    from synthperf.gafi import DSFStallError
+
+    with pytest.raises(DSFStallError, match=r"classes \[1\].*7 consecutive"):
+        generate_filtered(StubGenerator(2), _Never(), 5, max_attempts=-1, stall_attempts=7, seed=0)
+    # the bounded fallback stays available: max_attempts > 0 fills class 1 unfiltered
+    _, y, st = generate_filtered(StubGenerator(2), _Never(), 5, max_attempts=3, seed=0)
+    assert st.capped.tolist() == [False, True] and torch.equal(torch.bincount(y), torch.tensor([5, 5]))
+
+
+def test_nan_logits_raise_at_once():
+    with pytest.raises(ValueError, match="non-finite logits"):
+        generate_filtered(StubGenerator(2), _NaN(), 5, max_attempts=-1, seed=0)
+    with pytest.raises(ValueError, match="stall_attempts"):
+        generate_filtered(StubGenerator(2), _Never(), 5, stall_attempts=0, seed=0)

@@ -21,11 +21,11 @@ from .data import DatasetSplits, ImageData, UnsafePickleError, load_dataset
 from .gan import Discriminator, GANConfig, Generator
 from .gan_train import GANTrainConfig, load_generator, train_gan
 from .pipeline import PROTOCOLS, PipelineConfig, gafi_search, run_cas, run_multigan
-from .sampling import SamplerSpec, SyntheticSource, generate_filtered, sample_latent
+from .sampling import DSFStallError, SamplerSpec, SyntheticSource, generate_filtered, sample_latent
 
 __all__ = [
     "CheckpointError", "SGDW", "ClassifierConfig", "ResNet20", "accuracy", "fit_classifier", "load_classifier",
     "DatasetSplits", "ImageData", "UnsafePickleError", "load_dataset", "Discriminator", "GANConfig", "Generator",
     "GANTrainConfig", "load_generator", "train_gan", "PROTOCOLS", "PipelineConfig", "gafi_search", "run_cas",
-    "run_multigan", "SamplerSpec", "SyntheticSource", "generate_filtered", "sample_latent",
+    "run_multigan", "SamplerSpec", "SyntheticSource", "DSFStallError", "generate_filtered", "sample_latent",
 ]

@@ -11,7 +11,10 @@ Notation: K classes, ``class_samples`` = n per class, tau = DSF threshold, sigma
   ``2 * missing``. With ``max_attempts > 0``, a class still short after its last attempt is
   completed with the first ``missing`` samples of that attempt's batch *unfiltered*
   (upstream appends the whole batch unfiltered, then truncates; same result).
-  ``max_attempts=-1`` is unlimited, as upstream.
+  ``max_attempts=-1`` is unlimited, as upstream, but bounded against hangs (issue 17): a
+  class that accepts nothing in ``stall_attempts`` consecutive attempts raises
+  :class:`DSFStallError`, so the loop always terminates (every other attempt lowers the
+  class's missing count by >= 1), and non-finite classifier logits raise ValueError at once.
 - **DDR** (:class:`SyntheticSource`): a classifier data source that regenerates the set
   every ``regen_every`` epochs (never after the last), replacing a fraction ``r``.
 - **MultiGAN**: a :class:`SyntheticSource` with N samplers; each contributes
@@ -32,8 +35,12 @@ import torch
 
 from .data import ImageData
 
-__all__ = ["check_tau", "check_sigma", "sample_latent", "DSFStats", "generate_filtered", "SamplerSpec",
-           "SyntheticSource"]
+__all__ = ["check_tau", "check_sigma", "sample_latent", "DSFStats", "DSFStallError", "generate_filtered",
+           "SamplerSpec", "SyntheticSource"]
+
+
+class DSFStallError(RuntimeError):
+    """DSF with unlimited attempts made no progress on some class for ``stall_attempts`` attempts."""
 
 
 def check_tau(tau: Any) -> float:
@@ -106,18 +113,23 @@ def _run_batched(fn: Callable, *args: torch.Tensor, batch_size: int, device) -> 
 def generate_filtered(generator: Callable, classifier: Callable | None, class_counts: int | Sequence[int], *,
                       tau: float = 0.0, sigma: float | tuple[float, float] = 1.0, filter: bool = True,
                       max_attempts: int = -1, batch_size: int = 512, gen: torch.Generator | None = None,
-                      seed: int | None = None, device: str | torch.device = "cpu"
+                      seed: int | None = None, device: str | torch.device = "cpu", stall_attempts: int = 50
                       ) -> tuple[torch.Tensor, torch.Tensor, DSFStats]:
     """Generate ``class_counts`` samples per class, with DSF when ``filter`` (spec section 4).
 
     Returns ``x`` (sum(counts), C, H, W) float32 on CPU sorted by class (attempt order kept
     within a class), ``y`` (sum(counts),) int64 and :class:`DSFStats`. Pass either ``gen``
     (a CPU ``torch.Generator``) or ``seed``. Raises ValueError for tau outside [0, 1),
-    sigma <= 0, max_attempts == 0 or < -1, or a generator/classifier class-count mismatch.
+    sigma <= 0, max_attempts == 0 or < -1, stall_attempts < 1, a generator/classifier
+    class-count mismatch, or non-finite classifier logits (NaN/inf). With ``max_attempts=-1``
+    a class that accepts no sample in ``stall_attempts`` consecutive attempts raises
+    :class:`DSFStallError` (use ``max_attempts > 0`` for upstream's unfiltered fallback).
     """
     tau, sigma = check_tau(tau), check_sigma(sigma)
     if isinstance(max_attempts, bool) or not isinstance(max_attempts, int) or max_attempts == 0 or max_attempts < -1:
         raise ValueError(f"max_attempts must be -1 (unlimited) or a positive int, got {max_attempts!r}")
+    if isinstance(stall_attempts, bool) or not isinstance(stall_attempts, int) or stall_attempts < 1:
+        raise ValueError(f"stall_attempts must be a positive int, got {stall_attempts!r}")
     k = _num_classes_of(generator, "generator")
     latent_dim = getattr(generator, "latent_dim", None)
     if k is None or latent_dim is None:
@@ -142,6 +154,7 @@ def generate_filtered(generator: Callable, classifier: Callable | None, class_co
     attempts = torch.zeros(k, dtype=torch.int64)
     generated = torch.zeros(k, dtype=torch.int64)
     capped = torch.zeros(k, dtype=torch.bool)
+    stalled = torch.zeros(k, dtype=torch.int64)  # consecutive attempts without an accepted sample
     stats = DSFStats(attempts, generated, torch.zeros(k, dtype=torch.int64), capped)
     xs, ys = [], []
     classes = torch.arange(k)
@@ -165,6 +178,9 @@ def generate_filtered(generator: Callable, classifier: Callable | None, class_co
         if logits.ndim != 2 or logits.shape[1] != k:
             raise ValueError(f"class-count mismatch: classifier returned logits of shape {tuple(logits.shape)} "
                              f"for a {k}-class generator")
+        if not bool(torch.isfinite(logits).all()):
+            raise ValueError(f"classifier returned non-finite logits (NaN/inf) for {int((~torch.isfinite(logits)).any(1).sum())}"
+                             f" of {logits.shape[0]} samples; DSF cannot filter them")
         probs = torch.softmax(logits.double(), dim=1)
         top = probs.argmax(1)
         p_target = probs.gather(1, y[:, None]).squeeze(1)
@@ -179,6 +195,13 @@ def generate_filtered(generator: Callable, classifier: Callable | None, class_co
         have += took
         stats.accepted += took
         stats.attempt_accepted.append(took)
+        stalled = torch.where(active & (took == 0), stalled + 1, torch.zeros_like(stalled))
+        if max_attempts < 0 and bool((stalled >= stall_attempts).any()):
+            bad = torch.nonzero(stalled >= stall_attempts).flatten().tolist()
+            raise DSFStallError(
+                f"DSF stalled: classes {bad} accepted no sample in {stall_attempts} consecutive attempts "
+                f"(tau={tau}, have {have[bad].tolist()} of {counts[bad].tolist()}); the classifier never agrees "
+                f"with the generator's labels. Pass max_attempts > 0 to fill with unfiltered samples.")
         if max_attempts > 0:
             cap = active & (have < counts) & (attempts >= max_attempts)
             if bool(cap.any()):
