@@ -48,6 +48,8 @@ SCHEDULES: dict[str, dict[str, Any]] = {
 # 898 training images (nearest-neighbour ratio 0.55, held-out roundtrips exploding) without a
 # significant CAS gain (0.960 +- 0.005 vs 0.956 +- 0.001), so it was dropped.
 BUDGETS: dict[str, dict[str, Any]] = {
+    # plumbing only (tests, ``synthperf demo --quick``): seconds, not quality
+    "tiny": {"steps": 40, "batch": 64, "width": 32, "depth": 1, "lr": 2e-3, "n_iters": 8, "solver": "euler"},
     "demo": {"steps": 2500, "batch": 256, "width": 256, "depth": 3, "lr": 2e-3, "n_iters": 48, "solver": "heun"},
     "full": {"steps": 5000, "batch": 256, "width": 256, "depth": 3, "lr": 2e-3, "n_iters": 128, "solver": "heun"},
 }
