@@ -110,7 +110,7 @@ def test_flows_discrete_grid_via_cli(tmp_path):
     assert df.groupby("point")["rho"].unique().map(list).to_dict() == {0: [1.0], 1: [2.0]}  # grid column
     _check_flows(df, 96)
     assert all(f.startswith("circles_") for f in df["file"])
-    _check_report(out, "n")
+    _check_report(out, "final_std")  # a metric, never the sample count n
     _rerun_computes_nothing(config, out, overrides)
 
 

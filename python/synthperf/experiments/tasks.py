@@ -226,5 +226,5 @@ def _guidance_rows(cfg: Any, lo: int, hi: int, point_dir: Path):
         plt.imsave(path, image)
         rows.append({"trial": lo + i, "seed": s, "class_id": c, "prompt": prompts[i], "image": path.name,
                      "criterion": float(out.criterion[i]), "corrupted": bool(out.corrupted[i]),
-                     "kept_seed": int(out.seeds[i])})
+                     "kept_seed": int(out.seeds[i]), "regenerated": bool(out.regenerated[i])})
     return pd.DataFrame(rows)
