@@ -140,7 +140,9 @@ class Generator(nn.Module):
         cond = cfg.latent_dim + cfg.shared_dim
         self.num_classes, self.latent_dim = cfg.num_classes, cfg.latent_dim
         self.shared = nn.Embedding(cfg.num_classes, cfg.shared_dim)
-        nn.init.uniform_(self.shared.weight, -0.05, 0.05)  # Keras Embedding default
+        # N(0, 1) (PyTorch/StudioGAN default). The Keras default U(+-0.05) makes the class part of
+        # c ~20x weaker than z, so G starts (and on small budgets stays) label-blind (issue 13).
+        nn.init.normal_(self.shared.weight, 0.0, 1.0)
         self.linear = sn_linear(cond, ch * 16)
         n_stages = int(math.log2(cfg.image_size // 4))
         attn_res = cfg.g_attn_res or cfg.image_size // 2

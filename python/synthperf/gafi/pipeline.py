@@ -154,12 +154,10 @@ class SearchResult:
 
 
 def _plot_step(df: pd.DataFrame, column: str, step: str, path: Path) -> None:
-    import matplotlib
+    from matplotlib.figure import Figure
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(4.5, 3))
+    fig = Figure(figsize=(4.5, 3))
+    ax = fig.add_subplot()
     d = df.sort_values(column)
     ax.plot(d[column], d["selection_score"], "o-", label="selection score")
     ax.plot(d[column], d["cas"], "s--", label="reported CAS")
