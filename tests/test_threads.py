@@ -87,7 +87,21 @@ def test_busy_processes_are_seen():
         for p in procs:
             p.kill()
             p.wait()
-    t_end = time.time() + 0.3
-    while time.time() < t_end:  # our own spinning must not count as busy
-        pass
-    assert _threads.busy_cores(0.3) < n  # our own load is subtracted
+
+
+def test_own_cpu_time_is_not_counted(monkeypatch):
+    """busy = (all busy jiffies) / (all jiffies) x ncpu - this process's own cores."""
+    ncpu = 4
+    monkeypatch.setattr(_threads.os, "cpu_count", lambda: ncpu)
+    stat = iter([(100.0, 400.0), (100.0 + 300.0, 400.0 + 400.0)])  # 3 of 4 cores busy in the window
+    monkeypatch.setattr(_threads, "_cpu_times", lambda: next(stat))
+    own = iter([10.0, 10.0 + 0.5])  # we used 0.5 s of CPU ...
+    monkeypatch.setattr(_threads, "_own_cpu_seconds", lambda: next(own))
+    clock = iter([0.0, 0.5])  # ... in 0.5 s of wall time: one core
+
+    class FakeTime:  # only _threads sees it
+        perf_counter = staticmethod(lambda: next(clock))
+        sleep = staticmethod(lambda s: None)
+
+    monkeypatch.setattr(_threads, "time", FakeTime)
+    assert _threads.busy_cores(0.5) == pytest.approx(2.0)

@@ -17,16 +17,11 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from .reports import METHOD_COLORS, Z_SIGNIFICANT, method_color
 from .store import atomic_write_bytes, write_chunk
 
 __all__ = ["paired_gain", "sppi_findings", "best_generator", "write_demo_report", "METHOD_COLORS"]
 
-#: one colour per method in every figure of the demo
-METHOD_COLORS = {"SC": "#1f77b4", "SC (synth)": "#7f7f7f", "SPI": "#d62728",
-                 "SC (real, conformal)": "#1f77b4", "quantile (real)": "#9467bd",
-                 "synthetic only": "#7f7f7f", "SPPI": "#d62728"}
-GEN_COLORS = {"gafi": "#2ca02c", "diffusion": "#ff7f0e", "flows": "#17becf"}
-Z_SIGNIFICANT = 3.0
 
 
 def _se(v) -> float:
@@ -107,7 +102,7 @@ def _figure(w: float, h: float):
 
 
 def _save(fig, stem: Path) -> None:
-    from .reports import save_figure
+    from .._io import save_figure
 
     save_figure(fig, stem)
 
@@ -139,7 +134,7 @@ def plot_sppi(sppi: pd.DataFrame, findings: dict[str, list[dict]], labels: dict[
         for m, g in df.groupby("Method", sort=False):
             s = g.groupby("alpha").agg(L=("Length", "mean"), Lse=("Length", _se), C=("Coverage", "mean"),
                                        Cse=("Coverage", _se)).reset_index()
-            kw = dict(marker="o", ms=4, capsize=3, label=m, color=METHOD_COLORS.get(m))
+            kw = dict(marker="o", ms=4, capsize=3, label=m, color=method_color(m))
             ax_len.errorbar(s["alpha"], s["L"], yerr=s["Lse"], **kw)
             ax_cov.errorbar(s["alpha"], s["C"], yerr=s["Cse"], **kw)
         for r in findings[k]:  # the bound holds at each evaluated alpha: a bracket, not a line
@@ -169,7 +164,7 @@ def plot_selective(df: pd.DataFrame, stem: Path) -> None:
     for m, g in df.groupby("Method", sort=False):
         s = g.groupby("q").agg(a=("accepted", "mean"), ase=("accepted", _se), r=("risk", "mean"),
                                rse=("risk", _se)).reset_index()
-        kw = dict(marker="o", ms=4, capsize=3, label=m, color=METHOD_COLORS.get(m))
+        kw = dict(marker="o", ms=4, capsize=3, label=m, color=method_color(m))
         ax0.errorbar(s["q"], s["a"], yerr=s["ase"], **kw)
         ax1.errorbar(s["q"], s["r"], yerr=s["rse"], **kw)
     b = df[df["Method"] == "SPPI"].groupby("q")[["lower", "upper"]].first().reset_index()
