@@ -42,7 +42,7 @@ from .sampling import generate_filtered
 __all__ = ["BUDGETS", "METHODS", "make_digits_synthetic", "digits_gan_configs"]
 
 METHODS = ("unfiltered", "gafi", "multigan")
-BUDGETS = ("demo", "full")
+BUDGETS = ("tiny", "demo", "full")  # tiny: plumbing only (tests, `synthperf demo --quick`)
 _MAX_ATTEMPTS = 20
 
 
@@ -62,6 +62,9 @@ def digits_gan_configs(budget: str = "demo") -> tuple[GANConfig, GANTrainConfig,
                            random_erasing=False, crop_padding=1)
     if budget == "full":
         cls = replace(cls, width=16, epochs=30, lr_milestones=(20, 26))
+    if budget == "tiny":
+        gtrain = replace(gtrain, epochs=2, g_ema_start=10)
+        cls = replace(cls, width=4, epochs=2, lr_milestones=(1,))
     knobs = {"tau": 0.5, "sigma": 1.0, "n_gans": 2}
     return gan, gtrain, cls, knobs
 
