@@ -196,14 +196,11 @@ def make_digits_synthetic(x_train: Any, y_train: Any, per_class: int, *, out_dir
 
 # ----------------------------------------------------------------------------- evaluation
 def digits_split(seed: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """The shared protocol split: (x_train, y_train, x_test, y_test), x float32 [n, 64] in [0, 1]."""
-    from sklearn.datasets import load_digits
-    from sklearn.model_selection import train_test_split
+    """The shared protocol split (:func:`synthperf.metrics.digits_split`; ``seed`` is accepted for
+    the call signature only, the protocol's split is fixed): (x_train, y_train, x_test, y_test)."""
+    from ..metrics import digits_split as shared_split
 
-    d = load_digits()
-    x, y = (d.images.reshape(-1, 64) / 16.0).astype(np.float32), d.target.astype(np.int64)
-    tr, te = train_test_split(np.arange(len(y)), test_size=0.5, random_state=0, stratify=y)
-    return x[tr], y[tr], x[te], y[te]
+    return shared_split()
 
 
 def cas_score(x_syn: Any, y_syn: Any, x_test: Any, y_test: Any, seed: int = 0, *, return_model: bool = False):
@@ -212,9 +209,10 @@ def cas_score(x_syn: Any, y_syn: Any, x_test: Any, y_test: Any, seed: int = 0, *
     import warnings
 
     from sklearn.exceptions import ConvergenceWarning
-    from sklearn.neural_network import MLPClassifier
 
-    clf = MLPClassifier(hidden_layer_sizes=(128,), alpha=1e-3, max_iter=500, random_state=seed)
+    from ..metrics import default_cas_classifier
+
+    clf = default_cas_classifier(seed)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)
         clf.fit(np.asarray(x_syn), np.asarray(y_syn))

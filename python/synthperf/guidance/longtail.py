@@ -34,23 +34,18 @@ GENERATOR_DATA: tuple[str, ...] = ("longtail", "balanced")
 
 
 def digits_split() -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """The shared CAS split: (x_train (898, 64) float32 [0,1], y_train int64, x_test (899, 64), y_test)."""
-    from sklearn.datasets import load_digits
-    from sklearn.model_selection import train_test_split
+    """The shared CAS split (:func:`synthperf.metrics.digits_split`): (x_train (898, 64) float32 [0,1],
+    y_train int64, x_test (899, 64), y_test)."""
+    from ..metrics import digits_split as shared_split
 
-    d = load_digits()
-    x = (d.images.reshape(-1, 64) / 16.0).astype(np.float32)
-    y = d.target.astype(np.int64)
-    tr, te = train_test_split(np.arange(len(y)), test_size=0.5, random_state=0, stratify=y)
-    return x[tr], y[tr], x[te], y[te]
+    return shared_split()
 
 
 def cas_score(x_syn: np.ndarray, y_syn: np.ndarray, x_test: np.ndarray, y_test: np.ndarray, *, seed: int = 0) -> float:
     """Shared CAS protocol: MLPClassifier((128,), alpha=1e-3, max_iter=500) on synthetic data, real test accuracy."""
-    from sklearn.neural_network import MLPClassifier
+    from ..metrics import default_cas_classifier
 
-    clf = MLPClassifier(hidden_layer_sizes=(128,), alpha=1e-3, max_iter=500, random_state=int(seed))
-    return float(clf.fit(x_syn, y_syn).score(x_test, y_test))
+    return float(default_cas_classifier(int(seed)).fit(x_syn, y_syn).score(x_test, y_test))
 
 
 def make_longtail(y: np.ndarray, *, n_minority_classes: int = 3, n_minority: int = 8, seed: int = 0,
