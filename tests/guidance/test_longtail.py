@@ -79,6 +79,25 @@ def test_summary_paired_difference_and_plot(tmp_path):
     assert [p.suffix for p in paths] == [".png", ".pdf"] and all(p.stat().st_size > 1000 for p in paths)
 
 
+def test_shared_balanced_generator_is_trained_once(tmp_path):
+    """generator_seed: one balanced-data model for all seeds; model_root reuses another run's model."""
+    from synthperf.guidance.digits import train_digits_diffusion
+
+    x_tr, y_tr, _, _ = digits_split()
+    root = tmp_path / "shared_models"
+    _, first = train_digits_diffusion(x_tr, y_tr, out_dir=root, seed=7, budget="tiny")
+    assert first["reused"] == 0
+    df = run_longtail_experiment(seeds=(0, 1), out_dir=tmp_path / "lt", arms=("real", "unguided"),
+                                 generator_data="balanced", generator_seed=7, model_root=root, **TINY)
+    assert set(df["generator_seed"]) == {7}
+    assert (df["generator_reused"] == 1).all()  # the model trained above, not one per seed
+    assert not (tmp_path / "lt" / "models").exists()
+    with pytest.raises(ValueError, match="generator_seed"):
+        run_longtail_experiment(out_dir=tmp_path, generator_seed=1)  # longtail data change per seed
+    with pytest.raises(ValueError, match="generator_seed"):
+        run_longtail_experiment(out_dir=tmp_path, generator_data="balanced", generator_seed=-1)
+
+
 def test_bad_arguments(tmp_path):
     with pytest.raises(ValueError, match="arms"):
         run_longtail_experiment(out_dir=tmp_path, arms=("gan",))

@@ -60,6 +60,21 @@ def test_cas_default_protocol_on_digits():
     assert r.mean > 0.8  # 20 real digits per class already classify well
 
 
+def test_digits_split_is_one_split_shared_by_the_demo_and_systems():
+    from synthperf.experiments.demo import digits_split as demo_split
+    from synthperf.flows.digits import digits_split as flows_split
+    from synthperf.guidance.longtail import digits_split as longtail_split
+
+    base = m.digits_split()
+    for other in (demo_split(0), flows_split(0), longtail_split()):
+        assert all(np.array_equal(a, b) for a, b in zip(base, other))  # same images in the same order
+    s3 = m.digits_split(3)
+    assert not np.array_equal(s3[1], base[1]) and sorted(s3[1]) == sorted(base[1])  # reshuffled, still stratified
+    assert all(np.array_equal(a, b) for a, b in zip(s3, demo_split(3)))
+    with pytest.raises(ValueError, match="seed"):
+        m.digits_split(-1)
+
+
 def test_cas_bad_input():
     xs, ys = _blobs(50, 0)
     cases = [((xs, ys, xs[:, :3], ys), {}, ValueError, "x_syn has 4 features but x_real"),

@@ -290,6 +290,13 @@ def _selective_section(df: pd.DataFrame) -> list[str]:
 N_CAL_SEL = 15
 
 
+_GENERATOR_DATA_WORDS = {
+    "longtail": "the same long-tailed set (one model per seed)",
+    "balanced": "the whole real training half (a stand-in for the paper's pretrained model, which never saw the "
+                "long-tailed set)",
+}
+
+
 def _longtail_section(lt: pd.DataFrame | None, out: Path) -> list[str]:
     """The long-tail top-up result: per-arm accuracies (mean ± SE over seeds) and each
     criterion's paired difference to unguided samples, with a plain verdict."""
@@ -320,7 +327,8 @@ def _longtail_section(lt: pd.DataFrame | None, out: Path) -> list[str]:
     return ["## Feedback guidance on long-tailed digits (in miniature)\n",
             f"{len(str(r0['minority_classes']).split(','))} minority classes with few real images each "
             f"(redrawn per seed), the rest of the training split kept; a classifier trained on the long-tailed set "
-            f"guides a class-conditional diffusion model trained on the `{r0['generator_data']}` data; each arm tops "
+            f"guides a class-conditional diffusion model trained on "
+            f"{_GENERATOR_DATA_WORDS.get(str(r0['generator_data']), repr(r0['generator_data']))}; each arm tops "
             f"the classes up to the same count and a fresh `{r0['evaluator']}` classifier is tested on the real pool "
             "(spec feedback_guidance §7).\n",
             "![long-tail](plots/longtail.png)\n",

@@ -196,11 +196,11 @@ def make_digits_synthetic(x_train: Any, y_train: Any, per_class: int, *, out_dir
 
 # ----------------------------------------------------------------------------- evaluation
 def digits_split(seed: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """The shared protocol split (:func:`synthperf.metrics.digits_split`; ``seed`` is accepted for
-    the call signature only, the protocol's split is fixed): (x_train, y_train, x_test, y_test)."""
+    """The shared protocol split (:func:`synthperf.metrics.digits_split`, ``random_state=seed``;
+    0 is the CAS protocol's split): (x_train, y_train, x_test, y_test)."""
     from ..metrics import digits_split as shared_split
 
-    return shared_split()
+    return shared_split(seed)
 
 
 def cas_score(x_syn: Any, y_syn: Any, x_test: Any, y_test: Any, seed: int = 0, *, return_model: bool = False):

@@ -114,7 +114,8 @@ def run_longtail_experiment(*, seeds: Sequence[int] = (0, 1, 2), out_dir: str | 
                             arms: Sequence[str] = ARMS, budget: str | dict = "demo", fg_scale: float | dict = 0.02,
                             guidance_freq: int = 5, n_minority_classes: int = 3, n_minority: int = 8,
                             target: int | None = None, generator_data: str = "longtail", evaluator: str = "resnet",
-                            classifier_epochs: int = 15):
+                            classifier_epochs: int = 15, generator_seed: int | None = None,
+                            model_root: str | os.PathLike | None = None):
     """Run the long-tail top-up experiment; returns a pandas DataFrame, one row per (seed, arm).
 
     Columns: seed, arm, generator_data, evaluator, minority_classes ("7,8,9"), n_real, n_synth,
@@ -124,7 +125,11 @@ def run_longtail_experiment(*, seeds: Sequence[int] = (0, 1, 2), out_dir: str | 
     diffusion preset (:data:`synthperf.guidance.digits.PRESETS`). Models and samples are cached
     under ``out_dir`` (a rerun reuses them). ``evaluator``: "resnet" (the downstream classifier
     is a fresh SmallResNet like the guidance classifier, the paper's setting) or "mlp" (the CAS
-    protocol's MLPClassifier).
+    protocol's MLPClassifier). ``generator_seed`` (only with ``generator_data="balanced"``, whose
+    training data do not change with the seed): train one diffusion model with that seed and share
+    it across all seeds instead of one per seed. ``model_root``: where models are cached (default
+    ``out_dir/models``); pointing it at another run's model folder reuses a model trained there on
+    the same data, seed and budget.
     """
     import pandas as pd
 
@@ -140,6 +145,11 @@ def run_longtail_experiment(*, seeds: Sequence[int] = (0, 1, 2), out_dir: str | 
         raise ValueError(f"generator_data must be one of {GENERATOR_DATA}, got {generator_data!r}")
     if evaluator not in ("resnet", "mlp"):
         raise ValueError(f"evaluator must be 'resnet' or 'mlp', got {evaluator!r}")
+    if generator_seed is not None:
+        if generator_data != "balanced":
+            raise ValueError("generator_seed shares one generator across seeds; it needs generator_data='balanced'")
+        if isinstance(generator_seed, bool) or not isinstance(generator_seed, (int, np.integer)) or generator_seed < 0:
+            raise ValueError(f"generator_seed must be None or a non-negative integer, got {generator_seed!r}")
     seeds = [int(s) for s in seeds]
     if not seeds or min(seeds) < 0:
         raise ValueError(f"seeds must be a non-empty list of non-negative integers, got {seeds}")
@@ -149,6 +159,7 @@ def run_longtail_experiment(*, seeds: Sequence[int] = (0, 1, 2), out_dir: str | 
             raise ValueError(f"fg_scale for criterion {c!r} must be a finite non-zero number, got {scales.get(c)!r}")
     x_tr, y_tr, x_te, y_te = digits_split()
     out = Path(out_dir)
+    models = out / "models" if model_root is None else Path(model_root)
     rows: list[dict[str, Any]] = []
     for seed in track(seeds, "long-tail experiment"):
         lt_idx, minority = make_longtail(y_tr, n_minority_classes=n_minority_classes, n_minority=n_minority, seed=seed)
@@ -156,13 +167,15 @@ def run_longtail_experiment(*, seeds: Sequence[int] = (0, 1, 2), out_dir: str | 
         per = topup_counts(y_lt, target=target)
         class_ids = np.repeat(np.arange(10, dtype=np.int64), per)
         gx, gy = (x_lt, y_lt) if generator_data == "longtail" else (x_tr, y_tr)
-        model_dir, tinfo = train_digits_diffusion(gx, gy, out_dir=out / "models", seed=seed, budget=budget)
+        gen_seed = seed if generator_seed is None else int(generator_seed)
+        model_dir, tinfo = train_digits_diffusion(gx, gy, out_dir=models, seed=gen_seed, budget=budget)
         clf = train_digits_classifier(size=16, width=8, epochs=classifier_epochs, seed=seed, data=(x_lt, y_lt),
                                       val_fraction=0.0)
         hardness = digits_hardness(*clf, data=(x_lt, y_lt)) if "hardness" in arms else None
         base = {"seed": seed, "generator_data": generator_data, "evaluator": evaluator,
                 "minority_classes": ",".join(str(int(c)) for c in minority), "n_real": int(len(y_lt)),
-                "diffusion_train_seconds": float(tinfo["train_seconds"])}
+                "generator_seed": gen_seed, "diffusion_train_seconds": float(tinfo["train_seconds"]),
+                "generator_reused": int(tinfo.get("reused", 0))}
         for arm in arms:
             t0 = time.perf_counter()
             crit, scale = float("nan"), 0.0
