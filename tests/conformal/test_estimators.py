@@ -71,11 +71,11 @@ def test_sppi_classifier_class_conditional_and_subset(cls_data):
 def test_split_conformal_classifier(cls_data):
     real, synth, cal, _ = cls_data
     u = np.linspace(0, 1, 20)
-    est = SplitConformalClassifier(0.1).calibrate(real.probs[cal], real.labels[cal], u=u)
+    est = SplitConformalClassifier(alpha=0.1, conformity_score="aps").calibrate(real.probs[cal], real.labels[cal], u=u)
     assert est.thresholds_[0] == split_conformal_threshold(aps_scores(real.probs[cal], real.labels[cal], u=u), 0.1, 1.0)
-    trivial = SplitConformalClassifier(0.01).calibrate(real.probs[cal], real.labels[cal], u=u)
+    trivial = SplitConformalClassifier(alpha=0.01, conformity_score="aps").calibrate(real.probs[cal], real.labels[cal], u=u)
     assert trivial.thresholds_[0] == 1.0  # APS top (pitfall P3): alpha < 1/(n+1)
-    lac = SplitConformalClassifier(0.01, score="lac", source="synthetic").calibrate(synth.probs[:10], synth.labels[:10])
+    lac = SplitConformalClassifier(alpha=0.01, conformity_score="lac", source="synthetic").calibrate(synth.probs[:10], synth.labels[:10])
     assert np.isinf(lac.thresholds_[0]) and lac.predict_sets(real.probs[:3]).all()
 
 
@@ -90,7 +90,7 @@ def test_regressors():
     out = est.predict_intervals(iv[:4])
     assert out.shape == (2, 4, 2)
     np.testing.assert_array_equal(out[1, :, 0], iv[:4, 0] - expect[1])
-    sc = SplitConformalRegressor(0.01, score="abs").calibrate(iv[:, 0], y)
+    sc = SplitConformalRegressor(alpha=0.01, conformity_score="abs").calibrate(iv[:, 0], y)
     assert np.isinf(sc.thresholds_[0])
     assert np.array_equal(sc.predict_intervals(np.zeros(2)), np.array([[-np.inf, np.inf]] * 2))
     pt = SPPIRegressor(0.2, score="abs").calibrate(iv[:, 0], y, ivs[:, 0], ys)
@@ -111,7 +111,7 @@ def test_sklearn_conventions(cls_data):
 @pytest.mark.parametrize("kwargs, fit, match", [
     ({"alpha": 1.2}, "cls", "alpha"),
     ({"alpha": 0.1, "beta": 0.0}, "cls", "beta"),
-    ({"alpha": 0.1, "score": "raps"}, "cls", "score"),
+    ({"alpha": 0.1, "score": "ranked"}, "cls", "score"),
     ({"alpha": 0.1, "synth_pool": "all"}, "cls", "synth_pool"),
     ({"alpha": 0.1}, "nan", "NaN"),
     ({"alpha": 0.1}, "labels", "out of range"),
@@ -137,7 +137,7 @@ def test_bad_input(cls_data, kwargs, fit, match):
 
 def test_top_parameter(cls_data):
     real, _, cal, _ = cls_data
-    est = SplitConformalClassifier(0.01, top=np.inf).calibrate(real.probs[cal], real.labels[cal], u=np.zeros(20))
+    est = SplitConformalClassifier(alpha=0.01, conformity_score="aps", top=np.inf).calibrate(real.probs[cal], real.labels[cal], u=np.zeros(20))
     assert np.isinf(est.thresholds_[0]) and est.predict_sets(real.probs[:4], u=np.zeros(4)).all()
     with pytest.raises(ValueError, match="top"):
-        SplitConformalClassifier(0.01, top=float("nan")).calibrate(real.probs[cal], real.labels[cal])
+        SplitConformalClassifier(alpha=0.01, top=float("nan")).calibrate(real.probs[cal], real.labels[cal])

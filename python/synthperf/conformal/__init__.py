@@ -5,7 +5,8 @@ Layers: ``windows`` (transport windows, worst-case bounds) -> ``thresholds`` (si
 and batched thresholds on the kernel layer) -> ``scores`` (APS/LAC/CQR/residual), ``subset``
 (SPI-Subset class selection), ``evaluation`` (batched coverage/size), ``estimators``
 (sklearn/MAPIE-style classes), ``data`` (local MEPS / ImageNet-probs layouts) and
-``trials`` (upstream-exact seeded experiments).
+``trials`` (upstream-exact seeded experiments); ``mapie_api`` (MAPIE 1.x verbs), ``weighted``
+(covariate-shift conformal), ``risk_control`` (conformal risk control), ``metrics``.
 """
 from .data import (
     SUBSET_CLASSES,
@@ -17,9 +18,15 @@ from .data import (
     load_meps_pair,
     other_classes,
 )
-from .estimators import SplitConformalClassifier, SplitConformalRegressor, SPPIClassifier, SPPIRegressor
+from .estimators import (MondrianConformalRegressor, SplitConformalClassifier, SplitConformalRegressor, SPPIClassifier,
+                         SPPIRegressor)
 from .evaluation import IntervalMetrics, SetMetrics, evaluate_aps_sets, evaluate_intervals, evaluate_sets
+from .metrics import (class_conditional_coverage, classification_coverage_score, classification_mean_width_score,
+                      group_coverage, regression_coverage_score, regression_mean_width_score)
+from .risk_control import conformal_risk_control, false_negative_losses, selective_error_losses
 from .scores import APS_TOP, abs_residual_scores, aps_from_precomputed, aps_precompute, aps_scores, cqr_scores, lac_scores
+from .scores import (cqr_asymmetric_scores, gamma_scores, normalized_residual_scores, raps_scores, saps_scores,
+                     topk_scores)
 from .subset import class_distances, cvm_statistics, sppi_subset_select, wasserstein_distances
 from .thresholds import (
     split_conformal_threshold,
@@ -28,6 +35,7 @@ from .thresholds import (
     sppi_thresholds,
 )
 from .trials import SPPITrialConfig, run_sppi_trials, trial_seeds
+from .weighted import gaussian_shift_likelihood_ratio, weighted_split_conformal_thresholds
 from .windows import coverage_bounds, transport_windows
 
 __all__ = [
@@ -39,4 +47,11 @@ __all__ = [
     "other_classes", "run_sppi_trials", "split_conformal_threshold", "split_conformal_thresholds",
     "sppi_subset_select", "sppi_threshold", "sppi_thresholds", "trial_seeds", "transport_windows",
     "wasserstein_distances",
+]
+__all__ += [  # issue 16: MAPIE 1.x verbs, more scores and methods, metrics
+    "MondrianConformalRegressor", "class_conditional_coverage", "classification_coverage_score",
+    "classification_mean_width_score", "conformal_risk_control", "cqr_asymmetric_scores", "false_negative_losses",
+    "gamma_scores", "gaussian_shift_likelihood_ratio", "group_coverage", "normalized_residual_scores",
+    "raps_scores", "regression_coverage_score", "regression_mean_width_score", "saps_scores",
+    "selective_error_losses", "topk_scores", "weighted_split_conformal_thresholds",
 ]

@@ -1,23 +1,31 @@
-"""Scikit-learn / MAPIE-style conformal estimators (spec §1, §3, §4).
+"""Scikit-learn / MAPIE-style conformal estimators (spec §1, §3, §4; issue 16).
 
 ``SPPIClassifier`` / ``SPPIRegressor`` calibrate on a few real and many synthetic scores with
-the SPPI threshold; ``SplitConformalClassifier`` / ``SplitConformalRegressor`` are the
-baselines on one source (``"real"`` = SC, ``"synthetic"`` = SC (synth)). All four:
+the SPPI threshold; ``SplitConformalClassifier`` / ``SplitConformalRegressor`` (MAPIE 1.x
+signature, defined in :mod:`.mapie_api` and re-exported here) are the baselines on one
+source (``"real"`` = SC, ``"synthetic"`` = SC (synth)); ``MondrianConformalRegressor`` adds
+one threshold per bin. All of them:
 
-- store their parameters in ``__init__`` only (keyword-only after ``alpha``); validation
-  happens in ``calibrate``, which returns ``self``; fitted attributes end in ``_``;
-- take ``alpha`` as a float or a list: with a list every output gains a leading alpha axis;
-- work on model *outputs* (softmax probabilities, quantile predictions), not on models.
+- store their parameters in ``__init__`` only; validation happens in ``calibrate`` /
+  ``conformalize``, which return ``self``; fitted attributes end in ``_``; sklearn's
+  ``check_is_fitted`` passes once calibrated and ``clone`` works;
+- offer two layers: score-level ``calibrate(outputs, ...)`` + ``predict_sets`` /
+  ``predict_intervals`` on model outputs (``alpha`` float or list; a list adds a *leading*
+  level axis), and MAPIE 1.x verbs ``fit`` (wrapped ``estimator``, ``prefit=False``),
+  ``conformalize``, ``predict_set`` / ``predict_interval`` (level axis *last*:
+  [n, n_classes, A] / [n, 2, A]);
+- take ``backend=None`` = the process setting (``synthperf.backend.get_backend``).
 
 Classification: sets are ``{y : s(x, y) <= q}``; randomized APS uses ``top = 1`` (pitfall
-P3), LAC ``top = +inf``. With ``class_conditional=True`` there is one threshold per class seen
-in the real calibration data, from that class's real scores and the synthetic pool of the
-same class (``synth_pool="same_class"``) or all synthetic scores (``"pooled"``); classes
-never seen in calibration are never predicted. ``subset_k`` turns SPPI into SPPI-Subset:
-the k synthetic classes closest in CvM distance form the pool (spec §2).
+P3), the other scores ``top = +inf``. With ``class_conditional=True`` there is one threshold
+per class seen in the real calibration data, from that class's real scores and the synthetic
+pool of the same class (``synth_pool="same_class"``) or all synthetic scores (``"pooled"``);
+classes never seen in calibration are never predicted. ``subset_k`` turns SPPI into
+SPPI-Subset: the k synthetic classes closest in CvM distance form the pool (spec §2).
 
-Randomization: APS eps are ``default_rng(random_state)`` draws unless given explicitly
-(``real_u``, ``synth_u``, ``u``), so results are deterministic for a fixed random_state.
+Randomization: eps of the randomized scores (aps, raps, saps) are ``default_rng(random_state)``
+draws unless given explicitly (``real_u``, ``synth_u``, ``u``), so results are deterministic
+for a fixed random_state.
 """
 from __future__ import annotations
 
@@ -26,29 +34,19 @@ from typing import Any
 
 import numpy as np
 from sklearn.base import BaseEstimator
-from sklearn.exceptions import NotFittedError
 
-from .._validation import float_array, int_array, open_unit_interval, positive_int, real_scalar
-from .scores import APS_TOP, abs_residual_scores, aps_scores, cqr_scores, lac_scores
+from .._validation import open_unit_interval, positive_int
+from .mapie_api import (CLASSIFICATION_SCORES, REGRESSION_SCORES, SOURCES, MondrianConformalRegressor,
+                        SplitConformalClassifier, SplitConformalRegressor, _check_bool, _choice, _ClassifierCore,
+                        _levels, _RegressorCore)
 from .subset import CRITERIA, sppi_subset_select
-from .thresholds import split_conformal_thresholds, sppi_thresholds
+from .thresholds import sppi_thresholds
 from .windows import coverage_bounds
 
-CLASSIFICATION_SCORES = ("aps", "lac")
-REGRESSION_SCORES = ("cqr", "abs")
-SOURCES = ("real", "synthetic")
+__all__ = ["CLASSIFICATION_SCORES", "REGRESSION_SCORES", "SOURCES", "MondrianConformalRegressor", "SPPIClassifier",
+           "SPPIRegressor", "SplitConformalClassifier", "SplitConformalRegressor"]
+
 SYNTH_POOLS = ("same_class", "pooled")
-
-
-def _choice(value: Any, name: str, options: tuple[str, ...]) -> str:
-    if not isinstance(value, str) or value not in options:
-        raise ValueError(f"{name} must be one of {options}, got {value!r}")
-    return value
-
-
-def _alphas(alpha: Any) -> tuple[np.ndarray, bool]:
-    arr = open_unit_interval(np.asarray(alpha, dtype=float) if isinstance(alpha, (list, tuple)) else alpha, "alpha")
-    return np.atleast_1d(arr), np.ndim(alpha) == 0
 
 
 def _beta(beta: Any) -> float:
@@ -57,72 +55,24 @@ def _beta(beta: Any) -> float:
     return float(open_unit_interval(beta, "beta"))
 
 
-def _check_fitted(est: Any) -> None:
-    if not hasattr(est, "thresholds_"):
-        raise NotFittedError(f"this {type(est).__name__} is not calibrated yet; call calibrate(...) first")
-
-
-class _ClassifierMixin:
-    """Score handling shared by the two classifiers."""
-
-    def _score_fn(self):
-        return _choice(self.score, "score", CLASSIFICATION_SCORES)
-
-    def _top(self) -> float:
-        if self.top is not None:
-            return real_scalar(self.top, "top")
-        return APS_TOP if self._score_fn() == "aps" else math.inf
-
-    def _true_scores(self, probs, labels, u, rng, name: str):
-        p = float_array(probs, f"{name}_probs", ndim=2)
-        lab = int_array(labels, f"{name}_labels", ndim=1)
-        if lab.shape[0] != p.shape[0]:
-            raise ValueError(f"{name}_labels has {lab.shape[0]} entries but {name}_probs has {p.shape[0]} rows")
-        if self._score_fn() == "lac":
-            return lac_scores(p, lab), lab, p.shape[1]
-        if u is None:
-            u = rng.uniform(size=p.shape[0])
-        return aps_scores(p, lab, u=u), lab, p.shape[1]
-
-    def _all_scores(self, probs, u):
-        _check_fitted(self)
-        p = float_array(probs, "probs", ndim=2)
-        if p.shape[1] != self.n_classes_:
-            raise ValueError(f"probs has {p.shape[1]} columns but the estimator was calibrated with {self.n_classes_}")
-        labels = np.broadcast_to(np.arange(p.shape[1]), p.shape)
-        if self._score_fn() == "lac":
-            return lac_scores(p, labels)
-        if u is None:
-            u = np.random.default_rng(self.random_state).uniform(size=p.shape[0])
-        return aps_scores(p, labels, u=u)
-
-    def predict_sets(self, probs: Any, u: Any = None) -> np.ndarray:
-        """Prediction sets, bool [n, C] (scalar alpha) or [A, n, C] (alpha list).
-
-        probs : float [n, C] softmax outputs; u : optional eps [n] for APS (one per sample).
-        """
-        scores = self._all_scores(probs, u)  # [n, C]
-        q = self.thresholds_  # [A] or [A, C]
-        q = q[:, None, None] if q.ndim == 1 else q[:, None, :]
-        sets = scores[None, :, :] <= q
-        return sets[0] if self._scalar_alpha else sets
-
-
-class SPPIClassifier(_ClassifierMixin, BaseEstimator):
+class SPPIClassifier(_ClassifierCore, BaseEstimator):
     """SPPI prediction sets from real + synthetic softmax outputs (spec §1, §2, §4).
 
     Parameters
     ----------
     alpha : float or list of floats in (0, 1) - miscoverage level(s)
+    estimator : sklearn classifier (``predict_proba``, ``classes_``) for the MAPIE verbs, or
+        None (X are probabilities); prefit : as in :class:`SplitConformalClassifier`
     beta : float in (0, 1) - window slack (default 0.4, as upstream)
-    score : "aps" (randomized APS, top = 1) or "lac"
+    score : "aps" (randomized APS, top = 1), "lac", "raps", "saps" or "top_k";
+        score_params : as in :class:`SplitConformalClassifier`
     class_conditional : one threshold per real class
     synth_pool : "same_class" or "pooled" synthetic scores per class (class-conditional mode)
     subset_k : None, or k for SPPI-Subset (k nearest synthetic classes by ``dist_criterion``)
     dist_criterion : "cramer-von-mises" or "wasserstein"
-    top : value of a trivial threshold; None = 1 for APS (upstream, pitfall P3), +inf for LAC
-    backend : kernel backend for the batched thresholds ("auto", "reference", "cpu", ...)
-    random_state : seed of the APS randomization when eps are not given
+    top : value of a trivial threshold; None = 1 for APS (upstream, pitfall P3), +inf otherwise
+    backend : threshold kernel backend; None = the process setting
+    random_state : seed of the randomization when eps are not given
 
     Fitted attributes
     -----------------
@@ -132,12 +82,18 @@ class SPPIClassifier(_ClassifierMixin, BaseEstimator):
     subset_classes_ : chosen synthetic classes ([k] or {class: [k]}) when ``subset_k`` is set.
     """
 
-    def __init__(self, alpha=0.1, *, beta=0.4, score="aps", class_conditional=False, synth_pool="same_class",
-                 subset_k=None, dist_criterion="cramer-von-mises", top=None, backend="auto", random_state=None):
+    _score_attr = "score"
+
+    def __init__(self, alpha=0.1, *, estimator=None, prefit=True, beta=0.4, score="aps", score_params=None,
+                 class_conditional=False, synth_pool="same_class", subset_k=None, dist_criterion="cramer-von-mises",
+                 top=None, backend=None, random_state=None):
         self.alpha = alpha
+        self.estimator = estimator
+        self.prefit = prefit
         self.top = top
         self.beta = beta
         self.score = score
+        self.score_params = score_params
         self.class_conditional = class_conditional
         self.synth_pool = synth_pool
         self.subset_k = subset_k
@@ -145,9 +101,17 @@ class SPPIClassifier(_ClassifierMixin, BaseEstimator):
         self.backend = backend
         self.random_state = random_state
 
+    def conformalize(self, X_real: Any, y_real: Any, X_synth: Any, y_synth: Any, *, real_u: Any = None,
+                     synth_u: Any = None):
+        """MAPIE-style: real and synthetic (X, y) through the wrapped model. Returns self."""
+        return self.calibrate(self._model_probs(X_real), self._label_index(y_real), self._model_probs(X_synth),
+                              self._label_index(y_synth), real_u=real_u, synth_u=synth_u)
+
     def calibrate(self, real_probs, real_labels, synth_probs, synth_labels, *, real_u=None, synth_u=None):
         """Compute the SPPI thresholds. real_*: [n, C] / [n]; synth_*: [N, C] / [N]. Returns self."""
-        alphas, self._scalar_alpha = _alphas(self.alpha)
+        if self.alpha is None:
+            raise ValueError("alpha must be a float or a list of floats in (0, 1), got None")
+        alphas, self._scalar_alpha = _levels(self.alpha, None)
         beta = _beta(self.beta)
         pool = _choice(self.synth_pool, "synth_pool", SYNTH_POOLS)
         crit = _choice(self.dist_criterion, "dist_criterion", CRITERIA)
@@ -159,7 +123,8 @@ class SPPIClassifier(_ClassifierMixin, BaseEstimator):
             raise ValueError(f"real_probs has {C} columns but synth_probs has {C_s}; they must match")
         top = self._top()
         self.n_classes_ = C
-        if not self.class_conditional:
+        self.conformity_scores_ = r_scores
+        if not _check_bool(self.class_conditional, "class_conditional"):
             self.classes_ = np.unique(r_lab)
             pool_scores = s_scores
             if k is not None:
@@ -207,124 +172,44 @@ class SPPIClassifier(_ClassifierMixin, BaseEstimator):
         return self
 
 
-class SplitConformalClassifier(_ClassifierMixin, BaseEstimator):
-    """Split-conformal sets from one source: SC (``source="real"``) or SC (synth) (spec §3).
-
-    ``calibrate(probs, labels)`` takes that source's calibration outputs (``source`` only
-    labels the baseline; "synthetic" calibration carries no guarantee for real data).
-    Fitted: ``thresholds_`` [A] or [A, C] (class-conditional, -inf for unseen classes),
-    ``classes_``, ``n_classes_``.
-    """
-
-    def __init__(self, alpha=0.1, *, score="aps", source="real", class_conditional=False, top=None, backend="auto",
-                 random_state=None):
-        self.alpha = alpha
-        self.top = top
-        self.score = score
-        self.source = source
-        self.class_conditional = class_conditional
-        self.backend = backend
-        self.random_state = random_state
-
-    def calibrate(self, probs, labels, *, u=None):
-        """Compute split-conformal thresholds from [n, C] probs and [n] labels. Returns self."""
-        alphas, self._scalar_alpha = _alphas(self.alpha)
-        _choice(self.source, "source", SOURCES)
-        rng = np.random.default_rng(self.random_state)
-        scores, lab, C = self._true_scores(probs, labels, u, rng, "calibration")
-        self.n_classes_ = C
-        self.classes_ = np.unique(lab)
-        top = self._top()
-        if not self.class_conditional:
-            self.thresholds_ = split_conformal_thresholds(scores[None], alphas, top, backend=self.backend)[0]
-            return self
-        groups = [scores[lab == c] for c in self.classes_]
-        n = np.array([g.shape[0] for g in groups])
-        X = np.zeros((len(groups), n.max()), dtype=scores.dtype)
-        for i, g in enumerate(groups):
-            X[i, : g.shape[0]] = g
-        q = split_conformal_thresholds(X, alphas, top, lengths=n, backend=self.backend)
-        thr = np.full((alphas.shape[0], C), -np.inf, dtype=q.dtype)
-        thr[:, self.classes_] = q.T
-        self.thresholds_ = thr
-        return self
-
-
-# ----------------------------------------------------------------------------------------
-# Regression
-# ----------------------------------------------------------------------------------------
-class _RegressorMixin:
-    def _scores(self, pred, y, name: str):
-        kind = _choice(self.score, "score", REGRESSION_SCORES)
-        p = float_array(pred, f"{name}_pred", ndim=(1, 2))
-        yy = float_array(y, f"{name}_y", ndim=1)
-        if kind == "cqr":
-            if p.ndim != 2 or p.shape[1] != 2:
-                raise ValueError(f"{name}_pred must be [n, 2] (lower, upper) for score='cqr', got shape {p.shape}")
-            if p.shape[0] != yy.shape[0]:
-                raise ValueError(f"{name}_pred has {p.shape[0]} rows but {name}_y has {yy.shape[0]}")
-            return cqr_scores(p, yy)
-        if p.ndim != 1:
-            raise ValueError(f"{name}_pred must be [n] point predictions for score='abs', got shape {p.shape}")
-        return abs_residual_scores(p, yy)
-
-    def predict_intervals(self, pred: Any) -> np.ndarray:
-        """Intervals [n, 2] (scalar alpha) or [A, n, 2]: [lo - q, hi + q] (cqr) or [pred - q, pred + q] (abs).
-
-        An infinite threshold gives [-inf, +inf]; a threshold of -inf an empty interval (lo > hi).
-        """
-        _check_fitted(self)
-        p = float_array(pred, "pred", ndim=(1, 2))
-        if self.score == "cqr":
-            if p.ndim != 2 or p.shape[1] != 2:
-                raise ValueError(f"pred must be [n, 2] for score='cqr', got shape {p.shape}")
-            lo, hi = p[:, 0], p[:, 1]
-        else:
-            if p.ndim != 1:
-                raise ValueError(f"pred must be [n] for score='abs', got shape {p.shape}")
-            lo = hi = p
-        dt = np.result_type(p.dtype, self.thresholds_.dtype)
-        q = self.thresholds_.astype(dt)[:, None]
-        out = np.stack([lo.astype(dt)[None] - q, hi.astype(dt)[None] + q], axis=-1)  # [A, n, 2]
-        return out[0] if self._scalar_alpha else out
-
-
-class SPPIRegressor(_RegressorMixin, BaseEstimator):
+class SPPIRegressor(_RegressorCore, BaseEstimator):
     """SPPI intervals from real + synthetic regression outputs (spec §1, §3, MEPS).
 
-    ``calibrate(real_pred, real_y, synth_pred, synth_y)``; pred is [n, 2] quantiles for
-    ``score="cqr"`` or [n] point predictions for ``"abs"``. Fitted: ``thresholds_`` [A],
-    ``coverage_bounds_`` (lower [A], upper [A]).
+    ``calibrate(real_pred, real_y, synth_pred, synth_y)`` on model outputs, or
+    ``conformalize(X_real, y_real, X_synth, y_synth)`` through ``estimator``. ``score``:
+    "cqr" (pred [n, 2] quantiles), "absolute" (alias "abs"; pred [n]), "gamma" (pred [n] > 0)
+    or "residual_normalized" ((pred, sigma) [n, 2]; with an estimator, ``sigma_estimator``).
+    "cqr_asymmetric" is not offered: the worst-case bounds are for one threshold.
+    Fitted: ``thresholds_`` [A], ``coverage_bounds_`` (lower [A], upper [A]).
     """
 
-    def __init__(self, alpha=0.1, *, beta=0.4, score="cqr", backend="auto"):
+    _score_attr = "score"
+
+    def __init__(self, alpha=0.1, *, estimator=None, prefit=True, beta=0.4, score="cqr", sigma_estimator=None,
+                 backend=None):
         self.alpha = alpha
+        self.estimator = estimator
+        self.prefit = prefit
         self.beta = beta
         self.score = score
+        self.sigma_estimator = sigma_estimator
         self.backend = backend
 
     def calibrate(self, real_pred, real_y, synth_pred, synth_y):
-        alphas, self._scalar_alpha = _alphas(self.alpha)
+        """Compute the SPPI thresholds from real [n] and synthetic [N] outputs/targets. Returns self."""
+        if self.alpha is None:
+            raise ValueError("alpha must be a float or a list of floats in (0, 1), got None")
+        alphas, self._scalar_alpha = _levels(self.alpha, None)
         beta = _beta(self.beta)
-        r = self._scores(real_pred, real_y, "real")
-        s = self._scores(synth_pred, synth_y, "synth")
+        if self._score_name() == "cqr_asymmetric":
+            raise ValueError("score='cqr_asymmetric' is not supported by SPPIRegressor; use 'cqr'")
+        r = self._reg_scores(real_pred, real_y, "real")
+        s = self._reg_scores(synth_pred, synth_y, "synth")
+        self.conformity_scores_ = r
         self.thresholds_ = sppi_thresholds(r[None], s[None], alphas, beta, math.inf, backend=self.backend)[0]
         self.coverage_bounds_ = tuple(np.atleast_1d(b) for b in coverage_bounds(r.shape[0], s.shape[0], alphas, beta))
         return self
 
-
-class SplitConformalRegressor(_RegressorMixin, BaseEstimator):
-    """Split-conformal intervals from one source (SC or SC (synth), spec §3)."""
-
-    def __init__(self, alpha=0.1, *, score="cqr", source="real", backend="auto"):
-        self.alpha = alpha
-        self.score = score
-        self.source = source
-        self.backend = backend
-
-    def calibrate(self, pred, y):
-        alphas, self._scalar_alpha = _alphas(self.alpha)
-        _choice(self.source, "source", SOURCES)
-        s = self._scores(pred, y, "calibration")
-        self.thresholds_ = split_conformal_thresholds(s[None], alphas, math.inf, backend=self.backend)[0]
-        return self
+    def conformalize(self, X_real: Any, y_real: Any, X_synth: Any, y_synth: Any):
+        """MAPIE-style: real and synthetic (X, y) through the wrapped model. Returns self."""
+        return self.calibrate(self._model_outputs(X_real), y_real, self._model_outputs(X_synth), y_synth)

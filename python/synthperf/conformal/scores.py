@@ -29,7 +29,7 @@ from typing import Any
 
 import numpy as np
 
-from .._validation import float_array, int_array
+from .._validation import float_array, int_array, real_scalar
 
 #: The APS "top" (trivial threshold) used by upstream: 1, not +inf (spec pitfall P3).
 APS_TOP: float = 1.0
@@ -280,3 +280,144 @@ def abs_residual_scores(pred: Any, y: Any) -> np.ndarray:
     _same_leading(pp, yy, "pred", "y")
     dt = np.result_type(pp.dtype, yy.dtype)
     return np.abs(pp.astype(dt, copy=False) - yy.astype(dt, copy=False))
+
+
+# ----------------------------------------------------------------------------------------
+# More classification scores (issue 16): RAPS, SAPS, top-k. Plain float64 arithmetic on a
+# stable descending sort (ties: the lower class index ranks first); not upstream-exact APS.
+# ----------------------------------------------------------------------------------------
+def _descending_ranks(p: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """0-based descending rank of every class [n, C], the sorted probabilities [n, C] and
+    their float64 running sums [n, C] (stable sort: ties keep class-index order)."""
+    order = np.argsort(-p, axis=1, kind="stable")
+    ranks = np.empty_like(order)
+    np.put_along_axis(ranks, order, np.broadcast_to(np.arange(p.shape[1]), p.shape), axis=1)
+    p_sorted = np.take_along_axis(p, order, axis=1)
+    return ranks, p_sorted, np.cumsum(p_sorted, axis=1)
+
+
+def _eps(u: Any, randomized: Any, random_state: Any, shape: tuple[int, ...]) -> np.ndarray:
+    """Randomization draws broadcastable to a labels array of ``shape`` ([n] or [n, L])."""
+    if not isinstance(randomized, (bool, np.bool_)):
+        raise TypeError(f"randomized must be a bool, got {type(randomized).__name__}")
+    n = shape[0]
+    if not randomized:
+        eps = np.zeros(n)
+    elif u is None:
+        eps = np.random.default_rng(random_state).uniform(size=n)
+    else:
+        eps = float_array(u, "u", ndim=(1, 2))
+        if np.isinf(eps).any() or (eps < 0).any() or (eps > 1).any():
+            raise ValueError("u must lie in [0, 1] (uniform randomization draws)")
+        if eps.shape != (n,) and eps.shape != shape:
+            raise ValueError(f"u has shape {eps.shape}; expected ({n},) or labels' shape {shape}")
+    eps = np.asarray(eps, dtype=np.float64)
+    return eps[:, None] if len(shape) == 2 and eps.ndim == 1 else eps
+
+
+def _rank_inputs(probs: Any, labels: Any):
+    p = float_array(probs, "probs", ndim=2)
+    _check_probabilities(p, "probs")
+    p = p.astype(np.float64, copy=False)
+    lab = _labels(labels, p.shape[0], p.shape[1])
+    ranks, p_sorted, cums = _descending_ranks(p)
+    lab2 = lab.reshape(p.shape[0], -1)
+    rank_y = np.take_along_axis(ranks, lab2, axis=1)  # 0-based
+    return p, lab, lab2, rank_y, p_sorted, cums
+
+
+def raps_scores(probs: Any, labels: Any, u: Any = None, *, penalty: float = 0.01, kreg: int = 1,
+                randomized: bool = True, random_state: Any = None) -> np.ndarray:
+    """RAPS scores (Angelopoulos et al. 2021, "Uncertainty sets for image classifiers using
+    conformal prediction", Alg. 2; TorchCP's ``RAPS``):
+
+        s(x, y) = sum_{j <= o(y)} p_(j) - u * p_y + penalty * max(0, o(y) - kreg)
+
+    with o(y) the 1-based descending rank of y. probs : float [n, C] probabilities; labels :
+    int [n] or [n, L]; u : eps [n] or labels' shape (None: ``default_rng(random_state)``
+    draws; ``randomized=False``: u = 0); penalty >= 0; kreg >= 0. Returns float64 of
+    ``labels``' shape. Scores exceed 1, so the trivial threshold is +inf.
+    """
+    pen = real_scalar(penalty, "penalty", allow_inf=False)
+    if pen < 0:
+        raise ValueError(f"penalty must be >= 0, got {pen}")
+    if isinstance(kreg, bool) or not isinstance(kreg, (int, np.integer)) or kreg < 0:
+        raise ValueError(f"kreg must be a non-negative integer, got {kreg!r}")
+    p, lab, lab2, rank_y, _, cums = _rank_inputs(probs, labels)
+    eps = _eps(u, randomized, random_state, lab.shape).reshape(lab.shape[0], -1)
+    p_y = np.take_along_axis(p, lab2, axis=1)
+    z = np.take_along_axis(cums, rank_y, axis=1)
+    out = z - eps * p_y + pen * np.maximum(rank_y + 1 - int(kreg), 0)
+    return out.reshape(lab.shape)
+
+
+def saps_scores(probs: Any, labels: Any, u: Any = None, *, weight: float = 0.2, randomized: bool = True,
+                random_state: Any = None) -> np.ndarray:
+    """SAPS scores (Huang et al. 2024, "Conformal prediction for deep classifier via label
+    ranking", eq. 6; TorchCP's ``SAPS``):
+
+        s(x, y) = u * p_max                          if o(y) = 1
+                  p_max + (o(y) - 2 + u) * weight    otherwise
+
+    probs : float [n, C]; labels : int [n] or [n, L]; u as in :func:`raps_scores`
+    (``randomized=False``: u = 0); weight > 0. Returns float64 of ``labels``' shape
+    (trivial threshold +inf).
+    """
+    w = real_scalar(weight, "weight", allow_inf=False)
+    if w <= 0:
+        raise ValueError(f"weight must be > 0, got {w}")
+    p, lab, lab2, rank_y, p_sorted, _ = _rank_inputs(probs, labels)
+    eps = _eps(u, randomized, random_state, lab.shape).reshape(lab.shape[0], -1)
+    p_max = p_sorted[:, :1]
+    out = np.where(rank_y == 0, eps * p_max, p_max + (rank_y - 1 + eps) * w)
+    return out.reshape(lab.shape)
+
+
+def topk_scores(probs: Any, labels: Any) -> np.ndarray:
+    """Top-k scores: the 1-based descending rank of y (MAPIE's ``top_k`` uses the 0-based
+    rank; the sets {y : s <= q} are the same top-q labels). probs : float [n, C]; labels :
+    int [n] or [n, L]. Returns float64 of ``labels``' shape; ties rank the lower index first."""
+    _, lab, _, rank_y, _, _ = _rank_inputs(probs, labels)
+    return (rank_y + 1).astype(np.float64).reshape(lab.shape)
+
+
+# ----------------------------------------------------------------------------------------
+# More regression scores (issue 16): normalized and gamma residuals, asymmetric CQR
+# ----------------------------------------------------------------------------------------
+def normalized_residual_scores(pred: Any, sigma: Any, y: Any) -> np.ndarray:
+    """Normalized residuals ``|y - pred| / sigma`` (Lei et al. 2018, locally weighted split
+    conformal). pred, sigma, y : float [n] (same shape); sigma > 0 and finite. The interval
+    at threshold q is ``pred +- q * sigma``."""
+    pp, ss, yy = float_array(pred, "pred"), float_array(sigma, "sigma"), float_array(y, "y")
+    _same_leading(pp, yy, "pred", "y")
+    _same_leading(ss, yy, "sigma", "y")
+    if not np.isfinite(ss).all() or (ss <= 0).any():
+        raise ValueError("sigma must be finite and > 0 (a spread prediction per sample)")
+    dt = np.result_type(pp.dtype, ss.dtype, yy.dtype)
+    return np.abs(yy.astype(dt) - pp.astype(dt)) / ss.astype(dt)
+
+
+def gamma_scores(pred: Any, y: Any) -> np.ndarray:
+    """Gamma (relative) residuals ``|y - pred| / pred`` for positive targets; pred : float
+    [n] > 0, y : float [n]. The interval at threshold q is ``[pred (1 - q), pred (1 + q)]``.
+    (MAPIE's "gamma" is the signed, asymmetric variant; this one is symmetric.)"""
+    pp, yy = float_array(pred, "pred"), float_array(y, "y")
+    _same_leading(pp, yy, "pred", "y")
+    if not np.isfinite(pp).all() or (pp <= 0).any():
+        raise ValueError("pred must be finite and > 0 for gamma scores (positive targets)")
+    dt = np.result_type(pp.dtype, yy.dtype)
+    return np.abs(yy.astype(dt) - pp.astype(dt)) / pp.astype(dt)
+
+
+def cqr_asymmetric_scores(intervals: Any, y: Any) -> np.ndarray:
+    """Asymmetric CQR scores (Romano et al. 2019, Theorem 2): ``[..., 2]`` holding
+    ``(lo - y, y - hi)``. Each column is calibrated at alpha / 2 and the interval is
+    ``[lo - q_lo, hi + q_hi]`` (coverage >= 1 - alpha by the union bound)."""
+    iv = float_array(intervals, "intervals")
+    if iv.ndim < 1 or iv.shape[-1] != 2:
+        raise ValueError(f"intervals must have a last axis of size 2 ([lower, upper]), got shape {iv.shape}")
+    yy = float_array(y, "y", allow_empty=True)
+    _same_leading(iv[..., 0], yy, "intervals[..., 0]", "y")
+    dt = np.result_type(iv.dtype, yy.dtype)
+    yy = yy.astype(dt, copy=False)
+    return np.stack([iv[..., 0].astype(dt) - yy, yy - iv[..., 1].astype(dt)], axis=-1)
