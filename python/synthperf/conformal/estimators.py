@@ -104,8 +104,9 @@ class SPPIClassifier(_ClassifierCore, BaseEstimator):
     def conformalize(self, X_real: Any, y_real: Any, X_synth: Any, y_synth: Any, *, real_u: Any = None,
                      synth_u: Any = None):
         """MAPIE-style: real and synthetic (X, y) through the wrapped model. Returns self."""
-        return self.calibrate(self._model_probs(X_real), self._label_index(y_real), self._model_probs(X_synth),
-                              self._label_index(y_synth), real_u=real_u, synth_u=synth_u)
+        return self.calibrate(self._model_probs(X_real, "X_real"), self._label_index(y_real),
+                              self._model_probs(X_synth, "X_synth"), self._label_index(y_synth), real_u=real_u,
+                              synth_u=synth_u)
 
     def calibrate(self, real_probs, real_labels, synth_probs, synth_labels, *, real_u=None, synth_u=None):
         """Compute the SPPI thresholds. real_*: [n, C] / [n]; synth_*: [N, C] / [N]. Returns self."""
@@ -212,4 +213,5 @@ class SPPIRegressor(_RegressorCore, BaseEstimator):
 
     def conformalize(self, X_real: Any, y_real: Any, X_synth: Any, y_synth: Any):
         """MAPIE-style: real and synthetic (X, y) through the wrapped model. Returns self."""
-        return self.calibrate(self._model_outputs(X_real), y_real, self._model_outputs(X_synth), y_synth)
+        return self.calibrate(self._model_outputs(X_real, "X_real"), y_real, self._model_outputs(X_synth, "X_synth"),
+                              y_synth)

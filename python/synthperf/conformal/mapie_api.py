@@ -199,9 +199,9 @@ class _ClassifierCore(_ModelMixin):
         return sets[0] if self._scalar_alpha else sets
 
     # MAPIE verbs ---------------------------------------------------------------------
-    def _model_probs(self, X: Any) -> np.ndarray:
+    def _model_probs(self, X: Any, name: str = "X") -> np.ndarray:
         model = self._model()
-        return float_array(X, "X", ndim=2) if model is None else np.asarray(model.predict_proba(X), dtype=float)
+        return float_array(X, name, ndim=2) if model is None else np.asarray(model.predict_proba(X), dtype=float)
 
     def _label_index(self, y: Any) -> np.ndarray:
         """Column index of each label: the wrapped model's ``classes_``, else the label itself."""
@@ -217,7 +217,7 @@ class _ClassifierCore(_ModelMixin):
         idx = order[pos]
         bad = classes[idx] != yy
         if bad.any():
-            raise ValueError(f"y holds label {yy[bad][0]!r} that the estimator was not fitted on "
+            raise ValueError(f"y holds label {yy[bad][0].item()!r} that the estimator was not fitted on "
                              f"(classes_ = {classes.tolist()})")
         return idx.astype(np.int64)
 
@@ -308,7 +308,8 @@ class SplitConformalClassifier(_ClassifierCore, BaseEstimator):
 
     def conformalize(self, X_conformalize: Any, y_conformalize: Any, *, u: Any = None):
         """MAPIE 1.x: calibrate on held-out (X, y) through the wrapped model. Returns self."""
-        return self.calibrate(self._model_probs(X_conformalize), self._label_index(y_conformalize), u=u)
+        return self.calibrate(self._model_probs(X_conformalize, "X_conformalize"), self._label_index(y_conformalize),
+                              u=u)
 
 
 # ----------------------------------------------------------------------------------------
@@ -407,10 +408,14 @@ class _RegressorCore(_ModelMixin):
             resid = np.abs(np.asarray(y, dtype=float) - np.asarray(model.predict(X), dtype=float))
             self.sigma_estimator_ = clone(self.sigma_estimator).fit(X, resid)
 
-    def _model_outputs(self, X: Any) -> np.ndarray:
+    def _model_outputs(self, X: Any, name: str = "X") -> np.ndarray:
+        """Model outputs for X, validated for the score (errors name ``name``)."""
+        return self._outputs(self._raw_outputs(X, name), name)
+
+    def _raw_outputs(self, X: Any, name: str) -> np.ndarray:
         model = self._model()
         if model is None:
-            return float_array(X, "X", ndim=(1, 2))
+            return float_array(X, name, ndim=(1, 2))
         pred = np.asarray(model.predict(X), dtype=float)
         if self._score_name() != "residual_normalized":
             return pred
@@ -427,7 +432,7 @@ class _RegressorCore(_ModelMixin):
     def predict(self, X: Any) -> np.ndarray:
         """Point predictions [n]: pred, or the midpoint of (lower, upper) for the CQR scores."""
         self._check_conformalized()
-        out = self._outputs(self._model_outputs(X), "X")
+        out = self._model_outputs(X)
         if self._score_name() in ("absolute", "gamma"):
             return out
         return out[:, 0] if self._score_name() == "residual_normalized" else out.mean(axis=1)
@@ -487,7 +492,7 @@ class SplitConformalRegressor(_RegressorCore, BaseEstimator):
 
     def conformalize(self, X_conformalize: Any, y_conformalize: Any):
         """MAPIE 1.x: calibrate on held-out (X, y) through the wrapped model. Returns self."""
-        return self.calibrate(self._model_outputs(X_conformalize), y_conformalize)
+        return self.calibrate(self._model_outputs(X_conformalize, "X_conformalize"), y_conformalize)
 
 
 class MondrianConformalRegressor(SplitConformalRegressor):
@@ -522,7 +527,7 @@ class MondrianConformalRegressor(SplitConformalRegressor):
         return self
 
     def conformalize(self, X_conformalize: Any, y_conformalize: Any, bins: Any = None):
-        return self.calibrate(self._model_outputs(X_conformalize), y_conformalize, bins)
+        return self.calibrate(self._model_outputs(X_conformalize, "X_conformalize"), y_conformalize, bins)
 
     def _per_sample(self, bins: Any, n: int) -> np.ndarray:
         self._check_conformalized()
@@ -544,6 +549,6 @@ class MondrianConformalRegressor(SplitConformalRegressor):
 
     def predict_interval(self, X: Any, bins: Any = None) -> tuple[np.ndarray, np.ndarray]:
         """(y_pred [n], intervals [n, 2, n_levels]) with each sample's bin threshold."""
-        out = self._outputs(self._model_outputs(X), "X")
+        out = self._model_outputs(X)
         res = self._interval_bounds(out, self._per_sample(bins, out.shape[0]))
         return self.predict(X), np.moveaxis(res, 0, -1)
