@@ -329,6 +329,8 @@ py::tuple transport_windows_f64(std::int64_t n_real, std::int64_t n_synth, doubl
 py::array_t<std::int64_t> conformal_rank_table(int kind, py::array_t<std::int64_t, py::array::c_style> sizes,
                                                py::array_t<double, py::array::c_style> alphas, bool upstream) {
   if (kind < 0 || kind > 2) throw py::value_error("conformal_rank_table: kind must be 0, 1 or 2");
+  if (sizes.ndim() != 1 || alphas.ndim() != 1)
+    throw py::value_error("conformal_rank_table: sizes and alphas must be 1-D");
   const std::int64_t P = sizes.shape(0), A = alphas.shape(0);
   py::array_t<std::int64_t> out({P, A});
   const std::int64_t* sp = sizes.data();
@@ -351,7 +353,9 @@ using IArray = py::array_t<std::int64_t, py::array::c_style>;
 
 // Batched SPPI thresholds. real [B, ldr] with real_len [B]; synth [B, lds] with synth_len [B];
 // alphas [A]; windows: L_flat/U_flat hold each group's table of length real_len[b]+1 starting
-// at win_offset[b]. out [B, A]. Values are already validated (no NaN, sizes in range).
+// at win_offset[b]. out [B, A]. Python validates first (synthperf.ops.sppi); the sizes,
+// offsets and alphas are checked again here (cheaply, before any index is formed) and raise
+// ValueError; NaN is found in the selection pass.
 // Returns (status, group, which): status 0 = ok, 1 = NaN in group `group` of the real
 // (which = 0) or synthetic (which = 1) scores. Data errors come back as values, and the
 // Python wrapper raises: no C++ exception crosses the OpenMP region / released GIL.
@@ -359,10 +363,38 @@ template <typename T>
 py::tuple sppi_thresholds(CArray<T> real, IArray real_len, CArray<T> synth, IArray synth_len,
                      CArray<double> alphas, IArray L_flat, IArray U_flat, IArray win_offset,
                      double top, CArray<T> out, bool simd, bool upstream) {
+  if (real.ndim() != 2 || synth.ndim() != 2 || out.ndim() != 2 || alphas.ndim() != 1 || real_len.ndim() != 1 ||
+      synth_len.ndim() != 1 || win_offset.ndim() != 1)
+    throw py::value_error("sppi_thresholds: real, synth, out must be 2-D and alphas, real_len, synth_len, "
+                          "win_offset 1-D");
   const std::int64_t B = real.shape(0), ldr = real.shape(1), lds = synth.shape(1), A = alphas.shape(0);
   if (synth.shape(0) != B || real_len.shape(0) != B || synth_len.shape(0) != B ||
       win_offset.shape(0) != B || out.shape(0) != B || out.shape(1) != A)
     throw py::value_error("sppi_thresholds: inconsistent batch shapes");
+  if (L_flat.ndim() != 1 || U_flat.ndim() != 1 || L_flat.shape(0) != U_flat.shape(0))
+    throw py::value_error("sppi_thresholds: L_flat and U_flat must be 1-D of the same length");
+  const std::int64_t W = L_flat.shape(0);
+  {  // every index the loop below forms, checked once (O(B)): no read past any buffer
+    const std::int64_t* rl0 = real_len.data();
+    const std::int64_t* sl0 = synth_len.data();
+    const std::int64_t* off0 = win_offset.data();
+    for (std::int64_t b = 0; b < B; ++b) {
+      const std::int64_t n = rl0[b], N = sl0[b], o = off0[b];
+      if (n < 1 || n > ldr)
+        throw py::value_error("sppi_thresholds: real_len[" + std::to_string(b) + "] = " + std::to_string(n) +
+                              " must lie in [1, " + std::to_string(ldr) + "] (the width of real)");
+      if (N < n + 2 || N > lds)
+        throw py::value_error("sppi_thresholds: synth_len[" + std::to_string(b) + "] = " + std::to_string(N) +
+                              " must lie in [real_len + 2, " + std::to_string(lds) + "] (the width of synth)");
+      if (o < 0 || o > W - (n + 1))
+        throw py::value_error("sppi_thresholds: win_offset[" + std::to_string(b) + "] = " + std::to_string(o) +
+                              " leaves no window table of real_len + 1 = " + std::to_string(n + 1) +
+                              " entries inside L_flat/U_flat (length " + std::to_string(W) + ")");
+    }
+    const double* ap0 = alphas.data();
+    for (std::int64_t a = 0; a < A; ++a)
+      if (!(ap0[a] > 0.0 && ap0[a] < 1.0)) throw py::value_error("sppi_thresholds: alphas must lie in (0, 1)");
+  }
   const T* rp = real.data();
   const T* sp = synth.data();
   const std::int64_t* rl = real_len.data();

@@ -10,9 +10,11 @@
 // bins (8 per lane, radix_find_digit) to find the bin holding the k-th key. kBits/8 passes
 // per rank (4 for float32, 8 for float64), no sort, no global scratch.
 //
-// The row's keys are cached in dynamic shared memory when they fit (kSmemBudget bytes), so
-// the passes after the first read on-chip memory; longer rows are re-read from global
-// memory (L2) on every pass. Histogram updates are warp-aggregated (__match_any_sync: one
+// The row's keys are cached in dynamic shared memory when they fit, so the passes after the
+// first read on-chip memory; longer rows are re-read from global memory (L2) on every pass.
+// The launch size (kernel, grid, cache or not, dynamic bytes) comes from
+// order_stats_launch_plan (csrc/include/synthperf/cuda_launch.h, shared with the CPU build
+// and tested there): static + dynamic shared memory stay within the 48 KiB default limit. Histogram updates are warp-aggregated (__match_any_sync: one
 // atomic per distinct bin per warp), since the top digits of real data (sign + exponent)
 // put most keys in a handful of bins. Inputs were validated on the host (no NaN, ranks in
 // range).
@@ -23,13 +25,15 @@
 #include <cstdint>
 #include <cstring>
 
+#include "synthperf/cuda_launch.h"
 #include "synthperf/device_math.h"
 
 namespace synthperf {
 namespace {
 
-constexpr int kThreads = 256;            // >= kRadixBins: one bin per thread to clear
-constexpr int kSmemBudget = 48 * 1024;   // default dynamic shared memory limit per block
+constexpr int kThreads = kOrderStatsThreads;
+constexpr int kWarpRowMax = kOrderStatsWarpRowMax;
+constexpr int kWarpsPerBlock = kOrderStatsWarpsPerBlock;
 
 template <typename T>
 __device__ __forceinline__ typename KeyTraits<T>::Key load_key(const T* p) {
@@ -38,9 +42,6 @@ __device__ __forceinline__ typename KeyTraits<T>::Key load_key(const T* p) {
   memcpy(&bits, p, sizeof(Key));
   return ordered_key_from_bits(bits);
 }
-
-constexpr int kWarpRowMax = 4096;      // rows up to this length: one warp per row
-constexpr int kWarpsPerBlock = 4;
 
 // Add one to hist[bin] for every lane with bin < kRadixBins: one atomic per distinct bin.
 // All 32 lanes must call it (full mask).
@@ -87,11 +88,11 @@ order_statistics_warp_kernel(const T* __restrict__ x, std::int64_t B, std::int64
                              std::int64_t A, T* __restrict__ out, int cache_row) {
   using Key = typename KeyTraits<T>::Key;
   extern __shared__ __align__(16) unsigned char smem_raw[];
-  __shared__ unsigned hist_all[kWarpsPerBlock][kRadixBins];
+  __shared__ WarpKernelShared sh;  // the only static shared memory (counted by the launch plan)
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
   const std::int64_t b = static_cast<std::int64_t>(blockIdx.x) * kWarpsPerBlock + warp;
   if (b >= B) return;  // whole warps exit together; no block barrier below
-  unsigned* hist = hist_all[warp];
+  unsigned* hist = sh.hist[warp];
   Key* cache = reinterpret_cast<Key*>(smem_raw) + warp * ld;
   const std::int64_t len = lengths[b];
   const T* row = x + b * ld;
@@ -141,9 +142,8 @@ order_statistics_kernel(const T* __restrict__ x, std::int64_t ld,
   using Key = typename KeyTraits<T>::Key;
   extern __shared__ __align__(16) unsigned char smem_raw[];
   Key* cache = reinterpret_cast<Key*>(smem_raw);
-  __shared__ unsigned hist[kRadixBins];
-  __shared__ Key s_prefix;
-  __shared__ long long s_k;
+  __shared__ BlockKernelShared<Key> sh;  // the only static shared memory (counted by the launch plan)
+  unsigned* hist = sh.hist;
 
   const std::int64_t b = blockIdx.x;
   const std::int64_t len = lengths[b];
@@ -174,13 +174,13 @@ order_statistics_kernel(const T* __restrict__ x, std::int64_t ld,
         std::int64_t k_in_bin = 0;
         warp_find_digit(hist, tid, k, &digit, &k_in_bin);
         if (tid == 0) {
-          s_prefix = prefix | (static_cast<Key>(digit) << shift);
-          s_k = k_in_bin;
+          sh.prefix = prefix | (static_cast<Key>(digit) << shift);
+          sh.k = k_in_bin;
         }
       }
       __syncthreads();
-      prefix = s_prefix;
-      k = s_k;
+      prefix = sh.prefix;
+      k = sh.k;
       decided |= static_cast<Key>(kRadixBins - 1) << shift;
     }
     if (tid == 0) {
@@ -192,31 +192,42 @@ order_statistics_kernel(const T* __restrict__ x, std::int64_t ld,
   }
 }
 
+// Static shared memory the compiler reports for a kernel (cached per kernel), or -1.
+template <typename Kernel>
+std::int64_t reported_static_smem(Kernel kernel) {
+  cudaFuncAttributes attr{};
+  if (cudaFuncGetAttributes(&attr, kernel) != cudaSuccess) {
+    cudaGetLastError();
+    return -1;
+  }
+  return static_cast<std::int64_t>(attr.sharedSizeBytes);
+}
+
 template <typename T>
 int launch(std::uintptr_t x, std::int64_t B, std::int64_t ld, std::uintptr_t lengths,
            std::uintptr_t ranks, std::int64_t rank_rows, std::int64_t A, std::uintptr_t out,
            std::uintptr_t stream) {
   using Key = typename KeyTraits<T>::Key;
   if (B == 0 || A == 0) return cudaSuccess;
-  const std::int64_t row_bytes = ld * static_cast<std::int64_t>(sizeof(Key));
   cudaStream_t st = reinterpret_cast<cudaStream_t>(stream);
-  if (ld <= kWarpRowMax) {
-    const std::int64_t hist_bytes = kWarpsPerBlock * kRadixBins * sizeof(unsigned);
-    const int cache_row = kWarpsPerBlock * row_bytes + hist_bytes <= kSmemBudget ? 1 : 0;
-    const size_t smem = cache_row ? static_cast<size_t>(kWarpsPerBlock * row_bytes) : 0;
-    const unsigned blocks = static_cast<unsigned>((B + kWarpsPerBlock - 1) / kWarpsPerBlock);
-    order_statistics_warp_kernel<T><<<blocks, kWarpsPerBlock * 32, smem, st>>>(
+  const bool warp = ld <= kWarpRowMax;
+  static const std::int64_t warp_static = reported_static_smem(order_statistics_warp_kernel<T>);
+  static const std::int64_t block_static = reported_static_smem(order_statistics_kernel<T>);
+  const OrderStatsLaunchPlan plan = order_stats_launch_plan(
+      B, ld, static_cast<int>(sizeof(Key)), warp ? warp_static : block_static);
+  if (plan.blocks > kMaxGridX || plan.total_smem > kSmemBudget) return cudaErrorInvalidConfiguration;
+  const size_t smem = static_cast<size_t>(plan.dynamic_smem);
+  if (plan.warp_kernel) {
+    order_statistics_warp_kernel<T><<<static_cast<unsigned>(plan.blocks), plan.threads, smem, st>>>(
         reinterpret_cast<const T*>(x), B, ld, reinterpret_cast<const std::int64_t*>(lengths),
         reinterpret_cast<const std::int64_t*>(ranks), rank_rows, A, reinterpret_cast<T*>(out),
-        cache_row);
+        plan.cache_row);
     return static_cast<int>(cudaGetLastError());
   }
-  const int cache_row = row_bytes <= kSmemBudget ? 1 : 0;
-  const size_t smem = cache_row ? static_cast<size_t>(row_bytes) : 0;
-  order_statistics_kernel<T><<<static_cast<unsigned>(B), kThreads, smem, st>>>(
+  order_statistics_kernel<T><<<static_cast<unsigned>(plan.blocks), plan.threads, smem, st>>>(
       reinterpret_cast<const T*>(x), ld, reinterpret_cast<const std::int64_t*>(lengths),
       reinterpret_cast<const std::int64_t*>(ranks), rank_rows, A, reinterpret_cast<T*>(out),
-      cache_row);
+      plan.cache_row);
   return static_cast<int>(cudaGetLastError());
 }
 

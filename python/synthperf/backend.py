@@ -8,11 +8,22 @@ Every kernel entry point in :mod:`synthperf.ops` (and every estimator built on t
 - ``"cuda"``      - CUDA kernels (``synthperf._native_cuda``), only with a CUDA device;
 - ``"triton"``    - Triton kernels (``synthperf.kernels.triton``), with a CUDA device, or on
   CPU tensors under the Triton interpreter (``TRITON_INTERPRET=1`` set before import);
-- ``"auto"``      - ``cuda``/``triton`` when a CUDA device is present, else ``cpu``. It never
+- ``"auto"``      - ``cuda``/``triton`` when a CUDA device is present, except that small host
+  arrays (numpy or CPU tensors of at most :data:`AUTO_HOST_MAX_ELEMENTS` elements) stay on
+  ``cpu``; without a device ``cpu`` (``reference`` for a kernel with no C++ core). It never
   raises because a GPU is absent.
 
-``backend=None`` means the process default: ``set_backend()``, else the environment
-variable ``SYNTHPERF_BACKEND``, else ``"auto"``.
+One dispatch policy (issue 14 item 3):
+
+- ``backend=None`` (every default) means the **process setting**: ``set_backend()``, else the
+  environment variable ``SYNTHPERF_BACKEND``, else ``"auto"``. A concrete process setting is
+  a *preference*: when the kernel does not implement it, or it cannot run here, the kernel
+  falls back along its supported list (:func:`fallback_order`) and never raises for it.
+- An explicit per-call ``backend="cuda"`` (or any concrete name) is a *request*: a kernel
+  that lacks it raises ``ValueError``, one that cannot run here raises
+  :class:`BackendUnavailableError`. ``backend="auto"`` never raises.
+- Estimators store ``backend=None`` by default (validated with :func:`backend_option`) and
+  pass it on, so they follow the process setting at call time.
 """
 from __future__ import annotations
 
@@ -134,21 +145,84 @@ def available_backends() -> list[str]:
     return [name for name in CONCRETE_BACKENDS if _unavailable_reason(name) is None]
 
 
-def resolve_backend(backend: str | None, *, supported: Sequence[str], kernel: str) -> str:
-    """Turn ``backend=`` (or the default) into the concrete backend that will run ``kernel``.
+#: ``auto`` keeps host inputs with at most this many elements on the CPU even when a GPU is
+#: present (the copy to the device would cost more than the kernel saves).
+AUTO_HOST_MAX_ELEMENTS: int = 1 << 18
 
-    ``supported`` lists the concrete backends the kernel implements. ``auto`` picks
-    ``cuda`` then ``triton`` when a CUDA device is present, else ``cpu``, else ``reference``.
-    An explicit choice that is unsupported raises ``ValueError``; one that cannot run here
-    raises :class:`BackendUnavailableError` with the reason.
+#: The order in which a preference falls back (GPU backends only when a CUDA device is present).
+FALLBACK_ORDER: tuple[str, ...] = ("cuda", "triton", "cpu", "reference")
+
+
+def backend_option(backend: object, argument: str = "backend") -> str | None:
+    """Validate a ``backend=`` option without resolving it, for estimators to store.
+
+    Returns ``None`` (follow the process setting at call time) or one of
+    :data:`KNOWN_BACKENDS`; raises TypeError/ValueError naming ``argument`` otherwise. Pass
+    the stored value on to the kernels unchanged: ``None`` stays a preference with fallback,
+    a concrete name stays an explicit request.
     """
-    name = get_backend() if backend is None else _check_name(backend)
-    if name == "auto":
-        if cuda_device_count() > 0:
+    if backend is None:
+        return None
+    return _check_name(backend, argument)
+
+
+def _host_elements(data: object) -> int | None:
+    """Element count of a host input (numpy array or CPU tensor); None for device tensors
+    and for anything that is not an array."""
+    import numpy as np
+
+    if isinstance(data, np.ndarray):
+        return int(data.size)
+    mod = type(data).__module__
+    if mod.startswith("torch") and hasattr(data, "device") and hasattr(data, "numel"):
+        return int(data.numel()) if data.device.type == "cpu" else None  # type: ignore[attr-defined]
+    return None
+
+
+def _is_cuda_tensor(data: object) -> bool:
+    return type(data).__module__.startswith("torch") and getattr(getattr(data, "device", None), "type", None) == "cuda"
+
+
+def _auto(supported: Sequence[str], data: object) -> str:
+    if cuda_device_count() > 0:
+        host = _host_elements(data)
+        small_host = host is not None and host <= AUTO_HOST_MAX_ELEMENTS
+        if not small_host or _is_cuda_tensor(data):
             for candidate in ("cuda", "triton"):
                 if candidate in supported and _unavailable_reason(candidate) is None:
                     return candidate
-        return "cpu" if "cpu" in supported else "reference"
+    return "cpu" if "cpu" in supported else "reference"
+
+
+def fallback_order(preference: str, supported: Sequence[str]) -> list[str]:
+    """Candidates tried, in order, for a process-wide ``preference``: the preference itself,
+    then the kernel's other supported backends in :data:`FALLBACK_ORDER`."""
+    rest = [b for b in FALLBACK_ORDER if b in supported and b != preference]
+    return ([preference] if preference in supported else []) + rest
+
+
+def resolve_backend(backend: str | None, *, supported: Sequence[str], kernel: str, data: object = None) -> str:
+    """Turn ``backend=`` (or the process setting) into the concrete backend that runs ``kernel``.
+
+    ``supported`` lists the concrete backends the kernel implements; ``data`` (optional) is
+    the main input, which lets ``auto`` keep small host arrays on the CPU. ``None`` follows
+    the process setting as a preference with fallback (module docstring); ``"auto"`` never
+    raises; an explicit concrete name that is unsupported raises ``ValueError``, one that
+    cannot run here :class:`BackendUnavailableError` with the reason.
+    """
+    if backend is None:
+        preference = get_backend()
+        if preference == "auto":
+            return _auto(supported, data)
+        for candidate in fallback_order(preference, supported):
+            if candidate in ("cuda", "triton") and candidate != preference and cuda_device_count() == 0:
+                continue  # falling back never picks the Triton interpreter
+            if _unavailable_reason(candidate) is None:
+                return candidate
+        return _auto(supported, data)
+    name = _check_name(backend)
+    if name == "auto":
+        return _auto(supported, data)
     if name not in supported:
         raise ValueError(f"{kernel} has no {name!r} backend; it supports {tuple(supported)}")
     reason = _unavailable_reason(name)

@@ -205,3 +205,24 @@ def test_float32_gamma_that_underflows_is_rejected():
         tabs = {"s": np.ones((2, 2)), "r": np.zeros((2, 2)), "a": np.ones((2, 2)), "gamma": np.full((2, 2), 1e-50)}
         with pytest.raises(ValueError, match=r"tables\['gamma'\]"):
             integrate_discrete(x, data, tabs, [0.0, 0.1], backend=backend)
+
+
+@pytest.mark.parametrize("backend", ["reference", "cpu", "triton"])
+@pytest.mark.parametrize("solver", ["euler", "heun"])
+@pytest.mark.parametrize("as_tensor", [False, True])
+def test_integrate_does_not_write_into_callers_z0(backend, solver, as_tensor):
+    """The triton integrator ping-pongs two state buffers; it used to take the caller's z0 as
+    one of them (to_torch returns the same memory for a CPU tensor under the interpreter, a
+    CUDA tensor, or a numpy array via from_numpy) and overwrite it. 4 steps: both parities."""
+    rng = np.random.default_rng(5)
+    d, n = 3, 5
+    z0_np = rng.normal(size=(17, d))
+    y = rng.normal(size=(30, d))
+    tabs = _tables(n, d, rng)
+    times = np.linspace(0.0, 0.5, n)
+    z0 = torch.from_numpy(z0_np.copy()) if as_tensor else z0_np.copy()
+    out = integrate_discrete(z0, y, tabs, times, solver=solver, backend=backend)
+    after = z0.numpy() if as_tensor else z0
+    np.testing.assert_array_equal(after, z0_np)  # bit for bit: never written
+    assert not np.array_equal(np.asarray(out["z"][-1]), z0_np)  # the state did move
+    np.testing.assert_array_equal(np.asarray(out["z"][0]), z0_np)

@@ -33,7 +33,8 @@ from .. import _native
 from .._arrays import array_kind, like_input
 from .._validation import first_nan_row, float_array, float_tensor, int_array, open_unit_interval, real_scalar
 from ..backend import resolve_backend
-from ..ops.order_stats import _order_statistics_device, _run_cpu, order_statistics
+from ..ops.order_stats import order_statistics, order_statistics_cpu, order_statistics_device
+from ..ops.sppi import sppi_clip_selected, sppi_thresholds_cpu
 from .windows import _validate_sizes, transport_windows
 
 SUPPORTED_BACKENDS = ("reference", "cpu", "cuda", "triton")
@@ -239,7 +240,8 @@ def split_conformal_thresholds(scores: Any, alphas: Any, top: float = math.inf, 
     Equal, bit for bit, to ``split_conformal_threshold`` applied group by group (same ``upstream``).
     """
     kind = array_kind(scores)
-    name = resolve_backend(backend, supported=SUPPORTED_BACKENDS, kernel="split_conformal_thresholds")
+    name = resolve_backend(backend, supported=SUPPORTED_BACKENDS, kernel="split_conformal_thresholds",
+                           data=scores)
     on_device = _on_device(scores, name)
     x = float_tensor(scores, "scores", ndim=2) if on_device else float_array(scores, "scores", ndim=2, allow_nan=True)
     lv = np.atleast_1d(open_unit_interval(alphas, "alphas"))
@@ -252,7 +254,7 @@ def split_conformal_thresholds(scores: Any, alphas: Any, top: float = math.inf, 
     if on_device:
         import torch
 
-        sel = _order_statistics_device(x, np.maximum(ranks, 1), ln, name, check_nan=False)
+        sel = order_statistics_device(x, np.maximum(ranks, 1), ln, name, check_nan=False)
         trivial = torch.from_numpy(ranks == 0).to(x.device)
         return torch.where(trivial, torch.tensor(top, dtype=x.dtype, device=x.device), sel)
     if name == "reference":
@@ -261,7 +263,7 @@ def split_conformal_thresholds(scores: Any, alphas: Any, top: float = math.inf, 
             if x.shape[0] else np.empty((0, lv.shape[0]), x.dtype)
         return like_input(out.astype(x.dtype, copy=False), kind)
     if name == "cpu":  # validated above: straight to the C++ core, which writes top for rank 0
-        return like_input(_run_cpu(x, np.atleast_2d(ranks), ln, zero_rank_value=top), kind)
+        return like_input(order_statistics_cpu(x, np.atleast_2d(ranks), ln, zero_rank_value=top), kind)
     source = scores if (kind.is_torch and name in ("cuda", "triton")) else x
     out = like_input(order_statistics(source, np.maximum(ranks, 1), ln, backend=name), array_kind(x))
     np.putmask(out, np.broadcast_to(ranks == 0, out.shape), x.dtype.type(top))  # alpha < 1/(n+1)
@@ -322,7 +324,7 @@ def sppi_thresholds(real: Any, synth: Any, alphas: Any, beta: float = 0.4, top: 
     bit for bit to ``sppi_threshold`` applied group by group.
     """
     kind = array_kind(real)
-    name = resolve_backend(backend, supported=SUPPORTED_BACKENDS, kernel="sppi_thresholds")
+    name = resolve_backend(backend, supported=SUPPORTED_BACKENDS, kernel="sppi_thresholds", data=real)
     on_device = _on_device(real, name)
     if on_device:
         R, S = float_tensor(real, "real", ndim=2), _device_scores(synth, "synth", real.device)
@@ -365,55 +367,19 @@ def sppi_thresholds(real: Any, synth: Any, alphas: Any, beta: float = 0.4, top: 
         return like_input(out, kind)
     if name == "cpu":
         L_flat, U_flat, offsets = _window_tables(n, N, beta)
-        Rc = np.ascontiguousarray(R, dtype=dtype)
-        Sc = np.ascontiguousarray(S, dtype=dtype)
-        out = np.empty((B, A), dtype=dtype)
-        fn = _native.sppi_thresholds_f32 if dtype == np.float32 else _native.sppi_thresholds_f64
-        status, group, which = fn(Rc, n, Sc, N, np.ascontiguousarray(lv, dtype=np.float64), L_flat, U_flat, offsets,
-                                  top, out, upstream=upstream)
-        if status != 0:
-            raise _nan_error("real" if which == 0 else "synth", int(group))
+        out = sppi_thresholds_cpu(R.astype(dtype, copy=False), n, S.astype(dtype, copy=False), N, lv,
+                                  L_flat, U_flat, offsets, top, upstream=upstream)
         return like_input(out, kind)
     return like_input(_sppi_thresholds_by_selection(R.astype(dtype, copy=False), S.astype(dtype, copy=False),
                                                     lv, n, N, beta, top, name, upstream), kind)
 
 
 def _sppi_thresholds_by_selection(R, S, lv, n, N, beta, top, backend, upstream=False):
-    """GPU path: host computes all ranks (``sppi_rank_arrays``, the shared rank helper), the
-    device selects the order statistics (order_statistics kernel), then the clip is applied
+    """GPU path: host computes all ranks (``sppi_rank_arrays``, the shared rank helper), then
+    ``ops.sppi.sppi_clip_selected`` selects the order statistics on ``backend`` and clips
     where the scores live (numpy arrays, or CUDA tensors that never leave the device)."""
-    A = lv.shape[0]
     synth_rank, r_plus, r_minus = sppi_rank_arrays(n, N, lv, beta, upstream=upstream)
-    real_ranks = np.clip(np.concatenate([r_plus, r_minus], axis=1), 1, n[:, None])
-    if array_kind(R).is_torch:  # device path (NaN already checked): selection and clip on the device
-        import torch
-
-        real_sel = _order_statistics_device(R, real_ranks, n, backend, check_nan=False)
-        synth_sel = _order_statistics_device(S, np.maximum(synth_rank, 1), N, backend, check_nan=False)
-
-        def mask(a):
-            return torch.from_numpy(np.ascontiguousarray(a)).to(R.device)
-
-        where, minimum, maximum = torch.where, torch.minimum, torch.maximum
-        t = torch.tensor(top, dtype=R.dtype, device=R.device)
-        ninf = torch.tensor(-math.inf, dtype=R.dtype, device=R.device)
-    else:
-        real_sel = order_statistics(R, real_ranks, n, backend=backend)
-        synth_sel = order_statistics(S, np.maximum(synth_rank, 1), N, backend=backend)
-
-        def mask(a):
-            return a
-
-        where, minimum, maximum = np.where, np.minimum, np.maximum
-        t, ninf = R.dtype.type(top), R.dtype.type(-np.inf)
-
-    def pick(r, values):
-        return where(mask(r == 0), ninf, where(mask(r > n[:, None]), t, values))
-
-    s_plus = pick(r_plus, real_sel[:, :A])
-    s_minus = pick(r_minus, real_sel[:, A:])
-    q_syn = where(mask(synth_rank == 0), t, synth_sel)
-    return maximum(minimum(q_syn, s_minus), s_plus)
+    return sppi_clip_selected(R, S, n, N, synth_rank, r_plus, r_minus, top, backend)
 
 
 def _last_ranks_vectorised(W: np.ndarray, K: np.ndarray) -> np.ndarray:

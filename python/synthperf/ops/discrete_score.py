@@ -87,12 +87,23 @@ def _validate_pair(x: Any, data: Any, x_name: str = "x") -> tuple[np.ndarray, np
 
 
 def _device_for(x: Any):
+    """The device a torch backend computes on: a CUDA input's own device, else the current
+    CUDA device when there is one, else the CPU (Triton interpreter)."""
     import torch
 
     kind = array_kind(x)
     if kind.is_torch and x.device.type == "cuda":
         return x.device
-    return torch.device("cuda") if cuda_device_count() > 0 else torch.device("cpu")
+    return torch.device("cuda", torch.cuda.current_device()) if cuda_device_count() > 0 else torch.device("cpu")
+
+
+def _device_guard(device: Any):
+    """Make ``device`` current while Triton launches (it launches on the current device)."""
+    import contextlib
+
+    import torch
+
+    return torch.cuda.device(device) if device.type == "cuda" else contextlib.nullcontext()
 
 
 # ----------------------------------------------------------------------------- reference
@@ -146,7 +157,7 @@ def discrete_score(x: Any, data: Any, gamma: Any, *, mode: str = "stable", backe
     """
     kind = array_kind(x)
     clamp = _check_mode(mode)
-    name = resolve_backend(backend, supported=SUPPORTED_BACKENDS, kernel="discrete_score")
+    name = resolve_backend(backend, supported=SUPPORTED_BACKENDS, kernel="discrete_score", data=x)
     x_np, y_np = _validate_pair(x, data)
     g_np = _gamma_vector(gamma, x_np.shape[1], x_np.dtype)
     M, d = x_np.shape
@@ -171,7 +182,8 @@ def discrete_score(x: Any, data: Any, gamma: Any, *, mode: str = "stable", backe
         u_t = to_torch(x_np, device)
         dbar = u_t.new_empty(u_t.shape)
         score = u_t.new_empty(u_t.shape)
-        discrete_score_triton(u_t, to_torch(y_np, device), to_torch(g_np, device), clamp, dbar, score)
+        with _device_guard(device):
+            discrete_score_triton(u_t, to_torch(y_np, device), to_torch(g_np, device), clamp, dbar, score)
     if return_denoiser:
         return like_input(score, kind), like_input(dbar, kind)
     return like_input(score, kind)
@@ -254,7 +266,7 @@ def integrate_discrete(z0: Any, data: Any, tables: dict, times: Any, *, solver: 
     clamp = _check_mode(mode)
     if solver not in SOLVERS:
         raise ValueError(f"unknown solver {solver!r}: expected one of {SOLVERS}")
-    name = resolve_backend(backend, supported=SUPPORTED_BACKENDS, kernel="integrate_discrete")
+    name = resolve_backend(backend, supported=SUPPORTED_BACKENDS, kernel="integrate_discrete", data=z0)
     z_np, y_np = _validate_pair(z0, data, "z0")
     M, d = z_np.shape
     tabs, t = _validate_tables(tables, times, d)
@@ -284,7 +296,10 @@ def _integrate_torch(z_src: Any, z_np: np.ndarray, y_np: np.ndarray, tabs: dict,
     import torch
 
     device = _device_for(z_src) if name == "triton" else torch.device("cpu")
-    z = to_torch(z_np, device)
+    # A private copy: the triton loop ping-pongs between two state buffers, and to_torch
+    # returns the caller's own memory when it is already on the device (a CPU tensor under
+    # the interpreter, a CUDA tensor, or a numpy array viewed by torch.from_numpy).
+    z = to_torch(z_np, device).clone()
     y = to_torch(y_np, device)
     M, d = z.shape
     S = int((slots >= 0).sum())
@@ -294,6 +309,18 @@ def _integrate_torch(z_src: Any, z_np: np.ndarray, y_np: np.ndarray, tabs: dict,
     out["z"][0] = z
     coefs = [{k: torch.as_tensor(tabs[k][i], dtype=z.dtype, device=device).contiguous() for k in TABLE_KEYS}
              for i in range(t.shape[0])]
+    with _device_guard(device):
+        _step_loop(z, y, out, coefs, t, slots, heun, mode, name)
+    return out
+
+
+def _step_loop(z: Any, y: Any, out: dict, coefs: list, t: np.ndarray, slots: np.ndarray, heun: bool,
+               mode: str, name: str) -> None:
+    """The time-step loop of :func:`_integrate_torch`: fills ``out`` in place. ``z`` [M, d] is
+    the integrator's own state buffer (never the caller's array); triton alternates it with
+    one more buffer of the same shape."""
+    import torch
+
     if name == "triton":
         from synthperf.kernels.triton.discrete_score import pfode_step_triton
 
@@ -323,4 +350,3 @@ def _integrate_torch(z_src: Any, z_np: np.ndarray, y_np: np.ndarray, tabs: dict,
             z, z_next = z_next, z
         else:
             z = z_next
-    return out

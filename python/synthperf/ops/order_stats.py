@@ -154,8 +154,38 @@ def _raise_select_status(status: tuple[int, int, int]) -> None:
     raise RuntimeError(f"order statistics failed with status {code}")
 
 
+def _check_gpu_arguments(x_t: Any, l_t: Any, r_t: Any, out: Any) -> None:
+    """What the CUDA binding relies on, checked before any pointer crosses (the binding checks
+    again): one device, contiguous rows (stride ``(n, 1)``), int64 index arrays, matching
+    shapes. Raises ValueError/TypeError naming the argument."""
+    import torch
+
+    B, n = x_t.shape
+    if x_t.dtype not in (torch.float32, torch.float64):
+        raise TypeError(f"x must be float32 or float64 on the GPU path, got {x_t.dtype}")
+    for name, t in (("lengths", l_t), ("ranks", r_t)):
+        if t.dtype != torch.int64:
+            raise TypeError(f"{name} must be int64 on the GPU path, got {t.dtype}")
+    for name, t in (("x", x_t), ("lengths", l_t), ("ranks", r_t), ("out", out)):
+        if t.device != x_t.device:
+            raise ValueError(f"{name} is on {t.device} but x is on {x_t.device}; all arrays must share one device")
+        if not t.is_contiguous():
+            raise ValueError(f"{name} must be contiguous (row stride = width) on the GPU path, strides {t.stride()}")
+    if x_t.stride() != (n, 1) and B > 1:
+        raise ValueError(f"x must have strides ({n}, 1), got {x_t.stride()}")
+    if tuple(l_t.shape) != (B,):
+        raise ValueError(f"lengths has shape {tuple(l_t.shape)}, expected [B] = [{B}]")
+    if r_t.ndim != 2 or r_t.shape[0] not in (1, B):
+        raise ValueError(f"ranks has shape {tuple(r_t.shape)}, expected [1, A] or [B, A] with B = {B}")
+    if tuple(out.shape) != (B, r_t.shape[1]):
+        raise ValueError(f"out has shape {tuple(out.shape)}, expected [B, A] = {(B, r_t.shape[1])}")
+
+
 def _run_gpu(x: Any, ranks: np.ndarray, lengths: np.ndarray, backend: str) -> Any:
-    """cuda/triton: data goes to the CUDA device (or stays on CPU under the Triton interpreter)."""
+    """cuda/triton: data goes to the CUDA device (or stays on CPU under the Triton interpreter).
+
+    A CUDA tensor is computed on its own device (not the current one): the launch happens
+    under a device guard for ``x.device``."""
     import torch
 
     from ..backend import cuda_device_count, native_cuda_module
@@ -163,7 +193,7 @@ def _run_gpu(x: Any, ranks: np.ndarray, lengths: np.ndarray, backend: str) -> An
     if array_kind(x).is_torch and x.device.type == "cuda":
         device = x.device
     else:
-        device = torch.device("cuda") if cuda_device_count() > 0 else torch.device("cpu")
+        device = torch.device("cuda", torch.cuda.current_device()) if cuda_device_count() > 0 else torch.device("cpu")
     x_t = to_torch(x, device)
     if x_t.dtype not in (torch.float32, torch.float64):
         x_t = x_t.to(torch.float64)
@@ -172,17 +202,48 @@ def _run_gpu(x: Any, ranks: np.ndarray, lengths: np.ndarray, backend: str) -> An
     out = torch.empty((x_t.shape[0], r_t.shape[1]), dtype=x_t.dtype, device=device)
     if out.numel() == 0:
         return out
+    _check_gpu_arguments(x_t, l_t, r_t, out)
     if backend == "cuda":
         mod = native_cuda_module()
+        if mod is None or device.type != "cuda":
+            raise RuntimeError("the cuda backend needs a CUDA tensor and the CUDA module")
         fn = mod.order_statistics_f32 if x_t.dtype == torch.float32 else mod.order_statistics_f64
+        index = device.index if device.index is not None else torch.cuda.current_device()
         stream = torch.cuda.current_stream(device).cuda_stream
         fn(x_t.data_ptr(), x_t.shape[0], x_t.shape[1], l_t.data_ptr(), r_t.data_ptr(),
-           r_t.shape[0], r_t.shape[1], out.data_ptr(), stream)
+           r_t.shape[0], r_t.shape[1], out.data_ptr(), stream, index)
     else:
         from synthperf.kernels.triton.order_stats import order_statistics_triton
 
-        order_statistics_triton(x_t, l_t, r_t, out)
+        if device.type == "cuda":
+            with torch.cuda.device(device):  # Triton launches on the current device
+                order_statistics_triton(x_t, l_t, r_t, out)
+        else:
+            order_statistics_triton(x_t, l_t, r_t, out)
     return out
+
+
+def order_statistics_device(x: Any, ranks: Any, lengths: Any, backend: str, *, check_nan: bool = True) -> Any:
+    """Order statistics of a CUDA tensor ``x`` [B, n] on a concrete GPU ``backend`` (``"cuda"``
+    or ``"triton"``), validated from metadata and one device reduction (skipped with
+    ``check_nan=False`` when the caller already checked NaN). Returns a tensor [B, A] on
+    x's device. For layers that resolved the backend themselves (the conformal thresholds)."""
+    if backend not in ("cuda", "triton"):
+        raise ValueError(f"order_statistics_device needs backend 'cuda' or 'triton', got {backend!r}")
+    return _order_statistics_device(x, ranks, lengths, backend, check_nan=check_nan)
+
+
+def order_statistics_cpu(x: np.ndarray, ranks: np.ndarray, lengths: np.ndarray, *,
+                         zero_rank_value: float | None = None) -> np.ndarray:
+    """The C++ core on host arrays: x float32/float64 [B, n], ranks int64 [R, A] (R in {1, B}),
+    lengths int64 [B]; NaN and ranks are checked by the core (ValueError). With
+    ``zero_rank_value``, rank 0 is allowed and yields it (split conformal's ``top``)."""
+    if np.ndim(ranks) == 2 and np.shape(ranks)[0] == 1:
+        ranks = np.reshape(ranks, -1)  # [1, A]: shared by all rows
+    x_np, r_np, l_np = _validate(x, ranks, lengths)
+    if x_np.shape[0] == 0 or r_np.shape[1] == 0:
+        return np.empty((x_np.shape[0], r_np.shape[1]), dtype=x_np.dtype)
+    return _run_cpu(x_np, r_np, l_np, zero_rank_value=zero_rank_value)
 
 
 def order_statistics(x: Any, ranks: Any, lengths: Any = None, *, backend: str | None = None) -> Any:
@@ -206,7 +267,7 @@ def order_statistics(x: Any, ranks: Any, lengths: Any = None, *, backend: str | 
     BackendUnavailableError for an explicit backend that cannot run here.
     """
     kind = array_kind(x)
-    name = resolve_backend(backend, supported=SUPPORTED_BACKENDS, kernel="order_statistics")
+    name = resolve_backend(backend, supported=SUPPORTED_BACKENDS, kernel="order_statistics", data=x)
     if kind.is_torch and x.device.type == "cuda" and name in ("cuda", "triton"):
         return _order_statistics_device(x, ranks, lengths, name)
     x_np, r_np, l_np = _validate(x, ranks, lengths)
