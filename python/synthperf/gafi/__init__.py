@@ -15,7 +15,7 @@ PyTorch port of ``sup3rgiu/GaFi-Pipeline`` (spec: ``shared/specs/gafi.md``):
 """
 from __future__ import annotations
 
-from ._io import CheckpointError
+from .._io import CheckpointError
 from .classifier import SGDW, ClassifierConfig, ResNet20, accuracy, fit_classifier, load_classifier
 from .data import DatasetSplits, ImageData, UnsafePickleError, load_dataset
 from .gan import Discriminator, GANConfig, Generator

@@ -23,7 +23,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from ..progress import progress_task
-from ._io import CheckpointError, checkpoint_exists, load_checkpoint, load_state_into, save_checkpoint
+from .._io import CheckpointError, checkpoint_exists, load_checkpoint, load_state_into, save_checkpoint
 from .augment import augment_batch
 from .data import ImageData
 

@@ -45,7 +45,7 @@ def _clean_errors(fn):
 
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
-        from ._io import CheckpointError
+        from .._io import CheckpointError
 
         try:
             return fn(*args, **kwargs)
@@ -87,7 +87,7 @@ def _finished(out_dir: Path, command: str, cfg: dict, resume: bool) -> bool:
 def _write_cas(rows: list[dict], out_dir: Path, command: str, cfg: dict) -> None:
     import pandas as pd
 
-    from ._io import atomic_write_bytes, write_parquet
+    from .._io import atomic_write_bytes, write_parquet
     from .experiment import plot_cas
 
     df = pd.DataFrame(rows)
@@ -103,7 +103,7 @@ def train_classifier_cmd(config: Optional[Path] = _CONFIG, out: Optional[Path] =
     """Train the ResNet-20 on real data (val-selected); it becomes the DSF filter classifier."""
     import pandas as pd
 
-    from ._io import write_parquet
+    from .._io import write_parquet
     from .classifier import fit_classifier
     from .config import classifier_config
 
@@ -125,7 +125,7 @@ def train_gan_cmd(config: Optional[Path] = _CONFIG, out: Optional[Path] = _OUT, 
     """Train the conditional BigGAN-deep on train+val; EMA-generator checkpoint every epoch."""
     import pandas as pd
 
-    from ._io import write_parquet
+    from .._io import write_parquet
     from .config import gan_configs
     from .data import load_dataset
     from .gan_train import train_gan
@@ -170,7 +170,7 @@ def pipeline_cmd(config: Optional[Path] = _CONFIG, out: Optional[Path] = _OUT, r
                       seed=int(cfg.get("RUN", {}).get("seed", 42)), resume=resume)
     summary = {"gan_dir": str(gan_dir), "ckpt": res.best_ckpt, "sigma": res.best_sigma, "tau": res.best_tau,
                "final": {k: (v.item() if hasattr(v, "item") else v) for k, v in res.final.items()}}
-    from ._io import atomic_write_bytes
+    from .._io import atomic_write_bytes
 
     atomic_write_bytes(out_dir / "summary.json", json.dumps(summary, indent=2).encode())
     typer.echo(json.dumps(summary))

@@ -32,7 +32,7 @@ from typing import Callable
 import numpy as np
 import torch
 
-from ._io import checkpoint_exists
+from .._io import checkpoint_exists
 from .classifier import ClassifierConfig, fit_classifier, load_classifier
 from .data import ImageData
 from .gan import GANConfig

@@ -23,7 +23,7 @@ from typing import Callable
 
 import pandas as pd
 
-from ._io import CheckpointError, atomic_write_bytes, save_figure, write_parquet
+from .._io import CheckpointError, atomic_write_bytes, save_figure, write_parquet
 from .classifier import ClassifierConfig, fit_classifier, load_classifier
 from .data import DatasetSplits, load_dataset
 from .gan import GANConfig

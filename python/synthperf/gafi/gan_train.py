@@ -20,7 +20,7 @@ import torch
 import torch.nn.functional as F
 
 from ..progress import progress_task
-from ._io import CheckpointError, checkpoint_exists, load_checkpoint, load_state_into, save_checkpoint
+from .._io import CheckpointError, checkpoint_exists, load_checkpoint, load_state_into, save_checkpoint
 from .augment import diff_augment, random_flip
 from .data import ImageData
 from .gan import Discriminator, GANConfig, Generator

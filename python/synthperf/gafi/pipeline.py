@@ -21,7 +21,7 @@ from typing import Callable, Mapping, Sequence
 
 import pandas as pd
 
-from ._io import save_figure, write_parquet
+from .._io import save_figure, write_parquet
 from .classifier import ClassifierConfig, fit_classifier
 from .data import DatasetSplits
 from .sampling import SamplerSpec, SyntheticSource, check_sigma, check_tau
