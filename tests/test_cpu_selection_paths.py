@@ -151,7 +151,22 @@ def test_hypothesis_paths_agree(n, A, levels, seed, f32):
 
 
 def test_simd_support_is_reported():
-    assert isinstance(_native.simd_select_supported(), bool)
+    """The AVX-512 probe agrees with the CPU flags the kernel reports (Linux): True exactly
+    when avx512f, avx512dq, avx512bw and avx512vl are all present on an x86-64 build."""
+    import platform
+    from pathlib import Path
+
+    cpuinfo = Path("/proc/cpuinfo")
+    if not cpuinfo.exists():
+        pytest.skip("CPU flags are read from /proc/cpuinfo (Linux)")
+    flags: set[str] = set()
+    for line in cpuinfo.read_text().splitlines():
+        if line.startswith("flags"):
+            flags = set(line.split(":", 1)[1].split())
+            break
+    x86 = platform.machine() in ("x86_64", "AMD64")
+    expected = x86 and {"avx512f", "avx512dq", "avx512bw", "avx512vl"} <= flags
+    assert _native.simd_select_supported() is expected
 
 
 @pytest.mark.parametrize("simd", [True, False])

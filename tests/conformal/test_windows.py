@@ -1,7 +1,6 @@
 """SPPI transport windows and worst-case bounds against upstream reference outputs."""
 from __future__ import annotations
 
-import time
 
 import numpy as np
 import pandas as pd
@@ -54,16 +53,22 @@ def test_sentinel_rows_for_empty_windows():
     assert (L[L >= 0] <= 32).all()
 
 
-def test_windows_monotone_and_cached_speed():
-    t0 = time.perf_counter()
+def test_windows_monotone_and_cached():
+    """Windows are monotone in r, and a repeated call is served from the cache: the very same
+    read-only arrays, one cache hit, no recomputation (speed is tracked by the benchmark,
+    not asserted here: wall-clock bounds fail on a loaded machine and pass on a broken cache)."""
+    from synthperf.conformal.windows import _windows_cached
+
+    _windows_cached.cache_clear()
     L, U = transport_windows(450, 30000, 0.4)
-    first = time.perf_counter() - t0
     valid = L >= 0
     assert np.all(np.diff(L[valid]) >= 0) and np.all(np.diff(U[valid]) >= 0)
-    t0 = time.perf_counter()
-    transport_windows(450, 30000, 0.4)
-    assert time.perf_counter() - t0 < 1e-3  # cached
-    assert first < 1.0  # generous bound for a loaded 2-core CI box; the benchmark tracks the ~40 ms figure
+    before = _windows_cached.cache_info()
+    L2, U2 = transport_windows(450, 30000, 0.4)
+    after = _windows_cached.cache_info()
+    assert L2 is L and U2 is U
+    assert after.hits == before.hits + 1 and after.misses == before.misses
+    assert not L.flags.writeable and not U.flags.writeable  # a caller cannot corrupt the cache
 
 
 @pytest.mark.parametrize("kwargs,match", [
