@@ -169,3 +169,30 @@ def test_cuda_runs_on_the_tensors_device_not_the_current_one():
         got = order_statistics(x, [1, 150, 300], backend="cuda")
     assert got.device == x.device
     np.testing.assert_array_equal(got.cpu().numpy(), order_statistics(x.cpu().numpy(), [1, 150, 300], backend="cpu"))
+
+
+def test_python_checks_gpu_arguments_before_the_binding():
+    """ops.order_stats._check_gpu_arguments: what the binding relies on, raised with the
+    argument named (runs on CPU tensors: the checks read metadata only)."""
+    import torch
+
+    from synthperf.ops.order_stats import _check_gpu_arguments
+
+    x = torch.zeros(4, 6)
+    lengths = torch.full((4,), 6, dtype=torch.int64)
+    ranks = torch.ones(1, 2, dtype=torch.int64)
+    out = torch.empty(4, 2)
+    _check_gpu_arguments(x, lengths, ranks, out)  # consistent: no error
+    cases = [
+        ((x.to(torch.float16), lengths, ranks, out), TypeError, "x must be float32 or float64"),
+        ((x, lengths.to(torch.int32), ranks, out), TypeError, "lengths must be int64"),
+        ((x, lengths, ranks.to(torch.int32), out), TypeError, "ranks must be int64"),
+        ((torch.zeros(6, 4).T, lengths, ranks, out), ValueError, "x must be contiguous"),
+        ((x, lengths[:3], ranks, out), ValueError, r"lengths has shape \(3,\)"),
+        ((x, lengths, torch.ones(3, 2, dtype=torch.int64), out), ValueError, "ranks has shape"),
+        ((x, lengths, ranks, torch.empty(4, 3)), ValueError, "out has shape"),
+        ((x, lengths, ranks, torch.empty(4, 4)[:, :2]), ValueError, "out must be contiguous"),
+    ]
+    for args, err, match in cases:
+        with pytest.raises(err, match=match):
+            _check_gpu_arguments(*args)
