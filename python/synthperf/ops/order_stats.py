@@ -235,15 +235,23 @@ def order_statistics_device(x: Any, ranks: Any, lengths: Any, backend: str, *, c
 
 def order_statistics_cpu(x: np.ndarray, ranks: np.ndarray, lengths: np.ndarray, *,
                          zero_rank_value: float | None = None) -> np.ndarray:
-    """The C++ core on host arrays: x float32/float64 [B, n], ranks int64 [R, A] (R in {1, B}),
-    lengths int64 [B]; NaN and ranks are checked by the core (ValueError). With
-    ``zero_rank_value``, rank 0 is allowed and yields it (split conformal's ``top``)."""
-    if np.ndim(ranks) == 2 and np.shape(ranks)[0] == 1:
-        ranks = np.reshape(ranks, -1)  # [1, A]: shared by all rows
-    x_np, r_np, l_np = _validate(x, ranks, lengths)
-    if x_np.shape[0] == 0 or r_np.shape[1] == 0:
-        return np.empty((x_np.shape[0], r_np.shape[1]), dtype=x_np.dtype)
-    return _run_cpu(x_np, r_np, l_np, zero_rank_value=zero_rank_value)
+    """The C++ core on validated host arrays, for layers that validated them already (the
+    conformal thresholds): x float32/float64 [B, n], ranks int64 [A], [1, A] or [B, A],
+    lengths int64 [B] in [1, n]. Only O(1) metadata checks here (TypeError/ValueError); NaN
+    and rank ranges are checked by the core (ValueError). With ``zero_rank_value``, rank 0
+    is allowed and yields it (split conformal's ``top``)."""
+    if not isinstance(x, np.ndarray) or x.dtype not in (np.float32, np.float64) or x.ndim != 2:
+        raise TypeError("x must be a 2-D float32/float64 numpy array")
+    for name, arr, ndim in (("ranks", ranks, (1, 2)), ("lengths", lengths, (1,))):
+        if not isinstance(arr, np.ndarray) or arr.dtype != np.int64 or arr.ndim not in ndim:
+            raise TypeError(f"{name} must be an int64 numpy array with ndim in {ndim}")
+    r = ranks.reshape(1, -1) if ranks.ndim == 1 else ranks
+    if r.shape[0] not in (1, x.shape[0]) or lengths.shape[0] != x.shape[0]:
+        raise ValueError(f"ranks {ranks.shape} / lengths {lengths.shape} do not match x {x.shape}: "
+                         "ranks must be [A], [1, A] or [B, A] and lengths [B]")
+    if x.shape[0] == 0 or r.shape[1] == 0:
+        return np.empty((x.shape[0], r.shape[1]), dtype=x.dtype)
+    return _run_cpu(x, np.ascontiguousarray(r), np.ascontiguousarray(lengths), zero_rank_value=zero_rank_value)
 
 
 def order_statistics(x: Any, ranks: Any, lengths: Any = None, *, backend: str | None = None) -> Any:
