@@ -62,6 +62,16 @@ def test_mapie_snippet_runs_with_only_the_import_changed():
     assert (sets[:, :, 1] >= sets[:, :, 0]).all()  # higher confidence level, larger sets
 
 
+def test_peer_mapie_snippet_same_output():
+    """Optional peer test: with only the import line changed, the snippet gives MAPIE's output."""
+    pytest.importorskip("mapie")
+    data = _cls_split(7)
+    ours = _run_snippet("from synthperf.conformal import SplitConformalClassifier\n", data)
+    theirs = _run_snippet("from mapie.classification import SplitConformalClassifier\n", data)
+    np.testing.assert_array_equal(ours[0], theirs[0])
+    np.testing.assert_array_equal(ours[1], theirs[1])
+
+
 def test_regressor_verbs_and_level_axis():
     X_tr, X_cal, X_te, y_tr, y_cal, y_te = _reg_split()
     reg = SplitConformalRegressor(estimator=Ridge(), confidence_level=[0.9, 0.5], prefit=False)
