@@ -189,3 +189,51 @@ def test_guidance_class_ids_must_lie_in_range():
     for bad in ("class_ids=[-1]", "class_ids=[0, 10]"):  # -1 would silently take the last label
         with pytest.raises(ConfigError, match=r"class_ids must lie in \[0, num_classes=10\)"):
             resolve(raw, ["model_dir=/m", bad])
+
+
+# ----------------------------------------------------------------------------------------
+# SPPI: the public trial-range API the experiments layer calls (issue 14 item 2)
+# ----------------------------------------------------------------------------------------
+def _small_sppi_config(**kw):
+    from synthperf.conformal import SPPITrialConfig, generate_imagenet_like
+
+    real = generate_imagenet_like(4, 60, 4, seed=0, signal=3.0)
+    synth = generate_imagenet_like(4, 120, 4, seed=1, signal=3.0, shift=0.3)
+    return SPPITrialConfig(real=real, synth=synth, alpha=(0.1, 0.2), n_seeds=7, n_cal=12, n_test=40,
+                           n_cal_maj=60, seed=3, **kw)
+
+
+@pytest.mark.parametrize("class_conditional", [False, True])
+def test_trial_ranges_concatenate_to_the_full_run(class_conditional):
+    import pandas as pd
+
+    from synthperf.conformal import run_sppi_trials
+
+    cfg = _small_sppi_config(class_conditional=class_conditional)
+    full = run_sppi_trials(cfg)
+    parts = [run_sppi_trials(cfg, trial_range=r) for r in [(0, 3), range(3, 4), (4, 7)]]
+    joined = pd.concat(parts, ignore_index=True)
+    pd.testing.assert_frame_equal(joined, full)
+    assert sorted(set(parts[2]["trial"])) == [4, 5, 6]
+
+
+def test_trial_range_errors_name_the_argument():
+    from synthperf.conformal import run_sppi_trials
+
+    cfg = _small_sppi_config()
+    for bad in [(3, 3), (-1, 2), (0, 8), range(0, 6, 2)]:
+        with pytest.raises(ValueError, match="trial_range"):
+            run_sppi_trials(cfg, trial_range=bad)
+    for bad in [(0.0, 2), 5, (True, 2)]:
+        with pytest.raises(TypeError, match="trial_range"):
+            run_sppi_trials(cfg, trial_range=bad)
+
+
+def test_tasks_call_no_conformal_private():
+    import ast
+    import synthperf.experiments.tasks as tasks
+
+    tree = ast.parse(Path(tasks.__file__).read_text(encoding="utf-8"))
+    private = [n.attr for n in ast.walk(tree) if isinstance(n, ast.Attribute) and n.attr.startswith("_run_")
+               or isinstance(n, ast.Attribute) and n.attr == "_config"]
+    assert private == []

@@ -308,17 +308,48 @@ def _run_classification(cfg: SPPITrialConfig, seeds: list[int]):
     return _frame(cfg, seeds, cov, size, ccov, csize, candidates, candidates.size, synth_classes.size)
 
 
-def run_sppi_trials(config: SPPITrialConfig | Mapping[str, Any]):
-    """Run ``n_seeds`` seeded trials of one SPPI experiment (spec §5); returns a pandas DataFrame.
+def run_sppi_trials(config: SPPITrialConfig | Mapping[str, Any], *, trial_range: tuple[int, int] | range | None = None):
+    """Run seeded trials of one SPPI experiment (spec §5); returns a pandas DataFrame.
 
     ``config`` is an :class:`SPPITrialConfig` or a mapping with its field names (unknown keys
     raise ValueError). Regression data (MEPS) uses CQR scores and intervals; classification
     data uses randomized APS (top = 1) over the real classes as candidates. For a MEPS dataset
     name ``MEPS_alpha_{a}`` alpha is taken from the name, as upstream does.
     Same config, same numbers.
+
+    ``trial_range``: ``(lo, hi)`` (or a step-1 ``range``) with ``0 <= lo < hi <= n_seeds`` runs
+    only trials ``lo..hi-1``: the seeds ``trial_seeds(seed, n_seeds)[lo:hi]`` and the same rows
+    (``trial`` column ``lo..hi-1``) as that slice of the full run, because each trial depends
+    only on its own seed. This is how the experiments layer splits a run into chunks.
+    ``None`` (default) runs all ``n_seeds`` trials.
     """
     cfg = _config(config)
-    seeds = trial_seeds(cfg.seed, cfg.n_seeds)
-    if isinstance(cfg.real, RegressionData):
-        return _run_regression(cfg, seeds)
-    return _run_classification(cfg, seeds)
+    lo, hi = _trial_range(trial_range, cfg.n_seeds)
+    seeds = trial_seeds(cfg.seed, cfg.n_seeds)[lo:hi]
+    run = _run_regression if isinstance(cfg.real, RegressionData) else _run_classification
+    df = run(cfg, seeds)
+    if lo:
+        df["trial"] = df["trial"].to_numpy() + lo
+    return df
+
+
+def _trial_range(trial_range: Any, n_seeds: int) -> tuple[int, int]:
+    """``(lo, hi)`` of a ``trial_range`` argument, checked against ``n_seeds`` (ValueError/TypeError)."""
+    if trial_range is None:
+        return 0, n_seeds
+    if isinstance(trial_range, range):
+        if trial_range.step != 1:
+            raise ValueError(f"trial_range must be a step-1 range, got {trial_range!r}")
+        bounds = (trial_range.start, trial_range.stop)
+    elif isinstance(trial_range, (tuple, list)) and len(trial_range) == 2:
+        bounds = tuple(trial_range)
+    else:
+        raise TypeError(f"trial_range must be (lo, hi), a range or None, got {type(trial_range).__name__} "
+                        f"{trial_range!r}")
+    for b in bounds:
+        if isinstance(b, (bool, np.bool_)) or not isinstance(b, (int, np.integer)):
+            raise TypeError(f"trial_range bounds must be integers, got {trial_range!r}")
+    lo, hi = int(bounds[0]), int(bounds[1])
+    if not 0 <= lo < hi <= n_seeds:
+        raise ValueError(f"trial_range must satisfy 0 <= lo < hi <= n_seeds = {n_seeds}, got ({lo}, {hi})")
+    return lo, hi

@@ -109,8 +109,8 @@ def load_sppi_data(d: Any, data_root: str | None):
 
 
 def _sppi_rows(cfg: Any, lo: int, hi: int, point_dir: Path):
-    """Trials ``lo..hi-1`` of ``run_sppi_trials``: the same seeds (``trial_seeds(seed, n_seeds)[lo:hi]``)
-    and therefore the same rows as the corresponding slice of one uninterrupted call."""
+    """Trials ``lo..hi-1`` through the public trial-range API ``conformal.run_sppi_trials(...,
+    trial_range=(lo, hi))``: the same seeds and rows as that slice of one uninterrupted run."""
     from ..conformal import trials
 
     real, synth = _sppi_data_cached(json.dumps(dataclasses.asdict(cfg.data), sort_keys=True), cfg.data_root)
@@ -121,14 +121,7 @@ def _sppi_rows(cfg: Any, lo: int, hi: int, point_dir: Path):
         class_conditional_maj=cfg.class_conditional_maj, k=cfg.k, dist_criterion=cfg.dist_criterion,
         dataset=cfg.dataset, age_range=cfg.data.age_range if cfg.data.kind == "meps" else None,
         backend=cfg.backend, chunk_trials=max(1, hi - lo))
-    seeds = trials.trial_seeds(cfg.seed, cfg.n_seeds)[lo:hi]
-    # run_sppi_trials runs all n_seeds trials; each trial depends only on its own seed, so the
-    # chunk runs the same per-seed code on its slice (trials._run_*), then offsets the trial index.
-    checked = trials._config(tc)
-    run = trials._run_regression if isinstance(real, trials.RegressionData) else trials._run_classification
-    df = run(checked, seeds)
-    df["trial"] = df["trial"].to_numpy() + lo
-    return df
+    return trials.run_sppi_trials(tc, trial_range=(lo, hi))
 
 
 # ----------------------------------------------------------------------------------------
