@@ -73,9 +73,11 @@ def test_split_conformal_classifier(cls_data):
     u = np.linspace(0, 1, 20)
     est = SplitConformalClassifier(alpha=0.1, conformity_score="aps").calibrate(real.probs[cal], real.labels[cal], u=u)
     assert est.thresholds_[0] == split_conformal_threshold(aps_scores(real.probs[cal], real.labels[cal], u=u), 0.1, 1.0)
-    trivial = SplitConformalClassifier(alpha=0.01, conformity_score="aps").calibrate(real.probs[cal], real.labels[cal], u=u)
+    trivial = SplitConformalClassifier(alpha=0.01, conformity_score="aps").calibrate(real.probs[cal], real.labels[cal],
+                                                                                     u=u)
     assert trivial.thresholds_[0] == 1.0  # APS top (pitfall P3): alpha < 1/(n+1)
-    lac = SplitConformalClassifier(alpha=0.01, conformity_score="lac", source="synthetic").calibrate(synth.probs[:10], synth.labels[:10])
+    lac = SplitConformalClassifier(alpha=0.01, conformity_score="lac", source="synthetic").calibrate(
+        synth.probs[:10], synth.labels[:10])
     assert np.isinf(lac.thresholds_[0]) and lac.predict_sets(real.probs[:3]).all()
 
 
@@ -137,7 +139,8 @@ def test_bad_input(cls_data, kwargs, fit, match):
 
 def test_top_parameter(cls_data):
     real, _, cal, _ = cls_data
-    est = SplitConformalClassifier(alpha=0.01, conformity_score="aps", top=np.inf).calibrate(real.probs[cal], real.labels[cal], u=np.zeros(20))
+    est = SplitConformalClassifier(alpha=0.01, conformity_score="aps", top=np.inf).calibrate(
+        real.probs[cal], real.labels[cal], u=np.zeros(20))
     assert np.isinf(est.thresholds_[0]) and est.predict_sets(real.probs[:4], u=np.zeros(4)).all()
     with pytest.raises(ValueError, match="top"):
         SplitConformalClassifier(alpha=0.01, top=float("nan")).calibrate(real.probs[cal], real.labels[cal])
