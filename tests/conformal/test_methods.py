@@ -222,3 +222,94 @@ def test_risk_control_guarantee_selective():
                      for t in range(T)])
     se = math.sqrt(alpha * (1 - alpha) / T)
     assert hits.mean() <= alpha + 3 * se, hits.mean()
+
+
+# ----------------------------------------------------------------------------------------
+# Weighted estimators
+# ----------------------------------------------------------------------------------------
+def test_weighted_estimators_reference_and_sklearn():
+    from sklearn.base import clone
+    from sklearn.exceptions import NotFittedError
+    from sklearn.utils.validation import check_is_fitted
+
+    from synthperf.conformal import WeightedSplitConformalClassifier, WeightedSplitConformalRegressor
+
+    rng = np.random.default_rng(7)
+    pred, y, w = rng.normal(size=40), rng.normal(size=40), rng.exponential(size=40)
+    reg = WeightedSplitConformalRegressor(alpha=[0.1, 0.3])
+    with pytest.raises(NotFittedError):
+        check_is_fitted(reg)
+    reg.calibrate(pred, y, w)
+    check_is_fitted(reg)
+    assert "likelihood_ratio" in clone(reg).get_params()
+    wt = rng.exponential(size=5)
+    q = weighted_split_conformal_thresholds(np.abs(pred - y), w, wt, [0.1, 0.3])
+    iv = reg.predict_intervals(np.zeros(5), wt)
+    np.testing.assert_array_equal(iv[:, :, 1], q.T)
+    _, iv2 = reg.predict_interval(np.zeros(5), test_weight=wt)
+    np.testing.assert_array_equal(np.moveaxis(iv, 0, -1), iv2)
+    # likelihood_ratio callable on features, through a wrapped model
+    from sklearn.linear_model import LogisticRegression, Ridge
+
+    X = rng.normal(size=(200, 2))
+    yy = X[:, 0] + rng.normal(size=200)
+    lr = (lambda Z: np.exp(Z[:, 0]))
+    model = Ridge().fit(X[:100], yy[:100])
+    a = WeightedSplitConformalRegressor(estimator=model, likelihood_ratio=lr).conformalize(X[100:180], yy[100:180])
+    b = WeightedSplitConformalRegressor(estimator=model).conformalize(X[100:180], yy[100:180],
+                                                                     sample_weight=lr(X[100:180]))
+    np.testing.assert_array_equal(a.predict_interval(X[180:])[1], b.predict_interval(X[180:], lr(X[180:]))[1])
+    # classifier: equal weights reproduce split conformal sets (alpha off the rank grid)
+    yc = (X[:, 0] > 0).astype(int)
+    clf_model = LogisticRegression().fit(X[:100], yc[:100])
+    from synthperf.conformal import SplitConformalClassifier
+
+    eq = WeightedSplitConformalClassifier(estimator=clf_model, confidence_level=0.87).conformalize(
+        X[100:180], yc[100:180], sample_weight=np.ones(80))
+    sc = SplitConformalClassifier(estimator=clf_model, confidence_level=0.87).conformalize(X[100:180], yc[100:180])
+    np.testing.assert_array_equal(eq.predict_set(X[180:], test_weight=np.ones(20))[1], sc.predict_set(X[180:])[1])
+
+
+@pytest.mark.parametrize("call, match", [
+    (lambda W: W(alpha=0.1).calibrate(np.zeros(5), np.ones(5)), "weights is required"),
+    (lambda W: W(alpha=0.1).calibrate(np.zeros(5), np.ones(5), np.ones(4)), "weights has 4 entries"),
+    (lambda W: W(alpha=0.1).calibrate(np.zeros(5), np.ones(5), -np.ones(5)), "weights must be finite"),
+    (lambda W: W(alpha=0.1).calibrate(np.zeros(5), np.ones(5), np.zeros(5)), "sum to 0"),
+    (lambda W: W(alpha=0.1, conformity_score="cqr_asymmetric").calibrate(np.zeros((5, 2)), np.ones(5), np.ones(5)),
+     "cqr_asymmetric"),
+    (lambda W: W(alpha=0.1).calibrate(np.zeros(5), np.ones(5), np.ones(5)).predict_intervals(np.zeros(2)),
+     "weights is required"),
+    (lambda W: W(alpha=1.1).calibrate(np.zeros(5), np.ones(5), np.ones(5)), "alpha"),
+])
+def test_weighted_estimator_bad_input(call, match):
+    from synthperf.conformal import WeightedSplitConformalRegressor
+
+    with pytest.raises((ValueError, TypeError), match=match):
+        call(WeightedSplitConformalRegressor)
+
+
+def test_weighted_classifier_covariate_shift_coverage():
+    """Label noise grows with x; calibration x ~ N(0,1), test x ~ N(1,1). Weighted LAC sets
+    cover >= 1 - alpha within 3 binomial SEs (T trials, one test point each)."""
+    from synthperf.conformal import WeightedSplitConformalClassifier
+
+    T, n, alpha, shift = 2000, 40, 0.1, 1.0
+    rng = np.random.default_rng(8)
+
+    def draw(loc, size):
+        x = rng.normal(loc=loc, size=size)
+        p1 = 1 / (1 + np.exp(-2 * x))
+        probs = np.stack([1 - p1, p1], axis=-1)
+        flip = rng.uniform(size=size) < 0.1 + 0.3 * (np.abs(x) > 1)  # labels noisier far from 0
+        y = np.where(flip, rng.integers(0, 2, size=size), (rng.uniform(size=size) < p1).astype(int))
+        return x, probs, y
+
+    covered = 0
+    for _ in range(T):
+        xc, pc, yc = draw(0.0, n)
+        xt, pt, yt = draw(shift, 1)
+        est = WeightedSplitConformalClassifier(alpha=alpha).calibrate(
+            pc, yc, gaussian_shift_likelihood_ratio(xc, 0.0, shift))
+        covered += bool(est.predict_sets(pt, gaussian_shift_likelihood_ratio(xt, 0.0, shift))[0, yt[0]])
+    se = math.sqrt(alpha * (1 - alpha) / T)
+    assert covered / T >= 1 - alpha - 3 * se, covered / T

@@ -35,7 +35,8 @@ from .thresholds import (
     sppi_thresholds,
 )
 from .trials import SPPITrialConfig, run_sppi_trials, trial_seeds
-from .weighted import gaussian_shift_likelihood_ratio, weighted_split_conformal_thresholds
+from .weighted import (WeightedSplitConformalClassifier, WeightedSplitConformalRegressor,
+                       gaussian_shift_likelihood_ratio, weighted_split_conformal_thresholds)
 from .windows import coverage_bounds, transport_windows
 
 __all__ = [
@@ -54,4 +55,5 @@ __all__ += [  # issue 16: MAPIE 1.x verbs, more scores and methods, metrics
     "gamma_scores", "gaussian_shift_likelihood_ratio", "group_coverage", "normalized_residual_scores",
     "raps_scores", "regression_coverage_score", "regression_mean_width_score", "saps_scores",
     "selective_error_losses", "topk_scores", "weighted_split_conformal_thresholds",
+    "WeightedSplitConformalClassifier", "WeightedSplitConformalRegressor",
 ]

@@ -91,7 +91,7 @@ class _ModelMixin:
         model.fit(X, y, **(fit_params or {}))
         self.estimator_ = model
         self._fit_extra(X, y, model)
-        for attr in ("thresholds_", "conformity_scores_"):
+        for attr in ("thresholds_", "conformity_scores_", "calibration_weights_", "bin_thresholds_"):
             if hasattr(self, attr):
                 delattr(self, attr)
         return self
@@ -116,11 +116,13 @@ class _ModelMixin:
                                  "before conformalize(...)")
         return self.estimator_
 
+    _calibrated_attr = "thresholds_"  # the weighted estimators keep calibration_weights_ instead
+
     def __sklearn_is_fitted__(self) -> bool:
-        return hasattr(self, "thresholds_")
+        return hasattr(self, self._calibrated_attr)
 
     def _check_conformalized(self) -> None:
-        if not hasattr(self, "thresholds_"):
+        if not hasattr(self, self._calibrated_attr):
             raise NotFittedError(f"this {type(self).__name__} is not conformalized yet; call conformalize(...) "
                                  "(or calibrate(...)) first")
 
