@@ -56,6 +56,8 @@ def test_classification_references():
                                [ref_raps(p[i], y[i], u[i], 0.3, 2) for i in range(40)], rtol=1e-12)
     np.testing.assert_allclose(saps_scores(p, y, u, weight=0.25),
                                [ref_saps(p[i], y[i], u[i], 0.25) for i in range(40)], rtol=1e-12)
+    np.testing.assert_allclose(saps_scores(p, y, randomized=False, weight=0.25),
+                               [ref_saps(p[i], y[i], 1.0, 0.25) for i in range(40)], rtol=1e-12)
     np.testing.assert_array_equal(topk_scores(p, y), [_ranked(p[i]).index(y[i]) + 1 for i in range(40)])
     np.testing.assert_allclose(raps_scores(p, y, randomized=False, penalty=0.0, kreg=0),
                                [ref_raps(p[i], y[i], 0.0, 0.0, 0) for i in range(40)], rtol=1e-12)
@@ -126,10 +128,12 @@ def test_randomized_classification_coverage_is_exact(name):
     assert abs(cov - P_EXACT) <= 3 * SE, (name, cov, P_EXACT, SE)
 
 
-@pytest.mark.parametrize("name", ["top_k", "aps_nonrandomized"])
+@pytest.mark.parametrize("name", ["top_k", "aps_nonrandomized", "saps_nonrandomized"])
 def test_discrete_classification_coverage_lower_bound(name):
     p, y, _ = _cls_data(2)
-    s = (topk_scores(p, y) if name == "top_k" else aps_scores(p, y, randomized=False).astype(np.float64))
+    s = {"top_k": lambda: topk_scores(p, y),
+         "aps_nonrandomized": lambda: aps_scores(p, y, randomized=False).astype(np.float64),
+         "saps_nonrandomized": lambda: saps_scores(p, y, randomized=False, weight=0.2)}[name]()
     cov = _coverage(s.reshape(T, N_CAL + 1))
     assert cov >= P_EXACT - 3 * SE, (name, cov, P_EXACT, SE)
 

@@ -354,20 +354,23 @@ def raps_scores(probs: Any, labels: Any, u: Any = None, *, penalty: float = 0.01
 def saps_scores(probs: Any, labels: Any, u: Any = None, *, weight: float = 0.2, randomized: bool = True,
                 random_state: Any = None) -> np.ndarray:
     """SAPS scores (Huang et al. 2024, "Conformal prediction for deep classifier via label
-    ranking", eq. 6; TorchCP's ``SAPS``):
+    ranking", eq. 6):
 
         s(x, y) = u * p_max                          if o(y) = 1
                   p_max + (o(y) - 2 + u) * weight    otherwise
 
-    probs : float [n, C]; labels : int [n] or [n, L]; u as in :func:`raps_scores`
-    (``randomized=False``: u = 0); weight > 0. Returns float64 of ``labels``' shape
-    (trivial threshold +inf).
+    probs : float [n, C]; labels : int [n] or [n, L]; u as in :func:`raps_scores`, except
+    ``randomized=False`` uses u = 1 (the deterministic SAPS: p_max, then p_max + (o - 1) weight);
+    weight > 0. Returns float64 of ``labels``' shape (trivial threshold +inf). TorchCP's
+    single-label SAPS uses 1 - u in the second branch, which has the same distribution.
     """
     w = real_scalar(weight, "weight", allow_inf=False)
     if w <= 0:
         raise ValueError(f"weight must be > 0, got {w}")
     p, lab, lab2, rank_y, p_sorted, _ = _rank_inputs(probs, labels)
     eps = _eps(u, randomized, random_state, lab.shape).reshape(lab.shape[0], -1)
+    if not randomized:
+        eps = np.ones_like(eps)
     p_max = p_sorted[:, :1]
     out = np.where(rank_y == 0, eps * p_max, p_max + (rank_y - 1 + eps) * w)
     return out.reshape(lab.shape)
