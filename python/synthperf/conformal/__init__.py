@@ -6,8 +6,10 @@ and batched thresholds on the kernel layer) -> ``scores`` (APS/LAC/CQR/residual)
 (SPI-Subset class selection), ``evaluation`` (batched coverage/size), ``estimators``
 (sklearn/MAPIE-style classes), ``data`` (local MEPS / ImageNet-probs layouts) and
 ``trials`` (upstream-exact seeded experiments); ``mapie_api`` (MAPIE 1.x verbs), ``weighted``
-(covariate-shift conformal), ``risk_control`` (conformal risk control), ``metrics``.
+(covariate-shift conformal), ``cqr`` (MAPIE's ConformalizedQuantileRegressor), ``risk_control``
+(conformal risk control), ``metrics``.
 """
+from .cqr import ConformalizedQuantileRegressor
 from .data import (
     SUBSET_CLASSES,
     ClassificationData,
@@ -55,5 +57,5 @@ __all__ += [  # issue 16: MAPIE 1.x verbs, more scores and methods, metrics
     "gamma_scores", "gaussian_shift_likelihood_ratio", "group_coverage", "normalized_residual_scores",
     "raps_scores", "regression_coverage_score", "regression_mean_width_score", "saps_scores",
     "selective_error_losses", "topk_scores", "weighted_split_conformal_thresholds",
-    "WeightedSplitConformalClassifier", "WeightedSplitConformalRegressor",
+    "WeightedSplitConformalClassifier", "WeightedSplitConformalRegressor", "ConformalizedQuantileRegressor",
 ]
