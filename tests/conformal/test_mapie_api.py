@@ -160,6 +160,7 @@ def test_lifecycle_guards():
     ({"conformity_score": "saps", "score_params": {"weight": -1.0}}, "weight"),
     ({"conformity_score": "raps", "score_params": {"kreg": -1}}, "kreg"),
     ({"class_conditional": "yes"}, "class_conditional"),
+    ({"backend": "gpu"}, "backend"),
 ])
 def test_classifier_bad_parameters(kwargs, match):
     p = np.full((30, 3), 1 / 3)

@@ -23,6 +23,7 @@ from sklearn.exceptions import NotFittedError
 from sklearn.utils.validation import check_is_fitted
 
 from .._validation import float_array, open_unit_interval
+from ..backend import backend_option
 from .mapie_api import _check_bool
 from .scores import cqr_asymmetric_scores, cqr_scores
 from .thresholds import split_conformal_thresholds
@@ -106,12 +107,13 @@ class ConformalizedQuantileRegressor(BaseEstimator):
         y = float_array(y_conformalize, "y_conformalize", ndim=1)
         if y.shape[0] != iv.shape[0]:
             raise ValueError(f"y_conformalize has {y.shape[0]} entries but X_conformalize has {iv.shape[0]} rows")
+        bk = backend_option(self.backend)
         s = cqr_asymmetric_scores(iv, y)
         self.conformity_scores_ = s
         self.thresholds_ = np.array([split_conformal_thresholds(np.ascontiguousarray(s[None, :, j]), [a / 2], math.inf,
-                                                                backend=self.backend)[0, 0] for j in (0, 1)])
+                                                                backend=bk)[0, 0] for j in (0, 1)])
         self.symmetric_threshold_ = float(split_conformal_thresholds(cqr_scores(iv, y)[None], [a], math.inf,
-                                                                     backend=self.backend)[0, 0])
+                                                                     backend=bk)[0, 0])
         return self
 
     def __sklearn_is_fitted__(self) -> bool:

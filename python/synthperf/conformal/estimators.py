@@ -36,6 +36,7 @@ import numpy as np
 from sklearn.base import BaseEstimator
 
 from .._validation import open_unit_interval, positive_int
+from ..backend import backend_option
 from .mapie_api import (CLASSIFICATION_SCORES, REGRESSION_SCORES, SOURCES, MondrianConformalRegressor,
                         SplitConformalClassifier, SplitConformalRegressor, _check_bool, _choice, _ClassifierCore,
                         _levels, _RegressorCore)
@@ -132,7 +133,7 @@ class SPPIClassifier(_ClassifierCore, BaseEstimator):
                 self.subset_classes_ = sppi_subset_select(r_scores, s_scores, s_lab, k, crit)
                 pool_scores = s_scores[np.isin(s_lab, self.subset_classes_)]
             self.thresholds_ = sppi_thresholds(r_scores[None], pool_scores[None], alphas, beta, top,
-                                               backend=self.backend)[0]
+                                               backend=backend_option(self.backend))[0]
             self.coverage_bounds_ = tuple(np.atleast_1d(b) for b in
                                           coverage_bounds(r_scores.shape[0], pool_scores.shape[0], alphas, beta))
             return self
@@ -160,7 +161,8 @@ class SPPIClassifier(_ClassifierCore, BaseEstimator):
         for i, (r, s) in enumerate(zip(reals, synths)):
             R[i, : r.shape[0]] = r
             S[i, : s.shape[0]] = s
-        q = sppi_thresholds(R, S, alphas, beta, top, real_lengths=n, synth_lengths=N, backend=self.backend)  # [G, A]
+        q = sppi_thresholds(R, S, alphas, beta, top, real_lengths=n, synth_lengths=N,
+                            backend=backend_option(self.backend))  # [G, A]
         thr = np.full((alphas.shape[0], C), -np.inf, dtype=q.dtype)
         thr[:, self.classes_] = q.T
         self.thresholds_ = thr
@@ -207,7 +209,8 @@ class SPPIRegressor(_RegressorCore, BaseEstimator):
         r = self._reg_scores(real_pred, real_y, "real")
         s = self._reg_scores(synth_pred, synth_y, "synth")
         self.conformity_scores_ = r
-        self.thresholds_ = sppi_thresholds(r[None], s[None], alphas, beta, math.inf, backend=self.backend)[0]
+        self.thresholds_ = sppi_thresholds(r[None], s[None], alphas, beta, math.inf,
+                                           backend=backend_option(self.backend))[0]
         self.coverage_bounds_ = tuple(np.atleast_1d(b) for b in coverage_bounds(r.shape[0], s.shape[0], alphas, beta))
         return self
 

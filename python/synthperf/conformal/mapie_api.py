@@ -39,6 +39,7 @@ from sklearn.exceptions import NotFittedError
 from sklearn.utils.validation import check_is_fitted
 
 from .._validation import float_array, int_array, open_unit_interval, real_scalar
+from ..backend import backend_option
 from .scores import (APS_TOP, abs_residual_scores, aps_scores, cqr_asymmetric_scores, cqr_scores, gamma_scores,
                      lac_scores, normalized_residual_scores, raps_scores, saps_scores, topk_scores)
 from .thresholds import split_conformal_thresholds
@@ -295,14 +296,15 @@ class SplitConformalClassifier(_ClassifierCore, BaseEstimator):
         self.conformity_scores_ = scores
         top = self._top()
         if not _check_bool(self.class_conditional, "class_conditional"):
-            self.thresholds_ = split_conformal_thresholds(scores[None], alphas, top, backend=self.backend)[0]
+            self.thresholds_ = split_conformal_thresholds(scores[None], alphas, top,
+                                                          backend=backend_option(self.backend))[0]
             return self
         groups = [scores[lab == c] for c in self.classes_]
         n = np.array([g.shape[0] for g in groups])
         G = np.zeros((len(groups), n.max()), dtype=scores.dtype)
         for i, g in enumerate(groups):
             G[i, : g.shape[0]] = g
-        q = split_conformal_thresholds(G, alphas, top, lengths=n, backend=self.backend)  # [classes, A]
+        q = split_conformal_thresholds(G, alphas, top, lengths=n, backend=backend_option(self.backend))  # [classes, A]
         thr = np.full((alphas.shape[0], C), -np.inf, dtype=q.dtype)
         thr[:, self.classes_] = q.T
         self.thresholds_ = thr
@@ -363,10 +365,11 @@ class _RegressorCore(_ModelMixin):
 
     def _split_thresholds(self, scores: np.ndarray, alphas: np.ndarray, lengths: Any = None) -> np.ndarray:
         """scores [G, n] -> [G, A], or [G, n, 2] -> [G, A, 2] at alpha / 2 per side."""
+        bk = backend_option(self.backend)
         if scores.ndim == 2:
-            return split_conformal_thresholds(scores, alphas, math.inf, lengths=lengths, backend=self.backend)
+            return split_conformal_thresholds(scores, alphas, math.inf, lengths=lengths, backend=bk)
         return np.stack([split_conformal_thresholds(np.ascontiguousarray(scores[..., j]), alphas / 2, math.inf,
-                                                    lengths=lengths, backend=self.backend) for j in (0, 1)], axis=-1)
+                                                    lengths=lengths, backend=bk) for j in (0, 1)], axis=-1)
 
     def _interval_bounds(self, out: Any, q: np.ndarray) -> np.ndarray:
         """Intervals [A, n, 2] from outputs [n] / [n, 2] and thresholds q [A], [A, 2], [n, A] or [n, A, 2]."""
