@@ -25,7 +25,8 @@ from typing import Any, Optional
 
 import numpy as np
 
-from .._validation import positive_int
+from .._io import checkpoint_paths
+from .._validation import positive_int, real_scalar
 from .pfode import Trajectory, run_simulations
 from .schedules import InflationSchedule
 
@@ -74,6 +75,80 @@ def _exactly_one(**sources: Any) -> str:
     return given[0]
 
 
+def _check_toy(name: Any) -> None:
+    from .toy_data import TOY_DATASETS
+
+    if not isinstance(name, str) or name not in TOY_DATASETS:
+        raise ValueError(f"data_name must be one of the toy datasets {sorted(TOY_DATASETS)}, got {name!r}")
+
+
+def _check_file(path: Any, what: str) -> None:
+    p = Path(path)
+    if not p.is_file():
+        raise FileNotFoundError(f"{what} {str(p)!r} does not exist (or is not a file)")
+
+
+def _positive(value: Any, name: str) -> float:
+    v = real_scalar(value, name, allow_inf=False)
+    if v <= 0:
+        raise ValueError(f"{name} must be > 0, got {v}")
+    return v
+
+
+def check_schedule_args(*, dims_to_keep: Any, rho: Any, gamma0: Any, g_type: Any, inflation_gap: Any,
+                        end_vars: Any) -> None:
+    """Check the schedule arguments of :func:`train` / :func:`simulate` (spec §1.2) before any
+    work; ``dims_to_keep <= data_dim`` is checked once the data is known. TypeError/ValueError
+    naming the argument."""
+    from .schedules import G_TYPES
+
+    if dims_to_keep is not None:
+        positive_int(dims_to_keep, "dims_to_keep")
+    for name, value in (("rho", rho), ("gamma0", gamma0), ("inflation_gap", inflation_gap), ("end_vars", end_vars)):
+        _positive(value, name)
+    if g_type not in G_TYPES:
+        raise ValueError(f"g_type must be one of {G_TYPES}, got {g_type!r}")
+
+
+def check_simulate_args(*, steps: Any, h: Any, grid: Any, end_time: Any, eps_s: Any, eps: Any, save_freq: Any,
+                        total_samples: Any, solver: Any, mode: Any, backend: Any, seed: Any,
+                        checkpoint_every: Any = None, discrete: bool = True) -> None:
+    """Check every simulation option of :func:`simulate` before any work (issue 17: ``--mode
+    bogus`` fails at once, not after the melt). TypeError/ValueError naming the argument."""
+    from ..ops.discrete_score import MODES
+    from .pfode import GRIDS, SOLVERS
+
+    positive_int(steps, "steps", minimum=2)
+    positive_int(save_freq, "save_freq")
+    positive_int(total_samples, "total_samples")
+    positive_int(seed, "seed", minimum=0)
+    if checkpoint_every is not None:
+        positive_int(checkpoint_every, "checkpoint_every", minimum=0)
+    if grid not in GRIDS:
+        raise ValueError(f"grid must be one of {GRIDS}, got {grid!r}")
+    if solver not in SOLVERS:
+        raise ValueError(f"solver must be one of {SOLVERS}, got {solver!r}")
+    if mode not in MODES:
+        raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
+    _positive(h, "h")
+    T = _positive(end_time, "end_time")
+    e = real_scalar(eps_s, "eps_s", allow_inf=False)
+    if not 0 <= e < T:
+        raise ValueError(f"need 0 <= eps_s < end_time, got eps_s={e}, end_time={T}")
+    if eps is not None:
+        _positive(eps, "eps")
+    if backend is not None and discrete:
+        from ..backend import resolve_backend
+        from ..ops.discrete_score import SUPPORTED_BACKENDS
+
+        resolve_backend(backend, supported=SUPPORTED_BACKENDS, kernel="integrate_discrete")
+    elif backend is not None:
+        from ..backend import KNOWN_BACKENDS
+
+        if backend not in KNOWN_BACKENDS:
+            raise ValueError(f"backend must be one of {KNOWN_BACKENDS}, got {backend!r}")
+
+
 def load_images(data: str | Path, max_images: int | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Images [n, C, R, R] in [-1, 1] (float32) and labels int64 [n] (-1 = unlabelled) of a ZIP."""
     from .dataset_tool import ImageZipDataset
@@ -109,7 +184,7 @@ def train(outdir: str | Path, *, data_name: str | None = None, data: str | Path 
           labels: Any = None, dims_to_keep: int | None = None, rho: float = 1.0, gamma0: float = 5e-4,
           g_type: str = "orig", inflation_gap: float = 1.0, end_vars: float = 1.0, tmax: float = 7.01,
           steps: int = 2000, batch: int = 512, lr: float = 2e-3, width: int = 128, depth: int = 3, seed: int = 0,
-          resume: str | Path | None = None, class_conditional: bool = False, center: bool = False,
+          resume: str | Path | bool | None = None, class_conditional: bool = False, center: bool = False,
           backbone: str = "auto", lr_rampup_samples: int | None = None, ema_halflife_samples: int | None = None,
           checkpoint_every: int = 0, name: str = "network") -> TrainResult:
     """Train a preconditioned denoiser (spec §2) and write ``outdir/{name}.safetensors/.json``.
@@ -117,7 +192,13 @@ def train(outdir: str | Path, *, data_name: str | None = None, data: str | Path 
     Toys: ES ``ToyMLP`` with Fourier features. Images: ``backbone="mlp"`` an ES ``ToyMLP``
     without Fourier features (``"auto"`` for d <= 256: ~10x faster than the UNet on CPU at
     8x8), ``"unet"`` the IS ``SmallUNet`` (spec §2.4). The preconditioner floors xi at
-    1e-3 xi* for images (constant pixels have xi = 0). ``resume`` continues a checkpoint.
+    1e-3 xi* for images (constant pixels have xi = 0).
+
+    Checkpoints (:mod:`.training`): every ``checkpoint_every`` steps, 0 (default) = every epoch
+    (images: ceil(n / batch) steps; toys: ceil(70 000 / batch)). ``resume=None`` (default)
+    continues automatically from the newest complete checkpoint of the same run in ``outdir``
+    (so a killed run, started again, ends with the weights of an uninterrupted one); ``False``
+    starts fresh; a path continues that checkpoint. All arguments are checked before any work.
     """
     import torch
 
@@ -138,6 +219,16 @@ def _train(outdir, data_name, data, images, labels, dims_to_keep, rho, gamma0, g
     source = _exactly_one(data_name=data_name, data=data, images=images)
     if backbone not in BACKBONES:
         raise ValueError(f"backbone must be one of {BACKBONES}, got {backbone!r}")
+    check_schedule_args(dims_to_keep=dims_to_keep, rho=rho, gamma0=gamma0, g_type=g_type,
+                        inflation_gap=inflation_gap, end_vars=end_vars)
+    positive_int(width, "width")
+    positive_int(depth, "depth")
+    if source == "data_name":
+        _check_toy(data_name)
+    elif source == "data":
+        _check_file(data, "data")
+    if resume is not None and resume is not False:
+        _check_file(checkpoint_paths(resume)[1], "resume")
     extra = {k: v for k, v in (("lr_rampup_samples", lr_rampup_samples), ("ema_halflife_samples", ema_halflife_samples))
              if v is not None}
     cfg = TrainConfig(steps=steps, batch=batch, lr=lr, t_max=tmax, seed=seed, checkpoint_every=checkpoint_every, **extra)
@@ -152,6 +243,7 @@ def _train(outdir, data_name, data, images, labels, dims_to_keep, rho, gamma0, g
         sch.check_reaches_gaussian(tmax)
         net = IFsPrecond(ToyMLP(sch.data_dim, width=width, depth=depth), sch, W)
         sample = lambda b, rng: make_toy(data_name, b, seed=int(rng.integers(1 << 31))) @ W  # noqa: E731
+        steps_per_epoch = None  # training.TOY_EPOCH_SAMPLES per epoch
     else:
         if source == "data":
             images, zip_labels = load_images(data)
@@ -179,13 +271,15 @@ def _train(outdir, data_name, data, images, labels, dims_to_keep, rho, gamma0, g
             bb = ToyMLP(d, width=width, depth=depth, fourier_features=0, num_classes=num_classes)
             net = IFsPrecond(bb, sch, W, xi_min=1e-3 * sch.xi_star, data_mean=mean)
         fit_es = fit @ W
+        steps_per_epoch = -(-fit_es.shape[0] // cfg.batch)
 
         def sample(b: int, rng: np.random.Generator):
             idx = rng.integers(0, fit_es.shape[0], b)
             return (fit_es[idx], lab[idx]) if num_classes else fit_es[idx]
 
     t0 = time.perf_counter()
-    state = train_loop(net, sample, cfg, checkpoint_dir=outdir, resume=resume, name=name)
+    state = train_loop(net, sample, cfg, checkpoint_dir=outdir, resume=resume, name=name,
+                       steps_per_epoch=steps_per_epoch)
     losses = state.losses or [float("nan")]
     return TrainResult(checkpoint=Path(outdir) / f"{name}.json", net=state.ema.eval(), steps=state.step,
                        final_loss=float(np.mean(losses[-50:])), seconds=time.perf_counter() - t0)
@@ -196,7 +290,8 @@ def simulate(save_dir: str | Path | None = None, *, data_name: str | None = None
              rho: float = 1.0, gamma0: float = 5e-4, g_type: str = "orig", inflation_gap: float = 1.0,
              end_vars: float = 1.0, steps: int = 1501, h: float = 1e-2, grid: str = "ifs", end_time: float = 15.01,
              eps_s: float = 1e-2, eps: float | None = None, save_freq: int = 10, total_samples: int = 2000,
-             solver: str = "euler", mode: str = "stable", backend: str | None = None, seed: int = 0) -> SimulationResult:
+             solver: str = "euler", mode: str = "stable", backend: str | None = None, seed: int = 0,
+             checkpoint_every: int | None = None) -> SimulationResult:
     """melt, roundtrip and gen (spec §5) on ``total_samples`` points of one data source.
 
     ``network``: a checkpoint path or a loaded ``IFsPrecond``; None uses the discrete score of
@@ -204,11 +299,27 @@ def simulate(save_dir: str | Path | None = None, *, data_name: str | None = None
     them; a seeded permutation picks the subset. A class-conditional network gets each point's
     label for melt and roundtrip, and generation uses the same labels (so the generated set has
     the class mix of the melted batch). ``eps=None``: melt-matched PRR latent (see
-    :meth:`InflationSchedule.generation_latent_std`). Files as :func:`run_simulations`.
+    :meth:`InflationSchedule.generation_latent_std`). Files, integration checkpoints every
+    ``checkpoint_every`` steps and resuming as :func:`run_simulations`. Every argument is checked
+    before any work (TypeError/ValueError/FileNotFoundError naming it).
     """
     from .pfode import DenoiserFlow, DiscreteFlow
 
     source = _exactly_one(data_name=data_name, data=data, images=images)
+    check_simulate_args(steps=steps, h=h, grid=grid, end_time=end_time, eps_s=eps_s, eps=eps, save_freq=save_freq,
+                        total_samples=total_samples, solver=solver, mode=mode, backend=backend, seed=seed,
+                        checkpoint_every=checkpoint_every, discrete=network is None)
+    if network is None or isinstance(network, (str, Path)):
+        check_schedule_args(dims_to_keep=dims_to_keep, rho=rho, gamma0=gamma0, g_type=g_type,
+                            inflation_gap=inflation_gap, end_vars=end_vars)
+    if isinstance(network, (str, Path)):
+        _check_file(checkpoint_paths(network)[1], "network")
+    elif network is not None and not callable(getattr(network, "denoise", None)):
+        raise TypeError(f"network must be a checkpoint path or a loaded IFsPrecond, got {type(network).__name__}")
+    if source == "data_name":
+        _check_toy(data_name)
+    elif source == "data":
+        _check_file(data, "data")
     n = positive_int(total_samples, "total_samples")
     lab = None
     if source == "data_name":
@@ -246,7 +357,7 @@ def simulate(save_dir: str | Path | None = None, *, data_name: str | None = None
         x_flow = x if mean is None else x - mean
     trajectories = run_simulations(
         flow, sch, W, x_flow, data_name=tag, save_dir=save_dir, steps=steps, h=h, grid=grid, end_time=end_time,
-        eps_s=eps_s, solver=solver, eps=eps, save_freq=save_freq, seed=seed,
+        eps_s=eps_s, solver=solver, eps=eps, save_freq=save_freq, seed=seed, checkpoint_every=checkpoint_every,
         extra_params={"network": str(network) if isinstance(network, (str, Path)) else None,
                       "data_mean": None if mean is None else mean.tolist()})
     return SimulationResult(trajectories, x, lab, mean, sch)

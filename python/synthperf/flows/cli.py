@@ -2,9 +2,14 @@
 
 Toy data come from :mod:`synthperf.flows.toy_data`; image data from ZIP archives written by
 ``dataset-tool`` (e.g. the bundled digits). Networks are safetensors + JSON checkpoints.
+
+Every command checks all its options before any work (through the library's own checks) and
+reports a user error (bad option, missing or corrupt file, I/O error) as one ``error: ...``
+line on stderr with exit status 2, never a traceback. Output files are written atomically.
 """
 from __future__ import annotations
 
+import functools
 import json
 from pathlib import Path
 from typing import Optional
@@ -12,11 +17,26 @@ from typing import Optional
 import numpy as np
 import typer
 
+from .._io import atomic_write_text
+
 app = typer.Typer(name="flows", help="Inflationary flows: training, pfODE simulations and metrics.",
                   no_args_is_help=True, add_completion=False)
 
 
+def _user_errors(fn):
+    """Run a command; ValueError/TypeError/OSError end it with ``error: <message>`` (exit 2)."""
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        except (ValueError, TypeError, OSError) as exc:
+            typer.echo(f"error: {exc}", err=True)
+            raise typer.Exit(code=2) from None
+    return wrapper
+
+
 @app.command("train")
+@_user_errors
 def train_command(
     outdir: Path = typer.Option(..., help="Checkpoint folder."),
     data_name: Optional[str] = typer.Option(None, help="Toy dataset name (circles, moons, ...)."),
@@ -28,21 +48,26 @@ def train_command(
     class_conditional: bool = typer.Option(False, help="Label-conditioned denoiser (image ZIP labels)."),
     center: bool = typer.Option(False, help="Subtract the training mean (deviation from spec §1.3)."),
     backbone: str = typer.Option("auto", help="Images: auto (mlp for d <= 256) | mlp (ES) | unet (IS)."),
+    checkpoint_every: int = typer.Option(0, help="Steps between resume checkpoints; 0 = every epoch."),
+    fresh: bool = typer.Option(False, help="Ignore checkpoints in --outdir (default: a killed run resumes)."),
 ) -> None:
     """Train a preconditioned denoiser (toy MLP in ES; images: ES MLP or IS UNet), see :func:`synthperf.flows.train`."""
     from .api import train
 
     if (data_name is None) == (data is None):
-        raise typer.BadParameter("give exactly one of --data-name (toy) or --data (image ZIP)")
+        raise ValueError("give exactly one of --data-name (toy) or --data (image ZIP)")
+    if fresh and resume is not None:
+        raise ValueError("give at most one of --fresh and --resume")
     res = train(outdir, data_name=data_name, data=data, dims_to_keep=dims_to_keep, rho=rho, gamma0=gamma0,
                 g_type=g_type, inflation_gap=inflation_gap, end_vars=end_vars, tmax=tmax, steps=steps, batch=batch,
-                lr=lr, width=width, seed=seed, resume=resume, class_conditional=class_conditional, center=center,
-                backbone=backbone)
+                lr=lr, width=width, seed=seed, resume=False if fresh else resume, class_conditional=class_conditional,
+                center=center, backbone=backbone, checkpoint_every=checkpoint_every)
     typer.echo(f"trained {res.steps} steps in {res.seconds:.1f} s; final loss {res.final_loss:.4f}; "
                f"checkpoint {res.checkpoint}")
 
 
 @app.command("simulate")
+@_user_errors
 def simulate_command(
     save_dir: Path = typer.Option(..., help="Output folder for .npz and params .json."),
     data_name: Optional[str] = typer.Option(None, help="Toy dataset (default circles when --data is not given)."),
@@ -56,23 +81,26 @@ def simulate_command(
                                         "melt-matched s(T)^2 (xi + gamma(T)) (upstream's 1 explodes, a warning says so)."),
     save_freq: int = 10, total_samples: int = 2000, solver: str = "euler", mode: str = "stable",
     backend: Optional[str] = None, seed: int = 0,
+    checkpoint_every: Optional[int] = typer.Option(None, help="Integration steps between checkpoints "
+                                                   "(default max(100, save_freq); 0 = none); a killed run resumes."),
 ) -> None:
     """melt, roundtrip and gen simulations, discrete score or trained network (:func:`synthperf.flows.simulate`)."""
     from .api import simulate
 
     if data_name is not None and data is not None:
-        raise typer.BadParameter("give at most one of --data-name (toy) or --data (image ZIP)")
+        raise ValueError("give at most one of --data-name (toy) or --data (image ZIP)")
     res = simulate(save_dir, data_name=(data_name or "circles") if data is None else None,
                    data=data, network=network, dims_to_keep=dims_to_keep, rho=rho, gamma0=gamma0, g_type=g_type,
                    inflation_gap=inflation_gap, end_vars=end_vars, steps=steps, h=h, grid=grid, end_time=end_time,
                    eps_s=eps_s, eps=eps, save_freq=save_freq, total_samples=total_samples, solver=solver, mode=mode,
-                   backend=backend, seed=seed)
+                   backend=backend, seed=seed, checkpoint_every=checkpoint_every)
     gen = res.final("gen")
     typer.echo(f"wrote melt/rdtrp/gen results ({res.schedule.name}, {res.x.shape[0]} points) to {save_dir}; "
                f"roundtrip MSE {res.roundtrip_mse:.3g} (data units); gen std {gen.std():.3g} (data std {res.x.std():.3g})")
 
 
 @app.command("roundtrip-mse")
+@_user_errors
 def roundtrip_mse_command(
     network: Path = typer.Option(...), data: Path = typer.Option(..., help="Image ZIP."),
     out: Path = typer.Option(..., help="Output JSON."), total_samples: int = 500, n_iters: int = 256,
@@ -82,8 +110,13 @@ def roundtrip_mse_command(
     from .dataset_tool import ImageZipDataset
     from .metrics import roundtrip_mse
     from .pfode import DenoiserFlow, from_latent, melt, time_grid
+    from .._validation import positive_int
+    from .api import check_simulate_args
     from .training import load_network
 
+    check_simulate_args(steps=n_iters, h=1.0, grid="vp_ode", end_time=end_time, eps_s=eps_s, eps=None, save_freq=1,
+                        total_samples=total_samples, solver=solver, mode="stable", backend=None, seed=seed)
+    positive_int(total_samples, "total_samples")
     net = load_network(network)
     W = net.W.double().numpy()
     with ImageZipDataset(data) as ds:
@@ -98,14 +131,16 @@ def roundtrip_mse_command(
     r = from_latent(flow, net.schedule, W, m.final_es, t[::-1].copy(), solver=solver, save_every=n_iters)
     res = {"mse": roundtrip_mse(x, r.tilde_xs[-1] + mean, uint8_wrap=uint8_wrap), "uint8_wrap": uint8_wrap,
            "total_samples": int(len(idx)), "n_iters": n_iters, "solver": solver, "seed": seed, "network": str(network)}
-    out.write_text(json.dumps(res, indent=2))
+    atomic_write_text(out, json.dumps(res, indent=2))
     typer.echo(json.dumps(res))
 
 
 @app.command("fid")
+@_user_errors
 def fid_command(
     features_a: Path = typer.Option(..., help=".npy features [n, k] (or an image ZIP with --extractor)."),
-    features_b: Path = typer.Option(...), extractor: Optional[Path] = typer.Option(None, help="Local TorchScript extractor."),
+    features_b: Path = typer.Option(...), extractor: Optional[Path] = typer.Option(
+        None, help="Local .safetensors MLP feature extractor ('0.weight', '0.bias', '2.weight', ...; ReLU between)."),
 ) -> None:
     """Frechet distance between two feature sets (or two image ZIPs through a local extractor)."""
     from .metrics import frechet_distance_from_features, frechet_distance_with_extractor, load_local_feature_extractor
@@ -122,6 +157,7 @@ def fid_command(
 
 
 @app.command("coverage")
+@_user_errors
 def coverage_command(
     out: Path = typer.Option(..., help="Output JSON."), data_name: str = "circles",
     network: Optional[Path] = typer.Option(None, help="Checkpoint; omit for the discrete score."),
@@ -144,13 +180,14 @@ def coverage_command(
         net = load_network(network)
         sch, W, flow = net.schedule, net.W.double().numpy(), DenoiserFlow(net.denoise)
     res = coverage_experiment(flow, sch, W, n_test=n_test, n_boundary=n_boundary, eps=eps, steps=steps, h=h, seed=seed)
-    out.write_text(json.dumps({k: np.asarray(v).tolist() for k, v in res.items()}, indent=2))
+    atomic_write_text(out, json.dumps({k: np.asarray(v).tolist() for k, v in res.items()}, indent=2))
     for i, r in enumerate(res["radii"]):
         typer.echo(f"r={r:.2f} ideal={res['ideal'][i]:6.2f} latent={res['latent'][i]:6.2f} "
                    f"data={res['data'][i]:6.2f} roundtrip={res['latent_roundtrip'][i]:6.2f}")
 
 
 @app.command("dataset-tool")
+@_user_errors
 def dataset_tool_command(
     source: str = typer.Option(..., help="Image folder, or 'digits' for scikit-learn's bundled digits."),
     dest: Path = typer.Option(..., help="Output ZIP."), resolution: Optional[int] = None,

@@ -19,6 +19,8 @@ from typing import Any
 
 import numpy as np
 
+from .._io import atomic_write
+
 IMAGE_EXTS = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp")
 
 
@@ -54,23 +56,27 @@ def make_dataset_zip(source: str | Path, dest: str | Path, *, resolution: int | 
     imgs, labels = _digits() if str(source) == "digits" else _folder(Path(source))
     if max_images is not None:
         imgs, labels = imgs[:max_images], (labels[:max_images] if labels is not None else None)
-    entries = []
-    with zipfile.ZipFile(dest, "w", compression=zipfile.ZIP_STORED) as zf:
-        for idx, arr in enumerate(imgs):
-            im = Image.fromarray(arr)
-            if resolution is not None:
-                im = im.resize((resolution, resolution), Image.LANCZOS)
-            w, h = im.size
-            if w != h or (w & (w - 1)):
-                raise ValueError(f"image {idx} is {w}x{h}: images must be square with a power-of-two side; "
-                                 "pass resolution=...")
-            name = f"{idx // 1000:05d}/img{idx:08d}.png"
-            buf = io.BytesIO()
-            im.save(buf, format="png", compress_level=0)
-            zf.writestr(name, buf.getvalue())
-            entries.append(name)
-        meta = {"labels": [[n, l] for n, l in zip(entries, labels)] if labels is not None else None}
-        zf.writestr("dataset.json", json.dumps(meta))
+    entries: list[str] = []
+
+    def write(fh) -> None:
+        with zipfile.ZipFile(fh, "w", compression=zipfile.ZIP_STORED) as zf:
+            for idx, arr in enumerate(imgs):
+                im = Image.fromarray(arr)
+                if resolution is not None:
+                    im = im.resize((resolution, resolution), Image.LANCZOS)
+                w, h = im.size
+                if w != h or (w & (w - 1)):
+                    raise ValueError(f"image {idx} is {w}x{h}: images must be square with a power-of-two side; "
+                                     "pass resolution=...")
+                name = f"{idx // 1000:05d}/img{idx:08d}.png"
+                buf = io.BytesIO()
+                im.save(buf, format="png", compress_level=0)
+                zf.writestr(name, buf.getvalue())
+                entries.append(name)
+            meta = {"labels": [[n, l] for n, l in zip(entries, labels)] if labels is not None else None}
+            zf.writestr("dataset.json", json.dumps(meta))
+
+    atomic_write(dest, write)  # a failed or killed write never leaves a half archive at dest
     return len(entries)
 
 

@@ -142,7 +142,7 @@ def make_digits_synthetic(x_train: Any, y_train: Any, per_class: int, *, out_dir
     """
     from safetensors.numpy import load_file, save
 
-    from ..experiments.store import atomic_write_bytes
+    from .._io import atomic_write_bytes
     from .api import train
 
     x, y = _check_inputs(x_train, y_train)

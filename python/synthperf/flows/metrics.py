@@ -4,9 +4,10 @@
   (default) or with upstream's uint8 wrap-around arithmetic (``uint8_wrap=True``).
 - :func:`frechet_distance` / :func:`feature_statistics` / :func:`frechet_distance_from_features`
   / :func:`frechet_distance_with_extractor` - the exact Frechet formula
-  ||mu1 - mu2||^2 + tr(S1 + S2 - 2 sqrtm(S1 S2)) on features of any torch extractor.
-  :func:`load_local_feature_extractor` loads a local TorchScript file (e.g. an Inception port)
-  only when it exists; nothing is downloaded.
+  ||mu1 - mu2||^2 + tr(S1 + S2 - 2 sqrtm(S1 S2)) on features of any local torch module or
+  callable. :func:`load_local_feature_extractor` builds one from a local safetensors state dict
+  (into the caller's ``nn.Module``, or as a plain MLP); no code is ever loaded from a file
+  (no TorchScript / pickle, issue 17) and nothing is downloaded.
 - :func:`alpha_shape_contains` - point-in-alpha-shape for 2-D polygons and 3-D meshes
   (Delaunay simplices with circumradius < 1/alpha); :func:`chi2_coverage` is the Gaussian
   reference; :func:`coverage_experiment` runs the §6 boundary-shell experiment.
@@ -73,26 +74,77 @@ def frechet_distance_from_features(feat_a: Any, feat_b: Any) -> float:
 
 def frechet_distance_with_extractor(extractor: Callable[[Any], Any], images_a: Any, images_b: Any, *,
                                     batch: int = 256) -> float:
-    """FID-style distance with any torch feature extractor mapping [B, ...] -> [B, k]."""
+    """FID-style distance with any local torch module or callable mapping [B, ...] -> [B, k].
+
+    An ``nn.Module`` gets its inputs in the dtype of its first parameter."""
     import torch
+
+    param = next(iter(extractor.parameters()), None) if isinstance(extractor, torch.nn.Module) else None
 
     def feats(images):
         x = torch.as_tensor(np.asarray(images) if not isinstance(images, torch.Tensor) else images)
+        if param is not None and x.is_floating_point():
+            x = x.to(param.dtype)
         with torch.no_grad():
             return np.concatenate([np.asarray(torch.as_tensor(extractor(x[i:i + batch])).double().reshape(
                 min(batch, x.shape[0] - i), -1)) for i in range(0, x.shape[0], batch)])
     return frechet_distance_from_features(feats(images_a), feats(images_b))
 
 
-def load_local_feature_extractor(path: str | Path):
-    """Load a TorchScript feature extractor (e.g. an Inception-v3 port) from a local file only."""
+def load_local_feature_extractor(path: str | Path, module: Any = None):
+    """A feature extractor [B, ...] -> [B, k] from a local ``.safetensors`` state dict (data only).
+
+    ``module`` (a ``torch.nn.Module``, e.g. the caller's Inception port): the tensors are loaded
+    into it with ``strict=True`` and it is returned in eval mode. ``module=None``: the file must
+    hold an MLP as ``torch.nn.Sequential`` names it, ``{i}.weight`` [out, in] / ``{i}.bias`` [out]
+    for Linear layers i = 0, 2, 4, ... with ReLU between them; inputs are flattened. TorchScript
+    or pickle files are refused: they carry code (issue 17). Nothing is downloaded.
+    """
     import torch
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
 
     p = Path(path)
     if not p.is_file():
-        raise FileNotFoundError(f"feature extractor {p} not found; synthperf never downloads weights - "
-                                "place a TorchScript file there or pass any torch module")
-    return torch.jit.load(str(p), map_location="cpu").eval()
+        raise FileNotFoundError(f"feature extractor {str(p)!r} not found; synthperf never downloads weights - "
+                                "place a .safetensors state dict there or pass any torch module")
+    if p.suffix != ".safetensors":
+        raise ValueError(f"feature extractor {str(p)!r} must be a .safetensors state dict; TorchScript/pickle "
+                         "files carry code and are not loaded (pass a local nn.Module to "
+                         "frechet_distance_with_extractor instead)")
+    try:
+        tensors = load_file(str(p))
+    except (SafetensorError, OSError, ValueError) as exc:
+        raise ValueError(f"feature extractor {str(p)!r} is not a readable safetensors file: {exc}") from None
+    if module is not None:
+        if not isinstance(module, torch.nn.Module):
+            raise TypeError(f"module must be a torch.nn.Module, got {type(module).__name__}")
+        try:
+            module.load_state_dict(tensors, strict=True)
+        except RuntimeError as exc:
+            raise ValueError(f"feature extractor {str(p)!r} does not match module: {exc}") from None
+        return module.eval()
+    return _mlp_from_state(tensors, str(p))
+
+
+def _mlp_from_state(tensors: dict, where: str):
+    import torch
+
+    idx = sorted({int(k.split(".")[0]) for k in tensors if k.split(".")[0].isdigit()})
+    expected = {f"{i}.{n}" for i in idx for n in ("weight", "bias")}
+    if not idx or set(tensors) != expected or idx != list(range(0, 2 * len(idx), 2)):
+        raise ValueError(f"feature extractor {where!r}: expected MLP tensors '0.weight', '0.bias', '2.weight', ... "
+                         f"(Linear layers of an nn.Sequential with ReLU between), got {sorted(tensors)[:6]}")
+    layers: list = []
+    for n, i in enumerate(idx):
+        w, b = tensors[f"{i}.weight"], tensors[f"{i}.bias"]
+        if w.ndim != 2 or b.shape != (w.shape[0],) or (layers and w.shape[1] != layers[-2].out_features):
+            raise ValueError(f"feature extractor {where!r}: layer {i} has inconsistent shapes {tuple(w.shape)}, "
+                             f"{tuple(b.shape)}")
+        lin = torch.nn.Linear(w.shape[1], w.shape[0])
+        lin.load_state_dict({"weight": w, "bias": b})
+        layers += [lin, torch.nn.ReLU()]
+    return torch.nn.Sequential(torch.nn.Flatten(), *layers[:-1]).eval()
 
 
 # ----------------------------------------------------------------------------- coverage

@@ -16,13 +16,19 @@ descending to 0); ``vp_ode_times(n, end_time, eps_s)`` t_k = T + k/(n-1) (eps_s 
 """
 from __future__ import annotations
 
+import hashlib
 import json
+import math
+import shutil
+import warnings
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
 import numpy as np
 
+from .. import _io
 from .._validation import float_array, positive_int, real_scalar
 from ..ops.discrete_score import TABLE_KEYS, integrate_discrete, save_steps
 from ..progress import progress_task
@@ -177,7 +183,9 @@ class Trajectory:
     dxs: np.ndarray         # [S, N, d]
 
     def save(self, path: str | Path) -> None:
-        np.savez(path, **{k: getattr(self, k) for k in self.__dataclass_fields__})
+        """Write the upstream ``.npz`` layout atomically (:func:`synthperf._io.atomic_write`)."""
+        arrays = {k: getattr(self, k) for k in self.__dataclass_fields__}
+        _io.atomic_write(path, lambda fh: np.savez(fh, **arrays))
 
     @property
     def final_es(self) -> np.ndarray:
@@ -244,29 +252,150 @@ def _check_dims(schedule: InflationSchedule, W: np.ndarray, d: int) -> None:
         raise ValueError(f"dimension mismatch: points have d = {d} but the schedule has data_dim = {schedule.data_dim}")
 
 
+def _array_digest(h: Any, a: Any) -> None:
+    a = np.ascontiguousarray(a)
+    h.update(f"{a.dtype.str}{a.shape}".encode())
+    h.update(a.tobytes())
+
+
+def flow_fingerprint(flow: Any) -> str | None:
+    """A digest identifying what ``flow`` computes, or None when it cannot be identified (then
+    no integration checkpoint is trusted). DiscreteFlow: reference points and mode; DenoiserFlow
+    over a module's bound method (e.g. ``net.denoise``): the module's parameters and buffers,
+    form, dtype and labels; a flow may also define ``fingerprint()``."""
+    custom = getattr(flow, "fingerprint", None)
+    if callable(custom):
+        return str(custom())
+    h = hashlib.sha256()
+    if isinstance(flow, DiscreteFlow):
+        h.update(f"discrete:{flow.mode}".encode())
+        _array_digest(h, flow.data_es)
+        return h.hexdigest()
+    if isinstance(flow, DenoiserFlow):
+        owner = getattr(flow.denoiser, "__self__", None)
+        state = getattr(owner, "state_dict", None)
+        if not callable(state):
+            return None
+        h.update(f"denoiser:{flow.form}:{flow.dtype}:{type(owner).__qualname__}.{flow.denoiser.__name__}".encode())
+        for key, val in state().items():
+            h.update(key.encode())
+            _array_digest(h, val.detach().cpu().numpy())
+        if flow.labels is not None:
+            _array_digest(h, flow.labels.cpu().numpy())
+        return h.hexdigest()
+    return None
+
+
+def _part_key(flow_fp: str, schedule: InflationSchedule, z0: np.ndarray, times: np.ndarray, solver: str,
+              save_every: int) -> str:
+    h = hashlib.sha256(f"{flow_fp}:{solver}:{save_every}:".encode())
+    h.update(json.dumps(schedule.to_dict(), sort_keys=True).encode())
+    _array_digest(h, np.asarray(z0, dtype=np.float64))
+    _array_digest(h, np.asarray(times, dtype=np.float64))
+    return h.hexdigest()
+
+
+_PART_ARRAYS = ("z", "denoiser", "score", "dz", "z_end")
+
+
+def _load_part(path: Path, key: str, lo: int, hi: int, z_shape: tuple) -> dict | None:
+    """A verified segment file, or None if absent; a corrupt or foreign one warns once and is None."""
+    if not path.exists():
+        return None
+    try:
+        with open(path, "rb") as fh, np.load(fh, allow_pickle=False) as f:  # own handle: closed even if np.load fails
+            seg = {k: np.array(f[k]) for k in (*_PART_ARRAYS, "key", "range")}
+        ok = (str(seg["key"]) == key and seg["range"].tolist() == [lo, hi] and seg["z_end"].shape == z_shape
+              and all(seg[k].shape[1:] == z_shape for k in ("z", "denoiser", "score", "dz"))
+              and len({seg[k].shape[0] for k in ("z", "denoiser", "score", "dz")}) == 1)
+        reason = "it belongs to another simulation (different inputs or flow)"
+    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as exc:
+        ok, reason = False, f"it is unreadable ({type(exc).__name__}: {exc})"
+    if ok:
+        return seg
+    warnings.warn(f"ignoring integration checkpoint {str(path)!r}: {reason}; recomputing steps {lo}..{hi - 1}",
+                  RuntimeWarning, stacklevel=4)
+    return None
+
+
+def integrate_resumable(flow: Any, schedule: InflationSchedule, z0: np.ndarray, times: np.ndarray, *,
+                        solver: str, save_every: int, part_dir: str | Path | None = None, label: str = "sim",
+                        checkpoint_every: int = 0) -> dict[str, np.ndarray]:
+    """``flow.integrate(z0, schedule, times, ...)`` in segments of ``checkpoint_every`` steps
+    (rounded up to a multiple of ``save_every``), each written atomically to
+    ``part_dir/{label}.{end_step:09d}.npz``; an existing verified segment is loaded instead of
+    recomputed. The result equals the unsegmented call (same saved steps, the state handed on
+    exactly). ``checkpoint_every = 0``, no ``part_dir`` or a flow without a
+    :func:`flow_fingerprint` integrate in one piece."""
+    n = len(times) - 1
+    fp = None if part_dir is None or checkpoint_every <= 0 else flow_fingerprint(flow)
+    if fp is None or checkpoint_every >= n:
+        return flow.integrate(z0, schedule, times, solver=solver, save_every=save_every)
+    every = math.ceil(checkpoint_every / save_every) * save_every
+    key = _part_key(fp, schedule, z0, times, solver, save_every)
+    folder = Path(part_dir)
+    z = np.asarray(z0, dtype=np.float64)
+    out: dict[str, list] = {"z": [z[None]], "denoiser": [], "score": [], "dz": []}
+    for lo in range(0, n, every):
+        hi = min(n, lo + every)
+        path = folder / f"{label}.{hi:09d}.npz"
+        seg = _load_part(path, key, lo, hi, z.shape)
+        if seg is None:
+            res = flow.integrate(z, schedule, times[lo:hi + 1], solver=solver, save_every=save_every)
+            j = np.flatnonzero(save_steps(hi - lo, save_every) >= 0)
+            keep = ((lo + j) % save_every == 0) | (lo + j == n - 1)  # the global saving rule of save_steps
+            seg = {"z": np.asarray(res["z"])[1:][keep], "denoiser": np.asarray(res["denoiser"])[keep],
+                   "score": np.asarray(res["score"])[keep], "dz": np.asarray(res["dz"])[keep],
+                   "z_end": np.asarray(res["z"])[-1], "key": np.array(key), "range": np.array([lo, hi])}
+            _io.atomic_write(path, lambda fh, seg=seg: np.savez(fh, **seg))
+        for k in ("z", "denoiser", "score", "dz"):
+            out[k].append(seg[k])
+        z = seg["z_end"]
+    return {k: np.concatenate(v) for k, v in out.items()}
+
+
 def run_simulations(flow: Any, schedule: InflationSchedule, W: np.ndarray, x_is: Any, *, data_name: str,
                     save_dir: str | Path | None = None, steps: int = 1501, h: float = 1e-2, grid: str = "ifs",
                     end_time: float = 15.01, eps_s: float = 1e-2, solver: str = "euler", eps: float | None = None,
-                    save_freq: int = 10, seed: int = 0, extra_params: dict | None = None) -> dict[str, Trajectory]:
+                    save_freq: int = 10, seed: int = 0, extra_params: dict | None = None,
+                    checkpoint_every: int | None = None) -> dict[str, Trajectory]:
     """melt, roundtrip (from the melt's z(T), compressed dims kept as they are) and gen (§5.1).
 
     ``eps=None`` (default): PRR generation starts from the melt-matched latent
     (:meth:`InflationSchedule.generation_latent_std`); a float is upstream's ``--eps``.
 
     Writes ``{data}_{sched}[_net]_{melt|rdtrp|gen}_results.npz`` and
-    ``{data}_{sched}[_net]_sim_params.json`` into ``save_dir`` when given.
+    ``{data}_{sched}[_net]_sim_params.json`` into ``save_dir`` when given, each atomically.
+    With ``save_dir``, the integration is checkpointed every ``checkpoint_every`` steps (None:
+    every max(100, save_freq) steps; 0: never) into ``save_dir/.{tag}.partial/``; a killed
+    run started again with the same inputs resumes from the last complete segment (corrupt or
+    foreign segments are recomputed, with one warning each) and gives the same files. The
+    partial folder is removed once every file is written.
     """
+    if checkpoint_every is None:
+        checkpoint_every = max(100, int(save_freq))
+    checkpoint_every = positive_int(checkpoint_every, "checkpoint_every", minimum=0)
     t_melt = time_grid(grid, "melt", steps, h=h, end_time=end_time, eps_s=eps_s)
     t_gen = t_melt[::-1].copy()
-    out = {"melt": melt(flow, schedule, W, x_is, t_melt, solver=solver, save_every=save_freq)}
-    out["rdtrp"] = from_latent(flow, schedule, W, out["melt"].final_es, t_gen, solver=solver, save_every=save_freq)
+    folder = None if save_dir is None else Path(save_dir)
+    tag = f"{data_name}_{schedule.name}" + ("_net" if getattr(flow, "is_net", False) else "")
+    part_dir = None if folder is None else folder / f".{tag}.partial"
+    seg = dict(solver=solver, save_every=save_freq, part_dir=part_dir, checkpoint_every=checkpoint_every)
+
+    x = float_array(x_is, "x_is", ndim=2).astype(np.float64)
+    _check_dims(schedule, W, x.shape[1])
+    schedule.check_reaches_gaussian(float(t_melt[-1]))
+    z0 = (x @ W) * schedule.s(t_melt[0])
+    out = {"melt": _trajectory(integrate_resumable(flow, schedule, z0, t_melt, label="melt", **seg), schedule, W,
+                               t_melt, save_freq)}
+    z_T = out["melt"].final_es
+    out["rdtrp"] = _trajectory(integrate_resumable(flow, schedule, z_T, t_gen, label="rdtrp", **seg), schedule, W,
+                               t_gen, save_freq)
     n = out["melt"].xs_es.shape[1]
-    out["gen"] = from_latent(flow, schedule, W, sample_latent(schedule, n, eps=eps, seed=seed, t_end=float(t_gen[0])), t_gen,
-                             solver=solver, save_every=save_freq)
-    if save_dir is not None:
-        folder = Path(save_dir)
-        folder.mkdir(parents=True, exist_ok=True)
-        tag = f"{data_name}_{schedule.name}" + ("_net" if getattr(flow, "is_net", False) else "")
+    z_gen = sample_latent(schedule, n, eps=eps, seed=seed, t_end=float(t_gen[0]))
+    out["gen"] = _trajectory(integrate_resumable(flow, schedule, z_gen, t_gen, label="gen", **seg), schedule, W,
+                             t_gen, save_freq)
+    if folder is not None:
         for key, traj in out.items():
             traj.save(folder / f"{tag}_{key}_results.npz")
         params = {"num_steps": steps, "h": h, "grid": grid, "end_time": end_time, "eps_s": eps_s, "solver": solver,
@@ -275,5 +404,6 @@ def run_simulations(flow: Any, schedule: InflationSchedule, W: np.ndarray, x_is:
                   "g_type": schedule.g_type, "inflation_gap": schedule.inflation_gap, "seed": seed,
                   "save_dir": str(folder), "data_name": data_name, "total_samples": n,
                   "schedule": schedule.to_dict(), "W": W.tolist(), **(extra_params or {})}
-        (folder / f"{tag}_sim_params.json").write_text(json.dumps(params, indent=2))
+        _io.atomic_write_text(folder / f"{tag}_sim_params.json", json.dumps(params, indent=2))
+        shutil.rmtree(part_dir, ignore_errors=True)
     return out
