@@ -4,7 +4,7 @@ A tiny Keras model is built in-process, saved as ``.keras`` (and ``.h5``), wrapp
 :class:`KerasClassifier` and compared with the same computation done by hand in torch:
 identical DSF output (same kept samples, same attempt sizes) and identical accuracy.
 TensorFlow is an optional extra, hence the importorskip; CI installs it. Collection imports
-TensorFlow, so Triton is loaded first (the two bundle clashing LLVMs; see keras_interop).
+TensorFlow, so Triton is loaded first (the two bundle clashing LLVMs; see synthperf.interop.keras).
 """
 from __future__ import annotations
 
@@ -13,10 +13,10 @@ import torch
 
 from synthperf.gafi.classifier import accuracy
 from synthperf.gafi.data import load_dataset
-from synthperf.gafi.keras_interop import KerasClassifier, _preload_triton
+from synthperf.interop.keras import KerasClassifier, _preload_triton
 from synthperf.gafi.sampling import generate_filtered
 
-_preload_triton()  # before TensorFlow: see synthperf.gafi.keras_interop (LLVM clash)
+_preload_triton()  # before TensorFlow: see synthperf.interop.keras (LLVM clash)
 tf = pytest.importorskip("tensorflow")
 
 K = 10

@@ -23,6 +23,7 @@ from PIL import Image
 from typer.testing import CliRunner
 
 import synthperf
+from synthperf._io import is_temp_file
 from _tiny import sd_components
 from synthperf.guidance import FeedbackGuidedPipeline, SmallResNet
 from synthperf.guidance.classifiers import ClassifierInfo, load_classifier, save_classifier, train_digits_classifier
@@ -73,7 +74,7 @@ def _check_complete(plan_path: Path) -> list[dict]:
         assert meta["corrupted"] is False and isinstance(meta["criterion_value"], float)
         metas.append(meta)
     out = base / "out"
-    assert not [p for p in out.rglob("*") if ".tmp." in p.name]
+    assert not [p for p in out.rglob("*") if is_temp_file(p)]
     assert len(list(out.rglob("*.png"))) == len(rows) and len(list(out.rglob("*.json"))) == len(rows)
     return metas
 
@@ -107,16 +108,20 @@ def test_workers_split_and_rerun_skips(assets, tmp_path):
 _DRIVER = textwrap.dedent("""
     import sys, time
     import synthperf.guidance.generate as g
+    from synthperf import _io
     marker, argv = sys.argv[1], sys.argv[2:]
-    orig, calls = g.write_atomic, [0]
+    orig, calls = g.atomic_write_bytes, [0]
+    def half_then_hang(fh, data):
+        fh.write(data[: len(data) // 2])
+        fh.flush()
+        open(marker, "w").close()
+        time.sleep(600)
     def hooked(path, data):
         calls[0] += 1
         if calls[0] == 4:  # row 0 done (PNG + sidecar), row 1's PNG done: hang half-way through its sidecar
-            g.temp_path(path).write_bytes(data[: len(data) // 2])
-            open(marker, "w").close()
-            time.sleep(600)
-        orig(path, data)
-    g.write_atomic = hooked
+            _io.atomic_write(path, lambda fh: half_then_hang(fh, data))  # the real temp file, half written
+        return orig(path, data)
+    g.atomic_write_bytes = hooked
     from synthperf.guidance.cli import app
     app(argv)
 """)
@@ -144,7 +149,8 @@ def test_killed_run_resumes_without_loss_or_duplicates(assets, tmp_path):
     rows = read_plan(plan)
     png0, png1 = resolve_output(rows[0], tmp_path), resolve_output(rows[1], tmp_path)
     assert is_finished(rows[0], png0) and png1.exists() and not png1.with_suffix(".json").exists()
-    assert len([p for p in (tmp_path / "out").rglob("*") if ".tmp." in p.name]) == 1
+    temps = [p for p in (tmp_path / "out").rglob("*") if is_temp_file(p)]
+    assert len(temps) == 1 and temps[0].stat().st_size > 0  # the killed sidecar write, half done
     done_before = png0.stat().st_mtime_ns
     res = runner.invoke(app, args)
     assert res.exit_code == 0, res.output

@@ -14,7 +14,7 @@ synthperf.disable_progress()
 @pytest.fixture(scope="module")
 def keras_model():
     pytest.importorskip("tensorflow")
-    from synthperf.gafi.keras_interop import import_tensorflow  # Triton before TensorFlow
+    from synthperf.interop.keras import import_tensorflow  # Triton before TensorFlow
 
     tf = import_tensorflow()
     tf.random.set_seed(0)

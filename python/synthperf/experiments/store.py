@@ -7,32 +7,28 @@ Layout of a run directory ``OUT``::
     OUT/points/p0000/chunks/trials_000000_000025.parquet
     OUT/report.md, OUT/plots/*.png|pdf, OUT/tables/*.md|tex
 
-Every file is written to a temporary file in the same directory, flushed and fsynced, then
-moved into place with ``os.replace``, so a killed run (even SIGKILL) leaves either the whole
+Every file is written through :mod:`synthperf._io` (a temp file in the same directory, flushed
+and fsynced, then ``os.replace``), so a killed run (even SIGKILL) leaves either the whole
 chunk or nothing (a stray ``.*.tmp`` at most, which readers ignore). Resume skips every chunk
 whose file exists; re-running a finished run computes nothing.
 """
 from __future__ import annotations
 
-import io
 import os
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-from .._io import atomic_write_bytes  # re-exported: the one atomic writer
+from .._io import atomic_write_bytes, write_parquet  # atomic_write_bytes re-exported
 
 __all__ = ["atomic_write_bytes", "write_chunk", "chunk_path", "point_dir", "write_point_config",
            "read_point_config", "load_results", "chunk_files"]
 
 
 def write_chunk(df, path: str | os.PathLike) -> Path:
-    """A DataFrame as Parquet, atomically."""
-    buf = io.BytesIO()
-    df.to_parquet(buf, index=False)
-    atomic_write_bytes(path, buf.getvalue())
-    return Path(path)
+    """A DataFrame as Parquet, atomically (:func:`synthperf._io.write_parquet`)."""
+    return write_parquet(df, path)
 
 
 def point_dir(out: str | os.PathLike, point: int) -> Path:

@@ -10,8 +10,11 @@ same real features.
 File formats (all local; no pickles):
 
 - ``NAME.safetensors`` + ``NAME.json``: a SmallResNet state dict and its metadata
-  (``arch``, ``n_classes``, ``width``, ``mean``, ``std``, ``size``, ``class_names``). Without
-  the JSON, n_classes and width are read from the weight shapes and ImageNet mean/std apply.
+  (``arch``, ``n_classes``, ``width``, ``mean``, ``std``, ``size``, ``class_names``), the
+  checkpoint format of :func:`synthperf._io.save_checkpoint` (the JSON records the weights'
+  SHA-256; a corrupt or mismatched pair raises :class:`~synthperf._io.CheckpointError`).
+  A bare ``NAME.safetensors`` without the JSON (weights from elsewhere) also loads: n_classes
+  and width are read from the weight shapes and ImageNet mean/std apply.
 - ``NAME.keras`` / ``NAME.h5``: a Keras classifier (``tf`` extra) wrapped as
   :class:`~synthperf.guidance.adapters.KerasTorchClassifier`: forward criterion only.
 - ``package.module:attribute``: a callable returning a torch ``nn.Module`` (or the module
@@ -20,8 +23,6 @@ File formats (all local; no pickles):
 from __future__ import annotations
 
 import importlib
-import json
-import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -29,6 +30,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from .._io import CheckpointError, checkpoint_paths, load_checkpoint, save_checkpoint
 from .adapters import KerasTorchClassifier, SmallResNet
 from .step import IMAGENET_MEAN, IMAGENET_STD
 
@@ -142,25 +144,26 @@ def digits_hardness(model: nn.Module, info: ClassifierInfo, *, shrinkage: float 
     return HardnessCriterion(shrinkage=shrinkage).fit(feats.numpy(), y.numpy(), n_classes=10)
 
 
-def _atomic_write_text(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp.{os.getpid()}")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
-
-
 def save_classifier(model: SmallResNet, info: ClassifierInfo, path: str | Path) -> Path:
-    """Write ``path`` (.safetensors) and its ``.json`` metadata, each atomically."""
-    from safetensors.torch import save_file
-
+    """Write ``path`` (.safetensors) and its ``.json`` metadata as one checkpoint
+    (:func:`synthperf._io.save_checkpoint`: each file atomic, the JSON last with the weights' SHA-256)."""
     path = Path(path)
     if path.suffix != ".safetensors":
         raise ValueError(f"path must end in .safetensors, got {path.name!r}")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp.{os.getpid()}")
-    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(tmp))
-    os.replace(tmp, path)
-    _atomic_write_text(path.with_suffix(".json"), json.dumps(asdict(info), indent=1))
+    save_checkpoint(path, model.state_dict(), asdict(info))
     return path
+
+
+def _read_classifier_file(path: Path) -> tuple[dict[str, torch.Tensor], dict]:
+    """(state, meta) of a checkpoint pair, or of bare weights when there is no JSON sidecar."""
+    if checkpoint_paths(path)[1].exists():
+        return load_checkpoint(path)
+    from safetensors.torch import load as st_load
+
+    try:
+        return st_load(path.read_bytes()), {}
+    except Exception as exc:  # safetensors raises its own error types for bad headers
+        raise CheckpointError(f"classifier file {str(path)!r} is corrupt: {exc}") from None
 
 
 def _small_resnet_from_state(state: dict[str, torch.Tensor], meta: dict) -> SmallResNet:
@@ -190,11 +193,8 @@ def load_classifier(spec: str | Path) -> tuple[nn.Module, ClassifierInfo]:
     if path.suffix == ".safetensors":
         if not path.is_file():
             raise ValueError(f"classifier file {text!r} does not exist")
-        from safetensors.torch import load_file
-
-        meta_path = path.with_suffix(".json")
-        meta = json.loads(meta_path.read_text(encoding="utf-8")) if meta_path.is_file() else {}
-        model = _small_resnet_from_state(load_file(str(path)), meta)
+        state, meta = _read_classifier_file(path)
+        model = _small_resnet_from_state(state, meta)
         known = {k: v for k, v in meta.items() if k in ClassifierInfo.__dataclass_fields__}
         info = ClassifierInfo(**known)
         info.mean, info.std = tuple(info.mean), tuple(info.std)

@@ -225,7 +225,7 @@ def longtail_cmd(
     classifier_epochs: int = typer.Option(15, "--classifier-epochs"),
 ) -> None:
     """Long-tailed digits: real-only vs unguided vs feedback-guided top-up (minority/overall accuracy +- SE)."""
-    from ..experiments.store import atomic_write_bytes
+    from .._io import atomic_write_bytes
     from .longtail import paired_difference, plot_longtail, run_longtail_experiment, summarize_longtail
 
     df = run_longtail_experiment(seeds=_seed_list(seeds), out_dir=out, budget=budget, fg_scale=fg_scale,

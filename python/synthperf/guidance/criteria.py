@@ -22,7 +22,6 @@ on it (attribute) when it reads ``features``.
 """
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence, Union
 
@@ -142,28 +141,30 @@ class HardnessCriterion(torch.nn.Module):
         return 0.5 * ((d @ P) * d).sum(dim=-1)
 
     def save(self, path: str | Path) -> None:
-        """Write the fitted statistics as safetensors (+ a JSON sidecar with the shrinkage)."""
-        from safetensors.torch import save_file
+        """Write the fitted statistics as a checkpoint (:func:`synthperf._io.save_checkpoint`):
+        ``<stem>.safetensors`` (means (K, D), precision (D, D), float32) + ``<stem>.json``
+        (shrinkage, SHA-256), each atomically."""
+        from .._io import save_checkpoint
 
         self._check_fitted()
-        path = Path(path)
-        save_file({"means": self.means_.contiguous(), "precision": self.precision_.contiguous()}, str(path))
-        path.with_suffix(".json").write_text(json.dumps({"shrinkage": self.shrinkage, "shrinkage_": self.shrinkage_}))
+        save_checkpoint(path, {"means": self.means_, "precision": self.precision_},
+                        {"kind": "hardness", "shrinkage": self.shrinkage, "shrinkage_": self.shrinkage_})
 
     @classmethod
     def load(cls, path: str | Path) -> "HardnessCriterion":
-        from safetensors.torch import load_file
+        """Statistics written by :meth:`save`; ``ValueError`` (a :class:`~synthperf._io.CheckpointError`
+        for a corrupt or incomplete pair) naming the file."""
+        from .._io import CheckpointError, checkpoint_paths, load_checkpoint
 
-        path = Path(path)
-        if not path.is_file():
-            raise ValueError(f"hardness statistics file {str(path)!r} does not exist")
+        st_path = checkpoint_paths(path)[0]
+        if not st_path.exists():
+            raise ValueError(f"hardness statistics file {str(st_path)!r} does not exist")
         try:
-            tensors = load_file(str(path))
-        except Exception as exc:  # corrupt file
-            raise ValueError(f"could not read hardness statistics {str(path)!r}: {exc}") from None
+            tensors, meta = load_checkpoint(path)
+        except CheckpointError as exc:
+            raise CheckpointError(f"could not read hardness statistics: {exc}") from None
         if set(tensors) != {"means", "precision"}:
-            raise ValueError(f"{str(path)!r} must hold tensors 'means' and 'precision', got {sorted(tensors)}")
-        meta = json.loads(path.with_suffix(".json").read_text()) if path.with_suffix(".json").is_file() else {}
+            raise CheckpointError(f"{str(st_path)!r} must hold tensors 'means' and 'precision', got {sorted(tensors)}")
         obj = cls(shrinkage=meta.get("shrinkage"))
         obj.means_, obj.precision_ = tensors["means"], tensors["precision"]
         obj.shrinkage_ = meta.get("shrinkage_")

@@ -18,12 +18,15 @@ import hashlib
 import json
 import math
 import os
-import shutil
 import time
+import warnings
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from .._io import (CheckpointError, atomic_directory, atomic_write_text, checkpoint_exists, load_checkpoint,
+                   save_checkpoint)
 
 N_CLASSES = 10
 TRAIN_VERSION = 1
@@ -84,12 +87,6 @@ def _digest(*parts: Any) -> str:
         h.update(p.tobytes() if isinstance(p, np.ndarray) else json.dumps(p, sort_keys=True, default=str).encode())
         h.update(b"|")
     return h.hexdigest()[:16]
-
-
-def _atomic_text(path: Path, text: str) -> None:
-    from ..experiments.store import atomic_write_bytes
-
-    atomic_write_bytes(path, text.encode("utf-8"))
 
 
 def build_unet(settings: dict[str, Any]):
@@ -180,18 +177,14 @@ def train_digits_diffusion(x_train: np.ndarray, y_train: np.ndarray, *, out_dir:
         losses.append(float(loss.detach()))
     train_seconds = time.perf_counter() - t0
     pipe = FeedbackGuidedPixelPipeline(unet=ema.eval(), scheduler=sched, null_class_id=N_CLASSES)
-    tmp = out / f".diffusion-{key}.tmp.{os.getpid()}"
-    shutil.rmtree(tmp, ignore_errors=True)
-    pipe.save_pretrained(str(tmp), safe_serialization=True)
     tail = losses[-max(1, steps // 10):]
     info = {"preset": preset, "seed": int(seed), "train_seconds": float(train_seconds), "train_steps": steps,
             "final_loss": float(np.mean(tail)), "n_params": int(sum(p.numel() for p in ema.parameters())),
             "n_train": int(len(x)), "key": key, "settings": {k: v for k, v in st.items()}}
-    _atomic_text(tmp / "synthperf_train.json", json.dumps(info, indent=1, default=list))
-    if model_dir.exists():  # a concurrent call finished first: keep its folder
-        shutil.rmtree(tmp, ignore_errors=True)
-    else:
-        os.replace(tmp, model_dir)
+    # built in a temp folder and renamed into place; if a concurrent call finished first, its folder is kept
+    with atomic_directory(model_dir) as tmp:
+        pipe.save_pretrained(str(tmp), safe_serialization=True)
+        atomic_write_text(tmp / "synthperf_train.json", json.dumps(info, indent=1, default=list))
     info["reused"] = 0
     return model_dir, info
 
@@ -281,7 +274,7 @@ def make_digits_synthetic(x_train: np.ndarray, y_train: np.ndarray, per_class: i
     ``fg_scale``. The model and the samples are cached under ``out_dir`` (safetensors + JSON);
     a second call with the same arguments is fast. Deterministic for a fixed seed on CPU.
     """
-    from safetensors.numpy import load_file
+    import torch
 
     from .criteria import CRITERION_NAMES
 
@@ -312,18 +305,20 @@ def make_digits_synthetic(x_train: np.ndarray, y_train: np.ndarray, per_class: i
     skey = _digest(tinfo["key"], int(per_class), int(seed), st["sample_steps"], st["guidance_scale"],
                    criterion, float(fg_scale), clf_key)
     cache = Path(model_dir) / "samples" / f"samples-{skey}.safetensors"
-    if cache.is_file():
-        xs = load_file(str(cache))["x01"]
-        sinfo = json.loads(cache.with_suffix(".json").read_text(encoding="utf-8"))
+    cached = None
+    if checkpoint_exists(cache):
+        try:
+            tensors, sinfo = load_checkpoint(cache)
+            cached = tensors["x01"].numpy()
+        except (CheckpointError, KeyError) as exc:  # a damaged cache is recomputed, said once
+            warnings.warn(f"recomputing the digits sample cache: {exc}", RuntimeWarning, stacklevel=2)
+    if cached is not None:
+        xs = cached
         sinfo["samples_reused"] = 1
     else:
         xs, sinfo = sample_digits(model_dir, class_ids, seed=seed, budget=budget, criterion=criterion,
                                   fg_scale=fg_scale, classifier=classifier, hardness=hardness)
-        from ..experiments.store import atomic_write_bytes
-        from safetensors.numpy import save as save_bytes
-
-        atomic_write_bytes(cache, save_bytes({"x01": np.ascontiguousarray(xs)}))
-        _atomic_text(cache.with_suffix(".json"), json.dumps(sinfo))
+        save_checkpoint(cache, {"x01": torch.from_numpy(np.ascontiguousarray(xs))}, sinfo)
         sinfo["samples_reused"] = 0
     info = {"preset": preset, "train_seconds": float(tinfo["train_seconds"]), "train_steps": int(tinfo["train_steps"]),
             "reused": int(tinfo.get("reused", 0)), "model_dir": str(model_dir),

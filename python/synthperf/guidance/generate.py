@@ -8,7 +8,8 @@ already finished, and for each remaining row writes
   image, criterion name and final value, scale, guidance_freq, cfg, steps, size, corrupted,
   regenerated, the PNG's byte size),
 
-each atomically: written to ``.<name>.tmp.<pid>`` in the same folder, then ``os.replace``.
+each atomically through :func:`synthperf._io.atomic_write_bytes` (a ``.<name>.<random>.tmp``
+temp file in the same folder, fsync, then ``os.replace``).
 A row is finished when its sidecar parses, names the same row id and seed, and the PNG's size
 matches the sidecar. A run killed at any point therefore leaves only finished rows, rows
 with a PNG but no sidecar (redone: seeds are deterministic, so the same image is rewritten)
@@ -21,36 +22,23 @@ noise comes from its own seed, so batching never changes an image (see the pipel
 
 Executors (:func:`run_generation`): ``local`` (in-process, or ``processes`` > 1 spawned
 workers), ``slurm`` (a submitit job array, one task per shard) and ``ray`` (one remote task
-per shard), through :func:`synthperf.experiments.executors.execute`.
+per shard), through :func:`synthperf._parallel.execute`.
 """
 from __future__ import annotations
 
 import io
 import json
 import math
-import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
+from .. import _io
+from .._io import atomic_write_bytes
+from .._parallel import EXECUTORS, execute
 from .plan import PlanRow, read_plan, shard
 
 SIDECAR_VERSION = 1
-
-
-def temp_path(path: Path) -> Path:
-    """The temp file name used for an atomic write of ``path`` by this process."""
-    return path.with_name(f".{path.name}.tmp.{os.getpid()}")
-
-
-def write_atomic(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` via a temp file in the same folder + fsync + ``os.replace``."""
-    tmp = temp_path(path)
-    with open(tmp, "wb") as fh:
-        fh.write(data)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
 
 
 def resolve_output(row: PlanRow, base_dir: Path) -> Path:
@@ -75,13 +63,7 @@ def is_finished(row: PlanRow, png: Path) -> bool:
 
 def remove_stale_temps(png: Path) -> int:
     """Delete leftover temp files of this row's PNG and sidecar (from a killed run); returns how many."""
-    n = 0
-    for target in (png, sidecar_path(png)):
-        if target.parent.is_dir():
-            for stale in target.parent.glob(f".{target.name}.tmp.*"):
-                stale.unlink(missing_ok=True)
-                n += 1
-    return n
+    return _io.remove_stale_temps(png) + _io.remove_stale_temps(sidecar_path(png))
 
 
 def png_bytes(image01) -> bytes:
@@ -202,12 +184,12 @@ def generate_rows(pipe, rows: Sequence[PlanRow], base_dir: Path, *, info: Any = 
             png = resolve_output(r, base_dir)
             png.parent.mkdir(parents=True, exist_ok=True)
             data = png_bytes(out.images[j])
-            write_atomic(png, data)
+            atomic_write_bytes(png, data)
             value = float(out.criterion[j])
             meta = {"version": SIDECAR_VERSION, **asdict(r), "image": png.name, "png_bytes": len(data),
                     "kept_seed": int(out.seeds[j]), "criterion_value": value if math.isfinite(value) else None,
                     "corrupted": bool(out.corrupted[j]), "regenerated": bool(out.regenerated[j])}
-            write_atomic(sidecar_path(png), json.dumps(meta, indent=1).encode("utf-8"))
+            atomic_write_bytes(sidecar_path(png), json.dumps(meta, indent=1).encode("utf-8"))
             counts["done"] += 1
             counts["corrupted"] += int(meta["corrupted"])
     return counts
@@ -230,9 +212,6 @@ def run_job(job: GenerateJob) -> str:
     return json.dumps({"worker": job.worker, "workers": job.workers, "rows": len(rows), **counts})
 
 
-EXECUTORS = ("local", "slurm", "ray")
-
-
 def run_generation(job: GenerateJob, *, executor: str = "local", workers: int = 1, shards: Sequence[int] | None = None,
                    processes: int = 1, address: str | None = None, log_dir: str | Path | None = None,
                    slurm: Mapping[str, Any] | None = None) -> list[dict]:
@@ -248,9 +227,7 @@ def run_generation(job: GenerateJob, *, executor: str = "local", workers: int = 
     jobs = [GenerateJob(**{**asdict(job), "worker": i, "workers": workers}) for i in shard_ids]
     for j in jobs:  # validate the split before submitting anything
         shard([], j.worker, j.workers)
-    from ..experiments.executors import execute
-
     concurrency = processes if executor == "local" else max(1, len(jobs))
-    out = execute(jobs, executor=executor, workers=concurrency, address=address, log_dir=log_dir, slurm=slurm,
-                  fn=run_job)
+    out = execute(jobs, run_job, executor=executor, workers=concurrency, address=address, log_dir=log_dir,
+                  slurm=slurm, desc="guidance shards")
     return [json.loads(s) for s in out]

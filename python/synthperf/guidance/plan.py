@@ -28,9 +28,9 @@ This module needs only the standard library (the CLI's ``plan`` runs without dif
 from __future__ import annotations
 
 import csv
+import io
 import json
 import math
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable, Sequence
@@ -161,17 +161,20 @@ def build_plan(classes: Sequence[ClassEntry], *, target: int, output_dir: str, m
 
 
 def write_plan(rows: Iterable[PlanRow], path: str | Path) -> Path:
-    """Write the CSV atomically (temp file + os.replace)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp.{os.getpid()}")
-    with open(tmp, "w", newline="", encoding="utf-8") as fh:
-        w = csv.DictWriter(fh, fieldnames=PLAN_COLUMNS)
+    """Write the CSV atomically (:func:`synthperf._io.atomic_write`: a row that fails to
+    serialise leaves ``path`` untouched and no temp file)."""
+    from .._io import atomic_write
+
+    def _write(fh) -> None:
+        text = io.TextIOWrapper(fh, encoding="utf-8", newline="")
+        w = csv.DictWriter(text, fieldnames=PLAN_COLUMNS)
         w.writeheader()
         for r in rows:
             w.writerow(r.as_csv())
-    os.replace(tmp, path)
-    return path
+        text.flush()
+        text.detach()  # leave the binary file open for atomic_write's fsync
+
+    return atomic_write(path, _write)
 
 
 _PARSERS = {"row_id": int, "class_id": int, "class_name": str, "prompt": str, "seed": int, "criterion": str,
