@@ -57,9 +57,9 @@ def test_unknown_keys_are_clear_errors():
 
 
 def test_type_errors_name_the_key():
-    with pytest.raises(TypeError, match="n_seeds must be an integer, got float 2.5"):
+    with pytest.raises(TypeError, match="n_seeds must be int, got float 2.5"):
         one(["n_seeds=2.5"])
-    with pytest.raises(TypeError, match="n_cal must be an integer, got bool"):
+    with pytest.raises(TypeError, match="n_cal must be int, got bool"):
         one(["n_cal=true"])
     with pytest.raises(TypeError, match="beta must be a number, got str 'abc'"):
         one(["beta=abc"])
@@ -140,3 +140,89 @@ def test_shipped_configs_validate():
         ov = extra[f.parent.name] + (["data_root=/d", "upstream_config=/u.yaml"] if "cifar" in f.name else [])
         points = resolve(raw, ov)
         assert len(points) == 1 and points[0][0].experiment == f.parent.name, f
+
+
+# ----------------------------------------------------------------------------------------
+# One coercion for experiments and GaFi configs (issue 14 item 1)
+# ----------------------------------------------------------------------------------------
+from dataclasses import dataclass  # noqa: E402
+from typing import Optional  # noqa: E402
+
+import numpy as np  # noqa: E402
+
+from synthperf import _config  # noqa: E402
+
+
+@dataclass
+class _Probe:
+    f: float = 0.0
+    i: int = 0
+    b: bool = False
+    s: str = ""
+    names: Optional[list[str]] = None
+    pair: Optional[tuple[int, ...]] = None
+
+
+# (probe field, GaFi SECTION.key of the same type, value)
+PARITY = [("f", "OPTIMIZATION.lr", v) for v in (0.1, 3, "1e-4", "abc", True, None, float("nan"), float("inf"), [1.0])]
+PARITY += [("i", "OPTIMIZATION.epochs", v) for v in (3, 2.5, True, "3", None)]
+PARITY += [("b", "AUG.random_flip", v) for v in (True, False, 1, "yes", None)]
+PARITY += [("s", "RUN.device", v) for v in ("cpu", 12, None, ["cpu"])]
+PARITY += [("names", "PIPELINE.pipeline_dirs", v) for v in (["a", "b"], [1], ["a", None], [])]
+PARITY += [("pair", "OPTIMIZATION.lr_milestones", v) for v in ([60, 80], [60, "x"], [True])]
+
+
+def _outcome(fn):
+    try:
+        return "ok", fn()
+    except (TypeError, ValueError) as exc:  # the rule part of the message, without the key prefix
+        return type(exc), str(exc).split(" must be ", 1)[1].split(" (in ", 1)[0].split(" in '", 1)[0]
+
+
+@pytest.mark.parametrize("field,gafi_key,value", PARITY)
+def test_experiments_and_gafi_coerce_alike(tmp_path, field, gafi_key, value):
+    from synthperf.experiments.config import build
+    from synthperf.gafi.config import load_yaml
+
+    section, key = gafi_key.split(".")
+    path = tmp_path / "c.yaml"
+    path.write_text(yaml.safe_dump({section: {key: value}}))
+    exp = _outcome(lambda: getattr(build(_Probe, {field: value}), field))
+    gafi = _outcome(lambda: load_yaml(path)[section][key])
+    norm = lambda o: (o[0], list(o[1]) if isinstance(o[1], tuple) else o[1])  # noqa: E731
+    if field == "pair" and exp[0] == "ok":
+        assert isinstance(gafi[1], tuple) and isinstance(exp[1], tuple)  # tuple[int, ...] stays a tuple
+    assert norm(exp) == norm(gafi), (exp, gafi)
+    if exp[0] is not TypeError and exp[0] != "ok":  # a ValueError only for a non-finite float
+        assert field == "f" and not np.isfinite(value)
+
+
+def test_scalar_to_list_is_the_one_documented_difference(tmp_path):
+    from synthperf.experiments.config import build
+    from synthperf.gafi.config import load_yaml
+
+    assert build(_Probe, {"names": "a"}).names == ["a"]  # P1: `methods=SC` on the command line
+    path = tmp_path / "c.yaml"
+    path.write_text(yaml.safe_dump({"PIPELINE": {"pipeline_dirs": "a"}}))
+    with pytest.raises(TypeError, match="PIPELINE.pipeline_dirs .*must be a list of strings, got str 'a'"):
+        load_yaml(path)
+    assert _config.coerce("a", list[str], "k", wrap_scalars=True) == ["a"]
+    with pytest.raises(TypeError, match="k must be a list of strings"):
+        _config.coerce("a", list[str], "k")
+
+
+def test_shared_coerce_rules():
+    c = _config.coerce
+    assert c("2.5e-1", float, "x") == 0.25 and c(3, float, "x") == 3.0 and isinstance(c(3, float, "x"), float)
+    assert c([1, 2.5], tuple[int, float], "t") == (1, 2.5)
+    with pytest.raises(TypeError, match=r"t must be a list of 2 values \(int, a number\)"):
+        c([1, 2, 3], tuple[int, float], "t")
+    assert c(0.5, float | tuple[float, float], "sigma") == 0.5
+    assert c([0.1, 0.2], float | tuple[float, float], "sigma") == (0.1, 0.2)
+    with pytest.raises(TypeError, match="sigma must be a number or a list of 2 values"):
+        c("x", float | tuple[float, float], "sigma")
+    with pytest.raises(_config.ConfigError, match="x must be a finite number, got -inf"):
+        c(float("-inf"), float, "x")
+    with pytest.raises(_config.ConfigError, match="one of 'a', 'b'"):
+        c("c", __import__("typing").Literal["a", "b"], "lit")
+    assert issubclass(_config.ConfigError, ValueError) and ConfigError is _config.ConfigError

@@ -6,10 +6,12 @@ Rules (issue 8; the fixes of specs/sppi.md §9 pitfall P1):
   alias expansion exceeds ``MAX_CONFIG_NODES`` nodes (a "billion laughs" alias bomb) or whose
   aliases are recursive raises ``ConfigError`` before anything is expanded; the top level is a mapping whose ``experiment`` key
   names the schema (``sppi``, ``gafi``, ``flows``, ``guidance``, see :mod:`.schemas`).
-- Unknown keys raise ``ValueError`` naming the dotted key and listing the known ones; wrong
-  types raise ``TypeError`` naming the dotted key, the expected type and the value.
-  ``bool`` is never a number; ``int`` is accepted where a float is expected; a numeric string
-  is accepted for a float (PyYAML 1.1 reads ``1e-4`` as a string).
+- Values are checked by the one shared coercion, :mod:`synthperf._config` (also used by
+  :mod:`synthperf.gafi.config`): unknown keys raise ``ValueError`` naming the dotted key and
+  listing the known ones; wrong types raise ``TypeError`` naming the dotted key, the expected
+  type and the value. ``bool`` is never a number; ``int`` is accepted where a float is
+  expected; a numeric string is accepted for a float (PyYAML 1.1 reads ``1e-4`` as a string);
+  floats must be finite.
 - CLI overrides ``key=value`` parse ``value`` with ``yaml.safe_load``: ``class_conditional=false``
   is ``False`` (upstream's ``bool('False')`` was True), ``alpha=[0.05,0.1]`` is a list, a scalar
   given to a list-valued key becomes a one-element list (``alpha=0.1``, ``methods=SC``), and
@@ -23,14 +25,14 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
-import math
 import os
-import types
 import typing
 from pathlib import Path
-from typing import Any, Literal, Mapping, Sequence, Union
+from typing import Any, Mapping, Sequence
 
 import yaml
+
+from .._config import ConfigError, build as _build, is_union as _is_union
 
 __all__ = ["ConfigError", "MAX_CONFIG_NODES", "parse_override", "safe_load_bounded", "apply_overrides", "build", "expand_grid", "load_config",
            "resolve", "to_dict", "schema_for"]
@@ -39,10 +41,6 @@ _MISSING = object()
 
 #: Largest number of YAML nodes a config may expand to (aliases counted at every use).
 MAX_CONFIG_NODES = 100_000
-
-
-class ConfigError(ValueError):
-    """A config value or key is invalid (subclass of ValueError)."""
 
 
 # ----------------------------------------------------------------------------------------
@@ -152,14 +150,10 @@ def _copy(x: Any, budget: list[int], active: set[int]) -> Any:
 
 
 # ----------------------------------------------------------------------------------------
-# Typed validation
+# Typed validation: the one implementation in synthperf._config (shared with gafi.config)
 # ----------------------------------------------------------------------------------------
 def _hints(cls: type) -> dict[str, Any]:
     return typing.get_type_hints(cls)
-
-
-def _is_union(tp: Any) -> bool:
-    return typing.get_origin(tp) in (Union, types.UnionType)
 
 
 def _is_list_type(tp: Any) -> bool:
@@ -168,99 +162,12 @@ def _is_list_type(tp: Any) -> bool:
     return typing.get_origin(tp) in (list, tuple) or tp in (list, tuple)
 
 
-def _describe(tp: Any) -> str:
-    if _is_union(tp):
-        return " or ".join(_describe(a) for a in typing.get_args(tp))
-    if tp is type(None):
-        return "null"
-    if typing.get_origin(tp) is Literal:
-        return "one of " + ", ".join(repr(a) for a in typing.get_args(tp))
-    if typing.get_origin(tp) in (list, tuple):
-        args = typing.get_args(tp)
-        return f"a list of {_describe(args[0])}" if args else "a list"
-    if dataclasses.is_dataclass(tp):
-        return "a mapping (section)"
-    return getattr(tp, "__name__", str(tp))
-
-
-def _coerce(value: Any, tp: Any, key: str) -> Any:
-    """``value`` checked against the annotation ``tp``; raises TypeError/ValueError naming ``key``."""
-    if _is_union(tp):
-        args = typing.get_args(tp)
-        if value is None and type(None) in args:
-            return None
-        errors = []
-        for a in args:
-            if a is type(None):
-                continue
-            try:
-                return _coerce(value, a, key)
-            except (TypeError, ValueError) as exc:
-                errors.append(exc)
-        if len(errors) == 1:
-            raise errors[0]
-        raise TypeError(f"{key} must be {_describe(tp)}, got {type(value).__name__} {value!r}")
-    origin = typing.get_origin(tp)
-    if origin is Literal:
-        choices = typing.get_args(tp)
-        if value not in choices or isinstance(value, bool) != isinstance(choices[0], bool):
-            raise ConfigError(f"{key} must be {_describe(tp)}, got {value!r}")
-        return value
-    if origin in (list, tuple) or tp in (list, tuple):
-        (elem,) = typing.get_args(tp)[:1] or (Any,)
-        items = list(value) if isinstance(value, (list, tuple)) else [value]  # scalar -> [scalar] (P1)
-        return [_coerce(v, elem, f"{key}[{i}]") for i, v in enumerate(items)]
-    if dataclasses.is_dataclass(tp):
-        if value is None:
-            value = {}
-        if not isinstance(value, Mapping):
-            raise TypeError(f"{key} must be a mapping (section), got {type(value).__name__} {value!r}")
-        return build(tp, value, prefix=f"{key}.")
-    if tp is Any:
-        return value
-    if tp is bool:
-        if not isinstance(value, bool):
-            raise TypeError(f"{key} must be a bool (true/false), got {type(value).__name__} {value!r}")
-        return value
-    if tp is int:
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise TypeError(f"{key} must be an integer, got {type(value).__name__} {value!r}")
-        return value
-    if tp is float:
-        if isinstance(value, str):
-            try:
-                value = float(value)
-            except ValueError:
-                raise TypeError(f"{key} must be a number, got str {value!r}") from None
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise TypeError(f"{key} must be a number, got {type(value).__name__} {value!r}")
-        if math.isnan(float(value)):
-            raise ConfigError(f"{key} must not be NaN")
-        return float(value)
-    if tp is str:
-        if not isinstance(value, str):
-            raise TypeError(f"{key} must be a string, got {type(value).__name__} {value!r} (quote it in YAML)")
-        return value
-    raise TypeError(f"{key}: unsupported annotation {tp!r}")  # pragma: no cover - schema bug
-
-
 def build(cls: type, raw: Mapping[str, Any], *, prefix: str = ""):
-    """Instantiate dataclass ``cls`` from ``raw``, validating every key (missing keys keep defaults)."""
-    if not isinstance(raw, Mapping):
-        raise TypeError(f"{prefix.rstrip('.') or 'config'} must be a mapping, got {type(raw).__name__}")
-    hints = _hints(cls)
-    names = [f.name for f in dataclasses.fields(cls) if f.init]
-    unknown = [k for k in raw if k not in names]
-    if unknown:
-        raise ConfigError(f"unknown config key {prefix}{unknown[0]!s}"
-                          f"{'' if len(unknown) == 1 else f' (and {unknown[1:]})'}; "
-                          f"known keys{' of ' + prefix.rstrip('.') if prefix else ''}: {', '.join(names)}")
-    kwargs = {k: _coerce(v, hints[k], f"{prefix}{k}") for k, v in raw.items()}
-    obj = cls(**kwargs)
-    check = getattr(obj, "validate", None)
-    if callable(check):
-        check()
-    return obj
+    """Instantiate dataclass ``cls`` from ``raw``, validating every key (missing keys keep defaults).
+
+    :func:`synthperf._config.build` with ``wrap_scalars=True`` (a scalar given to a list-valued
+    key becomes a one-element list, pitfall P1)."""
+    return _build(cls, raw, prefix=prefix, wrap_scalars=True)
 
 
 def to_dict(obj: Any) -> Any:

@@ -8,21 +8,22 @@ is upstream's default, e.g. ``optimizer: sgdw``; another value is an error), or 
 key or section raises ValueError naming it. Missing keys keep the dataclass defaults.
 
 Values are type-checked against the dataclass field types (plus :data:`_EXTRA_TYPES` for keys
-that only the CLI reads): a wrong type raises TypeError naming ``SECTION.key``, the expected
-type and the value. ``bool`` is never accepted as a number. For float keys a numeric string
-is converted, because PyYAML (YAML 1.1) reads ``1e-4`` (no dot) as a string.
+that only the CLI reads) by the one shared coercion, :func:`synthperf._config.coerce` (the
+rules of ``synthperf run`` configs, without turning a scalar into a one-element list): a wrong
+type raises TypeError naming ``SECTION.key``, the expected type and the value. ``bool`` is
+never accepted as a number; for float keys a numeric string is converted, because PyYAML
+(YAML 1.1) reads ``1e-4`` (no dot) as a string; floats must be finite.
 """
 from __future__ import annotations
 
-import math
-import types
 import typing
 from dataclasses import fields
 from pathlib import Path
-from typing import Any, Union
+from typing import Any
 
 import yaml
 
+from .._config import coerce
 from .classifier import ClassifierConfig
 from .gan import GANConfig
 from .gan_train import GANTrainConfig
@@ -99,65 +100,6 @@ def _key_types() -> dict[str, dict[str, Any]]:
     return out
 
 
-def _describe(tp: Any) -> str:
-    if get_origin_is_union(tp):
-        return " or ".join(_describe(a) for a in typing.get_args(tp))
-    if tp is type(None):
-        return "null"
-    origin = typing.get_origin(tp)
-    if origin in (list, tuple):
-        return f"a list of {_describe(typing.get_args(tp)[0])}"
-    return getattr(tp, "__name__", str(tp))
-
-
-def get_origin_is_union(tp: Any) -> bool:
-    return typing.get_origin(tp) in (Union, types.UnionType)
-
-
-_NO = object()
-
-
-def _coerce(value: Any, tp: Any) -> Any:
-    """``value`` converted to ``tp`` where lossless, else ``_NO``."""
-    if tp is Any:
-        return value
-    if get_origin_is_union(tp):
-        for arm in typing.get_args(tp):
-            v = _coerce(value, arm)
-            if v is not _NO:
-                return v
-        return _NO
-    if tp is type(None):
-        return None if value is None else _NO
-    if tp is bool:
-        return value if isinstance(value, bool) else _NO
-    if tp is int:
-        return value if isinstance(value, int) and not isinstance(value, bool) else _NO
-    if tp is float:
-        if isinstance(value, bool):
-            return _NO
-        if isinstance(value, str):
-            try:
-                value = float(value)
-            except ValueError:
-                return _NO
-        return float(value) if isinstance(value, (int, float)) and math.isfinite(value) else _NO
-    if tp is str:
-        return value if isinstance(value, str) else _NO
-    origin, args = typing.get_origin(tp), typing.get_args(tp)
-    if origin in (list, tuple):
-        if not isinstance(value, (list, tuple)):
-            return _NO
-        if origin is tuple and args and args[-1] is not Ellipsis:
-            if len(value) != len(args):
-                return _NO
-            items = [_coerce(v, a) for v, a in zip(value, args)]
-        else:
-            items = [_coerce(v, args[0]) for v in value]
-        return _NO if any(i is _NO for i in items) else origin(items)
-    return value
-
-
 def load_yaml(path: str | Path) -> dict[str, dict[str, Any]]:
     """Parse and validate a config file; returns ``{section: {key: value}}`` (values coerced).
 
@@ -186,11 +128,12 @@ def load_yaml(path: str | Path) -> dict[str, dict[str, Any]]:
             fixed = _FIXED.get(section, {})
             if key in _ACTIVE[section]:
                 if key in types_:
-                    conv = _coerce(value, types_[key])
-                    if conv is _NO:
-                        raise TypeError(f"config key {section}.{key} in {str(path)!r} must be "
-                                        f"{_describe(types_[key])}, got {type(value).__name__} {value!r}")
-                    body[key] = conv
+                    try:
+                        body[key] = coerce(value, types_[key], f"{section}.{key}")
+                    except (TypeError, ValueError) as exc:
+                        where, sep, rule = str(exc).partition(" must be ")  # "SECTION.key[i] must be ..."
+                        msg = f"config key {where} in {str(path)!r} must be {rule}" if sep else f"{exc} (in {str(path)!r})"
+                        raise type(exc)(msg) from None
                 continue
             if key in fixed:
                 want = fixed[key]
