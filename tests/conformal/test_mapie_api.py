@@ -223,3 +223,13 @@ def test_sppi_verbs_match_score_level():
     with pytest.raises(ValueError, match="cqr_asymmetric"):
         SPPIRegressor(0.1, score="cqr_asymmetric").calibrate(np.zeros((5, 2)), np.zeros(5), np.zeros((9, 2)),
                                                              np.zeros(9))
+
+
+def test_confidence_level_means_its_decimal_alpha():
+    """confidence_level=0.8 gives the same ranks as alpha=0.2 (not alpha = 0.19999999999999996)."""
+    from synthperf.conformal.mapie_api import _levels
+
+    for c in (0.8, 0.9, 0.95, 0.7):
+        a, _ = _levels(None, c)
+        b, _ = _levels(round(1 - c, 10), None)
+        assert a[0] == b[0], (c, a, b)

@@ -68,7 +68,12 @@ def _levels(alpha: Any, confidence_level: Any) -> tuple[np.ndarray, bool]:
     if isinstance(value, (list, tuple)):
         value = np.asarray(value, dtype=float)
     levels = np.atleast_1d(open_unit_interval(value, name))
-    return (levels if name == "alpha" else 1.0 - levels), np.ndim(value) == 0
+    if name == "confidence_level":
+        # 1 - 0.8 is 0.19999999999999996 in binary; the exact rank helper would then take one
+        # rank more than the user's decimal intent. Round to the nearest 1e-12 (the level the
+        # user typed); a level that is not a short decimal moves by < 1e-12.
+        levels = np.round(1.0 - levels, 12)
+    return levels, np.ndim(value) == 0
 
 
 def _check_bool(value: Any, name: str) -> bool:
