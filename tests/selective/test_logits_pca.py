@@ -150,7 +150,7 @@ def test_tensorpca_rff_and_state_dict():
     torch.testing.assert_close(q.transform(X[:5]), p.transform(X[:5]))
     # RFF features approximate the RBF kernel: <φ(x), φ(y)> ≈ exp(-γ||x-y||²), std ~ 1/sqrt(M)
     big = TensorPCA(gamma=0.5, M=20000, generator=torch.Generator().manual_seed(1))
-    big._init_rff(4, X.device)
+    big._init_rff(4, torch.float64, X.device)
     phi = big._features(X[:6])
     K = phi @ phi.T
     exact = torch.exp(-0.5 * torch.cdist(X[:6].double(), X[:6].double()).pow(2))

@@ -12,8 +12,8 @@ from synthperf.selective.knn_scores import reduce_stat
 REF = torch.tensor([[0.0, 0.0], [1.0, 0.0], [0.0, 2.0], [3.0, 0.0]])
 
 
-@pytest.mark.parametrize("stat,expected", [("max", 3.0), ("min", 1.0), ("median", 2.0),
-                                           ("mean", float(np.sqrt((1 + 4 + 9) / 3)))])
+@pytest.mark.parametrize("stat,expected", [("max", 3.0), ("min", 1.0), ("median", 2.0), ("mean", 2.0),
+                                           ("rms", float(np.sqrt((1 + 4 + 9) / 3)))])
 def test_euclidean_closed_form(stat, expected):
     # query at origin-shifted point (0, 0) excluded: use query (0, 0) against ref without the origin
     s = EuclideanScore(k=3, stat=stat).fit(X=REF[1:], Y=REF[1:2])
@@ -26,6 +26,7 @@ def test_reduce_stat_branches():
     d = torch.tensor([[4.0, 1.0, 3.0, 2.0]])
     assert reduce_stat(d, "max").item() == 4.0 and reduce_stat(d, "min").item() == 1.0
     assert reduce_stat(d, "mean").item() == 2.5 and reduce_stat(d, "median").item() == 2.0  # lower median
+    assert reduce_stat(d, "rms").item() == pytest.approx(np.sqrt(30 / 4), rel=1e-7)
     with pytest.raises(ValueError, match="stat"):
         reduce_stat(d, "sum")
 
@@ -64,9 +65,12 @@ def test_mahalanobis_degenerate_errors():
     with pytest.raises(ValueError, match="at least 2"):
         MahalanobisScore().fit(X=torch.ones(1, 3))
     collinear = torch.randn(50, 1).repeat(1, 3)
+    with pytest.raises(ValueError, match="rank 1 < 3"):
+        MahalanobisScore(ridge=0.0, singular="raise").fit(X=collinear)
+    with pytest.warns(UserWarning, match="pseudo-inverse"):
+        MahalanobisScore().fit(X=collinear)  # rank-deficient: pseudo-inverse fallback
     with pytest.raises(ValueError, match="singular"):
-        MahalanobisScore(ridge=0.0).fit(X=collinear)
-    MahalanobisScore().fit(X=collinear)  # default ridge regularises it
+        MahalanobisScore(singular="ridge")
     with pytest.raises(ValueError, match="ridge"):
         MahalanobisScore(ridge=-1.0)
 
@@ -132,8 +136,8 @@ def test_bad_input_errors():
         s.score(torch.tensor([[float("nan"), 0.0, 0.0]]))
     with pytest.raises(ValueError, match="NaN"):
         EuclideanScore().fit(X=torch.tensor([[float("nan"), 1.0], [0.0, 1.0]]))
-    for q in (0.0, 1.0, 1.5, -0.1):
-        with pytest.raises(ValueError, match=r"\(0, 1\)"):
+    for q in (0.0, 1.5, -0.1):
+        with pytest.raises(ValueError, match=r"q must lie in \(0, 1\]"):
             s.set_threshold(q)
     with pytest.raises(TypeError):
         s.set_threshold("0.9")

@@ -83,13 +83,15 @@ def check_embeddings(x: Any, name: str, *, dim: int | None = None, check_finite:
     return t
 
 
-def check_q(q: Any, name: str = "q") -> float:
-    """A quantile level strictly inside (0, 1)."""
+def check_q(q: Any, name: str = "q", *, allow_one: bool = False) -> float:
+    """A quantile level in (0, 1), or in (0, 1] with ``allow_one`` (thresholds: q = 1 is the
+    maximum stored score; with the strict ``score < threshold`` that score itself is rejected)."""
+    interval = "(0, 1]" if allow_one else "(0, 1)"
     if isinstance(q, bool) or not isinstance(q, numbers.Real):
-        raise TypeError(f"{name} must be a real number in (0, 1), got {type(q).__name__} {q!r}")
+        raise TypeError(f"{name} must be a real number in {interval}, got {type(q).__name__} {q!r}")
     qf = float(q)
-    if not (0.0 < qf < 1.0):
-        raise ValueError(f"{name} must lie strictly inside (0, 1), got {qf}")
+    if not (0.0 < qf < 1.0 or (allow_one and qf == 1.0)):
+        raise ValueError(f"{name} must lie in {interval}, got {qf}")
     return qf
 
 
@@ -99,10 +101,19 @@ def quantile_threshold(scores: torch.Tensor, q: float) -> torch.Tensor:
     Same definition as ``torch.quantile(..., interpolation="linear")`` (numpy's default
     ``method="linear"``), computed in float64 by numpy so there is no 16M-element limit.
     Returned in ``scores``' floating dtype (float32 for integer input).
+    Infinite scores (e.g. -inf from a +inf logit) are ordered as usual; where the interpolation
+    would be inf - inf (NaN), the nearer order statistic of the two is returned instead.
     """
     values = scores.detach().reshape(-1).cpu().double().numpy()
     values = values[~np.isnan(values)]
     if values.size == 0:
         raise ValueError("cannot set a threshold: the stored scores are empty or all NaN")
     dtype = scores.dtype if scores.is_floating_point() else torch.float32
-    return torch.tensor(float(np.quantile(values, q)), dtype=dtype)
+    with np.errstate(invalid="ignore"):
+        thr = float(np.quantile(values, q))
+    if np.isnan(thr):  # an infinite order statistic at the interpolation point
+        v = np.sort(values)
+        h = (v.size - 1) * q
+        lo, hi = int(np.floor(h)), int(np.ceil(h))
+        thr = float(v[lo] if (h - lo) < 0.5 else v[hi])
+    return torch.tensor(thr, dtype=dtype)

@@ -79,9 +79,10 @@ class UncertaintyScore(torch.nn.Module, ABC):
             raise RuntimeError(f"{type(self).__name__} needs a calibration set: call fit(..., Y=cal) before {action}")
 
     def set_threshold(self, q: float = 0.99, *, synthetic: Any = None, beta: float = 0.4) -> torch.Tensor:
-        """Threshold = linear-interpolated ``q``-quantile of the stored scores; ``q`` in (0, 1).
+        """Threshold = linear-interpolated ``q``-quantile of the stored scores; ``q`` in (0, 1].
 
-        Accepting ``score < threshold`` keeps about a fraction ``q`` of calibration-like data.
+        Accepting ``score < threshold`` keeps about a fraction ``q`` of calibration-like data;
+        ``q = 1`` is the largest stored score (which itself is rejected by the strict ``<``).
 
         ``synthetic`` (beyond seapig): synthetic scores (1-D) or synthetic inputs for
         ``self.score`` (embeddings / logits, 2-D). The threshold is then the SPPI threshold
@@ -91,7 +92,7 @@ class UncertaintyScore(torch.nn.Module, ABC):
         sample lies in ``coverage_bounds_ = (lower, upper)`` (worst-case SPPI bounds), stored on
         the score and logged. Returns the threshold (0-D tensor).
         """
-        q = check_q(q)
+        q = check_q(q, allow_one=True)
         self._check_ready("set_threshold()")
         if self.scores is None:
             raise ValueError(f"{type(self).__name__} has no stored scores to set a threshold on: call fit(...) first")
@@ -178,7 +179,8 @@ class RandomScore(UncertaintyScore):
         self.set_threshold(0.99)
 
     def set_threshold(self, q: float = 0.99) -> torch.Tensor:
-        self.threshold = torch.tensor(check_q(q))
+        """``threshold = q`` in (0, 1]; accepts a uniform score with probability q."""
+        self.threshold = torch.tensor(check_q(q, allow_one=True))
         self.threshold_q_ = float(q)
         return self.threshold
 

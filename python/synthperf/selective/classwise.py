@@ -134,7 +134,7 @@ class ClassWiseScore(UncertaintyScore):
         return torch.stack([self.scorers[str(c)]._score_embeddings(emb) for c in self.classes_], dim=1)
 
     def set_threshold(self, q: float = 0.99) -> dict[int, torch.Tensor] | torch.Tensor:
-        q = check_q(q)
+        q = check_q(q, allow_one=True)
         self._check_ready("set_threshold()")
         self.class_thresholds_ = {c: self.scorers[str(c)].set_threshold(q) for c in self.classes_}
         self.threshold = quantile_threshold(self.scores, q)

@@ -1,17 +1,19 @@
 """KNN distance scores: ``EuclideanScore``, ``CosineScore``, ``MahalanobisScore`` (spec §1.5).
 
-score(x) = g(stat over the *squared* distances from x to its k nearest reference embeddings),
-with stat in {max, mean, median (lower median for even k, as torch), min} and g the map from
-squared distance to distance (sqrt, or 0.5·d² for cosine). For max/median/min this equals the
-stat of the distances; for ``mean`` it is the root-mean-square distance, which reproduces the
-numbers published in seapig's README (e.g. 3.9220 for its first example, where the plain mean of
-distances would give 3.9044):
+score(x) = stat over the distances d_1..d_k from x to its k nearest reference embeddings, with
+stat one of
 
-| score        | space the index is built on         | distance                                  |
+- ``max`` / ``min`` / ``median`` (lower median for even k, as torch) of the d_j;
+- ``mean``: the arithmetic mean (1/k) Σ_j d_j, as both seapig versions compute it;
+- ``rms``: the root mean square sqrt((1/k) Σ_j d_j²) (beyond seapig). This is what produced the
+  numbers printed in seapig's README (3.9220 for the first example, whose arithmetic mean is
+  3.9044); rms >= mean always, with equality iff the k distances are equal.
+
+| score        | space the index is built on         | distance d                                |
 |--------------|-------------------------------------|-------------------------------------------|
 | Euclidean    | raw embeddings                      | ``||x - r||_2``                           |
 | Cosine       | L2-normalised embeddings (eps 1e-12)| ``1 - cos(x, r) = 0.5 ||x/|x| - r/|r| ||²``, in [0, 2] |
-| Mahalanobis  | whitened ``x Wᵀ``, ``W = L⁻¹``, ``LLᵀ = Σ + ridge·mean(diag Σ)·I`` | ``sqrt((x-r)ᵀ Σ_ridge⁻¹ (x-r))`` |
+| Mahalanobis  | whitened ``x Wᵀ`` (see MahalanobisScore) | ``||W (x - r)||_2``                  |
 
 Σ is the unbiased (N-1) covariance of the reference (one global covariance, as seapig).
 Reference self-scores (no calibration set) use exact leave-one-out neighbours
@@ -26,20 +28,24 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
+from ..backend import backend_option
 from .._validation import positive_int, real_scalar
 from ._common import logger, quantile_threshold
 from .base import EmbeddingScore
 from .knn import KNNIndex
 
-STATS = ("max", "mean", "median", "min")
+STATS = ("max", "mean", "median", "min", "rms")
 
 
 def reduce_stat(d: torch.Tensor, stat: str) -> torch.Tensor:
-    """Reduce neighbour distances (N, k) to (N,) with max / mean / median (lower) / min."""
+    """Reduce neighbour distances (N, k) to (N,): max / arithmetic mean / median (lower) / min /
+    root mean square sqrt(mean(d²)). Same dtype as ``d``."""
     if stat == "max":
         return d.amax(dim=1)
     if stat == "mean":
         return d.mean(dim=1)
+    if stat == "rms":
+        return d.square().mean(dim=1).sqrt()
     if stat == "median":
         return d.median(dim=1).values
     if stat == "min":
@@ -52,7 +58,7 @@ class KNNScore(EmbeddingScore):
 
     Parameters
     ----------
-    k : neighbours (>= 1). stat : one of ``max``/``mean``/``median``/``min``.
+    k : neighbours (>= 1). stat : one of ``max``/``mean``/``median``/``min``/``rms`` (module notes).
     pca : optional ``TensorPCA`` (or any object with fit/transform) applied before indexing.
     save_index : False, True (writes ``{ident}_index.bin`` in the working directory) or a
         ``.bin`` path; an existing file is loaded instead of rebuilding (with a warning).
@@ -67,13 +73,13 @@ class KNNScore(EmbeddingScore):
                  backend: str | None = None) -> None:
         super().__init__(pca=pca)
         self.k = positive_int(k, "k")
-        if stat not in STATS:
+        if not isinstance(stat, str) or stat not in STATS:
             raise ValueError(f"stat must be one of {STATS}, got {stat!r}")
         self.stat = stat
         self.index_factory = index_factory
         self.chunk_size = positive_int(chunk_size, "chunk_size")
         self.device = device
-        self.backend = backend
+        self.backend = backend_option(backend)  # None: the process setting (synthperf.backend) at fit time
         self.ident = f"{type(self).ident}-k{self.k}-{'full' if pca is None else 'pca'}"
         if save_index is True:
             self.index_path: Path | None = Path(f"{self.ident}_index.bin")
@@ -120,8 +126,10 @@ class KNNScore(EmbeddingScore):
         return self._to_distance(sq), idx
 
     def _reduce(self, sq: torch.Tensor) -> torch.Tensor:
-        """Score from squared neighbour distances (N, k): g(stat(sq))."""
-        return self._to_distance(reduce_stat(sq, self.stat))
+        """Score from squared neighbour distances (N, k): stat(g(sq)) (module notes)."""
+        if self.stat == "rms" and type(self)._to_distance is KNNScore._to_distance:
+            return sq.mean(dim=1).sqrt()  # d = sqrt(sq): rms = sqrt(mean(sq)) without the round trip
+        return reduce_stat(self._to_distance(sq), self.stat)
 
     def knn_search(self, query: torch.Tensor, offset: int = 0):
         """seapig's ``knn_search``: neighbours of ``query`` (input space). ``offset=1`` means the
@@ -192,22 +200,39 @@ class CosineScore(KNNScore):
 
 
 class MahalanobisScore(KNNScore):
-    """k-NN Mahalanobis distance with a ridge-regularised global covariance.
+    """k-NN Mahalanobis distance with a global covariance (seapig version B's regularisation).
 
-    ``ridge`` (default 1e-6) is relative to the mean variance: Σ + ridge·mean(diag Σ)·I.
-    ``ridge=0`` gives the plain Σ⁻¹ metric and raises ValueError for a singular Σ. Fewer than
-    two reference rows or zero total variance raise ValueError (degenerate input).
-    Fitted buffer ``whiten`` = W (D, D) with ``WᵀW = Σ_ridge⁻¹``.
+    Σ_r = Σ + ridge·mean(diag Σ)·I (``ridge`` default 1e-8, as seapig B). When Σ_r has full
+    rank - every eigenvalue above ``tol = D·eps_float32·λ_max`` - the index space is x Wᵀ with
+    W = L⁻¹, L Lᵀ = Σ_r, so d = sqrt((x-r)ᵀ Σ_r⁻¹ (x-r)). Otherwise (fewer rows than dimensions,
+    collinear features) a UserWarning is issued and ``singular`` decides:
+
+    - ``"pinv"`` (default, seapig B's fallback): W = Σ_r⁺, the pseudo-inverse with eigenvalues
+      below ``tol`` cut, so d = ||Σ_r⁺ (x - r)||₂ = sqrt((x-r)ᵀ Σ_r⁺² (x-r)). Same numbers as
+      seapig (which falls back when its float32 Cholesky fails); note this squares the inverse,
+      so it is not scale-invariant.
+    - ``"pinv_sqrt"``: W = Λ⁺^{1/2} Vᵀ on the eigenvalues above ``tol``, the Mahalanobis
+      distance sqrt((x-r)ᵀ Σ_r⁺ (x-r)) restricted to the support of Σ.
+    - ``"raise"``: ValueError.
+
+    A plain 1e-6 ridge instead (earlier releases) gave distances in the thousands along the
+    null directions. Fewer than two reference rows or zero total variance raise ValueError.
+    Fitted buffer ``whiten`` = W (D, D) (float64) and attribute ``rank_deficient_`` (bool).
     """
 
     ident = "mahalanobis"
+    SINGULAR = ("pinv", "pinv_sqrt", "raise")
 
     def __init__(self, k: int = 1, stat: str = "max", pca: Any = None, save_index: bool | str | Path = False, *,
-                 ridge: float = 1e-6, **kwargs: Any) -> None:
+                 ridge: float = 1e-8, singular: str = "pinv", **kwargs: Any) -> None:
         super().__init__(k, stat, pca, save_index, **kwargs)
         self.ridge = real_scalar(ridge, "ridge", allow_inf=False)
         if self.ridge < 0:
             raise ValueError(f"ridge must be >= 0, got {self.ridge}")
+        if not isinstance(singular, str) or singular not in self.SINGULAR:
+            raise ValueError(f"singular must be one of {self.SINGULAR}, got {singular!r}")
+        self.singular = singular
+        self.rank_deficient_: bool | None = None
         self.register_buffer("whiten", None)
 
     def _fit_space(self, ref: torch.Tensor) -> None:
@@ -220,14 +245,29 @@ class MahalanobisScore(KNNScore):
         if not scale > 0.0:
             raise ValueError("MahalanobisScore: the reference embeddings have zero variance (all rows identical); "
                              "the covariance is degenerate")
-        cov = cov + self.ridge * scale * torch.eye(d, dtype=cov.dtype, device=cov.device)
-        L, info = torch.linalg.cholesky_ex(cov)
-        if int(info) != 0:
-            raise ValueError(f"MahalanobisScore: the covariance (ridge={self.ridge}) is singular or not positive "
-                             f"definite (rank < {d}, e.g. fewer rows than dimensions or collinear features); "
-                             "use ridge > 0 or PCA")
         eye = torch.eye(d, dtype=cov.dtype, device=cov.device)
-        self.whiten = torch.linalg.solve_triangular(L, eye, upper=False)  # W = L⁻¹
+        cov = cov + self.ridge * scale * eye
+        evals, evecs = torch.linalg.eigh(cov)
+        tol = float(evals[-1]) * d * torch.finfo(torch.float32).eps
+        keep = evals > tol
+        self.rank_deficient_ = not bool(keep.all())
+        if not self.rank_deficient_:
+            L, info = torch.linalg.cholesky_ex(cov)
+            if int(info) == 0:
+                self.whiten = torch.linalg.solve_triangular(L, eye, upper=False)  # W = L⁻¹
+                return
+            self.rank_deficient_ = True
+        rank = int(keep.sum())
+        if self.singular == "raise":
+            raise ValueError(f"MahalanobisScore: the covariance (ridge={self.ridge}) has rank {rank} < {d} (fewer "
+                             "rows than dimensions or collinear features); use singular='pinv', a larger ridge or PCA")
+        warnings.warn(f"MahalanobisScore: the covariance has rank {rank} < {d}. Cholesky decomposition failed. "
+                      f"Falling back to the pseudo-inverse (singular={self.singular!r}).", UserWarning, stacklevel=4)
+        V, lam = evecs[:, keep], evals[keep]
+        if self.singular == "pinv":
+            self.whiten = (V / lam) @ V.T  # Σ⁺ (symmetric), seapig B's W
+        else:
+            self.whiten = (V / lam.sqrt()).T  # (rank, D): Λ^{-1/2} Vᵀ
 
     def _to_space(self, x: torch.Tensor) -> torch.Tensor:
         W = self.whiten.to(x.device)

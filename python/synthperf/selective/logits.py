@@ -9,6 +9,11 @@ z = logits / T. Lower score = more confident = accept.
 | Energy  | -T·logsumexp(z)                            | -T·softplus(|x|/T)                | -T·Σ_c softplus(z_c)         |
 | Margin  | -(top1(z) - top2(z))                       | -|x| (unscaled)                   | -min_c |x_c| (unscaled)      |
 
+Infinite logits are limits, not errors: a row with +inf logits puts its softmax mass uniformly on
+them (one +inf: p = one-hot, Softmax -1, Entropy 0, Energy -inf, Margin -inf), so the most
+confident sample is accepted rather than given a NaN score; a tie of two equal infinite top logits
+has margin 0. NaN logits raise ValueError. Empty query logits (0 rows) give empty scores.
+
 ``per_member=True``: logits carry a trailing member axis ((N, C, M), or (N, M) for binary single
 logits); each member is scored and the scores are averaged over members.
 
@@ -31,6 +36,16 @@ from ._common import LABEL_KEYS, LOGIT_KEYS, as_tensor, pick
 from .base import UncertaintyScore, batch_input, cache_path, check_embed_model, model_device
 
 TASKS = ("multiclass", "binary", "multilabel")
+
+
+def _softmax(z: torch.Tensor) -> torch.Tensor:
+    """softmax over dim 1, with the limit for rows holding +inf: mass 1/#(+inf) on each +inf entry."""
+    pos = torch.isposinf(z)
+    if not bool(pos.any()):
+        return torch.softmax(z, dim=1)
+    rows = pos.any(dim=1, keepdim=True)
+    limit = pos.to(z.dtype) / pos.sum(dim=1, keepdim=True).clamp_min(1).to(z.dtype)
+    return torch.where(rows, limit, torch.softmax(torch.where(rows, torch.zeros_like(z), z), dim=1))
 
 
 def _bernoulli_entropy(p: torch.Tensor) -> torch.Tensor:
@@ -63,12 +78,16 @@ class LogitScore(UncertaintyScore):
     def _single_logit(self, x: torch.Tensor) -> bool:
         return self.task == "binary" and (x.ndim == 1 or (x.ndim == 2 and x.shape[1] == 1))
 
-    def _check_logits(self, x: Any, name: str) -> torch.Tensor:
+    def _check_logits(self, x: Any, name: str, *, allow_empty: bool = False) -> torch.Tensor:
         t = as_tensor(x, name, keys=LOGIT_KEYS)
         if not t.is_floating_point():
             raise TypeError(f"{name} must be floating-point logits, got dtype {t.dtype}")
-        if t.numel() == 0 or t.shape[0] == 0:
+        if t.ndim == 0:
+            raise ValueError(f"{name} must have a sample axis, got a 0-D tensor")
+        if t.shape[0] == 0 and not allow_empty:
             raise ValueError(f"{name} must contain at least one sample")
+        if t.shape[0] > 0 and t.numel() == 0:
+            raise ValueError(f"{name} has no logits per sample (shape {tuple(t.shape)})")
         if torch.isnan(t).any():
             raise ValueError(f"{name} contains NaN")
         want = {False: {"multiclass": (2,), "binary": (1, 2), "multilabel": (2,)},
@@ -98,11 +117,14 @@ class LogitScore(UncertaintyScore):
         return s.reshape(-1, M).mean(dim=1) if self.per_member else s
 
     def score(self, X: Any = None, *, query: Any = None) -> torch.Tensor:
-        """Scores (N,) of query logits."""
+        """Scores (N,) of query logits (shapes in the module table); N = 0 gives an empty (0,) tensor."""
         _, x = pick(("X", X), ("query", query))
         if x is None:
             raise ValueError("score() needs query logits (positional, X= or query=)")
-        return self._score_logits(self._check_logits(x, "query logits"))
+        t = self._check_logits(x, "query logits", allow_empty=True)
+        if t.shape[0] == 0:
+            return torch.empty(0, dtype=t.dtype, device=t.device)
+        return self._score_logits(t)
 
     def select(self, X: Any = None, *, query: Any = None) -> dict[str, torch.Tensor]:
         return self._selection(self.score(X, query=query))
@@ -261,7 +283,7 @@ class SoftmaxScore(LogitScore):
         if self.task == "multilabel":
             p = torch.sigmoid(z)
             return -torch.maximum(p, 1 - p).amin(dim=1)
-        return -torch.softmax(z, dim=1).amax(dim=1)
+        return -_softmax(z).amax(dim=1)
 
 
 class EntropyScore(LogitScore):
@@ -275,7 +297,7 @@ class EntropyScore(LogitScore):
             return _bernoulli_entropy(torch.sigmoid(z))
         if self.task == "multilabel":
             return _bernoulli_entropy(torch.sigmoid(z)).amax(dim=1)
-        p = torch.softmax(z, dim=1).clamp_min(1e-12)
+        p = _softmax(z).clamp_min(1e-12)
         return -(p * p.log()).sum(dim=1)
 
 
@@ -305,4 +327,5 @@ class MarginScore(LogitScore):
         if x.shape[1] < 2:
             raise ValueError("MarginScore needs at least 2 classes")
         top2 = (x / T).topk(2, dim=1).values
-        return -(top2[:, 0] - top2[:, 1])
+        gap = torch.where(top2[:, 0] == top2[:, 1], torch.zeros_like(top2[:, 0]), top2[:, 0] - top2[:, 1])
+        return -gap

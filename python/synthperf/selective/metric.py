@@ -76,8 +76,11 @@ class RiskCoverageMetric(Metric):
     ``error_metric``: a torchmetrics Metric/MetricCollection returning per-sample residuals (B,)
     (e.g. ``MeanSquaredError`` is *not* per-sample; use a metric with ``reduction='none'``); one
     curve per metric. Default residual: ``|preds - target|`` averaged over non-batch dims.
-    ``compute()`` returns ``rc/auc_empirical``, ``rc/auc_reference``, ``rc/auc_excess`` (or
-    ``rc/<name>/auc_*`` per metric of a collection with several).
+    ``compute()`` returns ``rc/auc_empirical``, ``rc/auc_reference``, ``rc/auc_excess`` for the
+    default residual (and ``error_fn``), and ``rc/<name>/auc_*`` for every metric of
+    ``error_metric`` - also when there is only one (seapig: a bare Metric is keyed by its class
+    name, e.g. ``rc/MeanAbsoluteError/auc_empirical``). AUCs are taken after binning to
+    ``n_bins`` points (:mod:`synthperf.selective.risk`).
     """
 
     full_state_update = False
@@ -137,8 +140,8 @@ class RiskCoverageMetric(Metric):
         self.scores.append(scores.detach().reshape(-1).float())
 
     def compute(self) -> dict[str, torch.Tensor]:
-        keys = [""] if len(self.names) <= 1 else [f"{n}/" for n in self.names]
-        streams = {"": "residuals"} if len(self.names) <= 1 else {f"{n}/": f"residuals_{n}" for n in self.names}
+        keys = [""] if not self.names else [f"{n}/" for n in self.names]
+        streams = {"": "residuals"} if not self.names else {f"{n}/": f"residuals_{n}" for n in self.names}
         scores = self.scores
         if isinstance(scores, list):
             scores = torch.cat(scores) if scores else torch.zeros(0)

@@ -3,7 +3,9 @@
 
 TensorPCA notation:
 - RFF map (mode ``"rff"``, needs ``gamma`` and ``M``): φ(x) = sqrt(2/M)·cos(x Wᵀ + u),
-  W ~ sqrt(2γ)·N(0, 1)^{M×D}, u ~ 2π·U(0, 1)^M (approximates the RBF kernel exp(-γ||x-y||²)).
+  W ~ sqrt(2γ)·N(0, 1)^{M×D}, u ~ 2π·U(0, 1)^M (approximates the RBF kernel exp(-γ||x-y||²)),
+  drawn (W first) in the dtype of the first fitted input, from ``generator`` or the global RNG,
+  so a float32 fit after ``torch.manual_seed(s)`` draws seapig's features.
 - Accumulators over all partial_fit batches (float64): Σx, Σxxᵀ, n. ``finalize``: μ = Σx/n,
   scatter K = Σxxᵀ - n μμᵀ, U S Vᵀ = svd(K), explained fraction s_acc = cumsum(S)/ΣS;
   q = int n_components (clipped to [1, len S]) or the first index with s_acc >= n_components, + 1.
@@ -71,24 +73,28 @@ class TensorPCA(torch.nn.Module):
     def _use_rff(self) -> bool:
         return self.mode == "rff" and self.gamma is not None and self.M is not None
 
-    def _init_rff(self, D: int, device: torch.device) -> None:
+    def _init_rff(self, D: int, dtype: torch.dtype, device: torch.device) -> None:
         if self.M <= D:
             raise ValueError(f"RFF dimension M must be greater than input dim D (M={self.M}, D={D})")
         gen = self.generator
-        w = torch.randn(self.M, D, generator=gen, dtype=torch.float64) * math.sqrt(2.0 * self.gamma)
-        u = torch.rand(self.M, generator=gen, dtype=torch.float64) * (2.0 * math.pi)
+        gdev = gen.device if gen is not None else device
+        # drawn in the input dtype (float32 embeddings: float32 features, as seapig), W then u
+        w = torch.randn(self.M, D, generator=gen, dtype=dtype, device=gdev) * math.sqrt(2.0 * self.gamma)
+        u = torch.rand(self.M, generator=gen, dtype=dtype, device=gdev) * (2.0 * math.pi)
         self._rff_w, self._rff_u = w.to(device), u.to(device)
 
     def _features(self, X: torch.Tensor) -> torch.Tensor:
-        X = X.double()
+        """φ(X) (float64 (N, F)); the RFF map runs in the random features' dtype (the dtype of the
+        first ``partial_fit`` input), its output is accumulated in float64."""
         if not self._use_rff():
-            return X
+            return X.double()
         if self._rff_w is None:
-            self._init_rff(X.shape[1], X.device)
+            self._init_rff(X.shape[1], X.dtype, X.device)
         w, u = self._rff_w.to(X.device), self._rff_u.to(X.device)
         if X.shape[1] != w.shape[1]:
             raise ValueError(f"X has dimension {X.shape[1]} but the random features were drawn for {w.shape[1]}")
-        return math.sqrt(2.0 / self.M) * torch.cos(X @ w.T + u)
+        X = X.to(w.dtype)
+        return (math.sqrt(2.0 / self.M) * torch.cos(X @ w.T + u)).double()
 
     # -- fitting ---------------------------------------------------------------------------------
     def reset_partial(self) -> None:

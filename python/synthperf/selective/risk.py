@@ -9,8 +9,15 @@ Given scores s (lower = accept) and per-sample residuals r (losses), sort ascend
 The *reference* curve is the same with the oracle ordering (sorted by r itself); the excess
 curve is empirical - reference. AUCs are trapezoids over coverage, starting at c_1 = 1/n (no
 (0, 0) point): ``auc_empirical`` is the AURC, ``auc_excess`` = AURC - optimal AURC is the E-AURC
-(Geifman et al., 2019). Curves longer than ``n_bins`` are binned (per coverage bin the maximum
-of coverage, threshold and both risks) to exactly ``n_bins`` points.
+(Geifman et al., 2019).
+
+Binning, as seapig (both versions): when n > ``n_bins`` the curves are reduced to exactly
+``n_bins`` points *before* the areas are taken. Bin edges e_j = j/n_bins (j = 0..n_bins); point i
+goes to bin b_i = clamp(searchsorted(e, c_i, right=False) - 1, 0, n_bins - 1), i.e. the bin
+(e_b, e_{b+1}] (c_i on an edge falls in the lower bin); each bin keeps the maximum of coverage,
+threshold, empirical and reference risk of its points (an empty bin would stay 0; with
+n > n_bins none is empty). The AUCs are trapezoids over these binned points, so they depend on
+``n_bins``; ``aurc``/``eaurc`` below use the full resolution (n_bins = n).
 """
 from __future__ import annotations
 
@@ -120,9 +127,9 @@ def risk_coverage(score: torch.Tensor, residuals: torch.Tensor, risk: str = "gen
         raise ValueError("score and residuals must not contain NaN")
     cov, thr, emp = _rc_curve(score, residuals, risk)
     _, _, ref = _rc_curve(residuals, residuals, risk)
-    auc_emp, auc_ref = _trapz(emp, cov), _trapz(ref, cov)
     if cov.numel() > n_bins:
         cov, thr, emp, ref = _downsample(cov, thr, emp, ref, n_bins)
+    auc_emp, auc_ref = _trapz(emp, cov), _trapz(ref, cov)  # after binning, as seapig
     return RiskCoverage(coverage=cov, threshold=thr, risk=emp, reference=ref, excess=emp - ref, risk_type=risk,
                         auc_empirical=auc_emp, auc_reference=auc_ref, auc_excess=auc_emp - auc_ref)
 
