@@ -42,6 +42,24 @@ def test_contract_shapes_cache_and_determinism(data, tmp_path):
     assert meta["train_steps"] == 30
 
 
+def test_damaged_sample_cache_is_recomputed_once(data, tmp_path):
+    """The sample cache is a checksummed checkpoint: a bit flip is detected, said once, and redone."""
+    from synthperf._io import is_temp_file
+
+    x, y = data
+    a, _, info = make_digits_synthetic(x, y, 2, out_dir=tmp_path, seed=3, budget="tiny")
+    (cache,) = (tmp_path / info["model_dir"].split("/")[-1] / "samples").glob("*.safetensors")
+    raw = bytearray(cache.read_bytes())
+    raw[-1] ^= 0x10  # one bit of the last sample: safetensors alone would load it silently
+    cache.write_bytes(bytes(raw))
+    with pytest.warns(RuntimeWarning, match="recomputing the digits sample cache.*SHA-256") as rec:
+        b, _, info2 = make_digits_synthetic(x, y, 2, out_dir=tmp_path, seed=3, budget="tiny")
+    assert len(rec) == 1 and info2["samples_reused"] == 0 and info2["reused"] == 1 and np.array_equal(a, b)
+    _, _, info3 = make_digits_synthetic(x, y, 2, out_dir=tmp_path, seed=3, budget="tiny")
+    assert info3["samples_reused"] == 1
+    assert not [p for p in tmp_path.rglob("*") if is_temp_file(p)]
+
+
 def test_guided_samples_move_the_criterion(data, tmp_path):
     from synthperf.guidance.digits import guidance_classifier
 
