@@ -55,6 +55,7 @@ class ClassWiseScore(UncertaintyScore):
             raise TypeError("Class-wise scores are currently only supported for KNNScore.")
         if not callable(aggregation) and aggregation not in ("mean", "max", "min"):
             raise ValueError(f"aggregation must be 'mean', 'max', 'min' or a callable, got {aggregation!r}")
+        base_score_cls(**base_kwargs)  # validate k, stat, ... now (ValueError/TypeError naming them), not at fit
         self.base_score_cls, self.base_kwargs = base_score_cls, base_kwargs
         self.global_pca, self.aggregation = global_pca, aggregation
         self.ident = f"classwise-{base_score_cls.ident}"

@@ -49,8 +49,10 @@ def _softmax(z: torch.Tensor) -> torch.Tensor:
 
 
 def _bernoulli_entropy(p: torch.Tensor) -> torch.Tensor:
-    p = p.clamp(1e-12, 1 - 1e-12)
-    return -(p * p.log() + (1 - p) * torch.log1p(-p))
+    """Entropy of Bernoulli(p), p clamped to [1e-12, 1 - 1e-12] in float64 (in float32
+    1 - 1e-12 rounds to 1 and log1p(-1) = -inf would give NaN for |logit| > ~17); input dtype out."""
+    q = p.double().clamp(1e-12, 1 - 1e-12)
+    return (-(q * q.log() + (1 - q) * torch.log1p(-q))).to(p.dtype)
 
 
 class LogitScore(UncertaintyScore):
