@@ -1,6 +1,8 @@
 """Score base classes: ``UncertaintyScore``, ``RandomScore``, ``EmbeddingScore`` (spec §1.3-1.4).
 
 Lifecycle: ``fit`` (reference, optional calibration set) -> ``set_threshold(q)`` -> ``select``.
+``select`` never fits: before ``fit`` it raises RuntimeError; before ``set_threshold`` it uses the
+documented default q = 0.99 and warns (UserWarning and a log line).
 ``select`` returns ``{"score": s, "selected": s < threshold}`` (strict, bool); lower score =
 accept. The threshold is the linear-interpolated ``q``-quantile of ``self.scores``: scores of
 the calibration set when one was given (``is_calibrated()``), else leave-one-out self-scores of
@@ -29,6 +31,10 @@ import torch
 
 from ..progress import track
 from ._common import check_embeddings, check_q, logger, pick, quantile_threshold
+
+
+#: quantile level select() uses when no threshold was set (seapig's default; with a warning).
+DEFAULT_Q = 0.99
 
 
 class UncertaintyScore(torch.nn.Module, ABC):
@@ -128,10 +134,23 @@ class UncertaintyScore(torch.nn.Module, ABC):
         # SPPI accepts s <= thr; selection is the strict s < threshold, so step to the next float up
         return torch.nextafter(t, torch.tensor(float("inf"), dtype=dtype)).to(self.scores.device)
 
+    def _default_threshold(self) -> None:
+        """select() before set_threshold(): the one documented default (spec §1.3-1.4), never silent.
+
+        Sets ``set_threshold(q=DEFAULT_Q)`` (0.99) from the stored scores - nothing is refitted -
+        and says so as a UserWarning and a WARNING on the ``synthperf.selective`` logger.
+        Call ``set_threshold(q)`` first to choose the coverage and avoid the warning.
+        """
+        msg = (f"Threshold has not been set. Trying to set it via `set_threshold()`: {type(self).__name__}.select() "
+               f"uses the default q={DEFAULT_Q} on the stored {'calibration' if self.calibrated else 'reference'} "
+               "scores; call set_threshold(q) before select() to choose the coverage")
+        logger.warning(msg)
+        warnings.warn(msg, UserWarning, stacklevel=4)
+        self.set_threshold(DEFAULT_Q)
+
     def _selection(self, s: torch.Tensor) -> dict[str, torch.Tensor]:
         if self.threshold is None:
-            logger.warning("Threshold has not been set. Trying to set it via `set_threshold()`.")
-            self.set_threshold()
+            self._default_threshold()
         thr = self.threshold.to(device=s.device, dtype=s.dtype if s.is_floating_point() else torch.float32)
         return {"score": s, "selected": s < thr}
 
@@ -148,15 +167,18 @@ class UncertaintyScore(torch.nn.Module, ABC):
         """``{"score": (N,), "selected": (N,) bool}``."""
 
     def plot(self, query_scores: torch.Tensor | None = None, bins: int = 100):
-        """Histogram of the stored (and optional query) scores with the threshold; returns a Figure."""
-        import matplotlib
+        """Histogram densities of the stored scores (and of ``query_scores`` (N,) if given) with the
+        threshold as a dashed line; returns a ``matplotlib.figure.Figure``.
 
-        matplotlib.use("Agg", force=False)
-        import matplotlib.pyplot as plt
-
+        Built with matplotlib's object API: pyplot's backend, state and open figures are left
+        untouched and nothing is shown (seapig called ``plt.show()``); display the returned
+        figure (a notebook renders it) or save it with ``fig.savefig``.
+        """
         if self.scores is None:
             raise ValueError("nothing to plot: call fit(...) first")
-        fig, ax = plt.subplots(figsize=(6, 4))
+        Figure = _figure_class()
+        fig = Figure(figsize=(6, 4))
+        ax = fig.add_subplot()
         ax.hist(self.scores.detach().cpu().float().numpy(), bins=bins, density=True, alpha=0.6, label="calibration")
         if query_scores is not None:
             ax.hist(torch.as_tensor(query_scores).detach().cpu().float().numpy(), bins=bins, density=True,
@@ -166,6 +188,15 @@ class UncertaintyScore(torch.nn.Module, ABC):
         ax.set_xlabel(f"{self.ident} score (lower = accept)")
         ax.legend()
         return fig
+
+
+def _figure_class():
+    """``matplotlib.figure.Figure``, imported lazily (ImportError naming the extra if missing)."""
+    try:
+        from matplotlib.figure import Figure
+    except ImportError as exc:
+        raise ImportError("matplotlib is not installed; install it to plot (pip install matplotlib)") from exc
+    return Figure
 
 
 class RandomScore(UncertaintyScore):
@@ -397,7 +428,11 @@ class EmbeddingScore(UncertaintyScore):
 
     def select(self, X: Any = None, model: Any = None, loader: Any = None, outdir: str | Path | None = None,
                prefix: str | None = None, *, query: Any = None) -> dict[str, torch.Tensor]:
-        """``{"score": (N,), "selected": score < threshold}``; sets ``set_threshold()`` (q=0.99) if unset."""
+        """``{"score": (N,), "selected": score < threshold}`` (bool, strict).
+
+        Raises RuntimeError before ``fit``. Without a prior ``set_threshold(q)`` the threshold is
+        set from the stored scores at q = 0.99 with a UserWarning (seapig's default); nothing is
+        fitted or recalibrated here."""
         x = self._query_input(X, model, loader, outdir, prefix, query)
         return self._selection(self._score_embeddings(self._check_query(x)))
 

@@ -177,8 +177,9 @@ class ClassWiseScore(UncertaintyScore):
 
     def select(self, X: Any = None, *, query: Any = None, prediction: Any = None,
                full_matrix: bool = False) -> dict[str, torch.Tensor]:
+        self._check_ready("select()")
         if self.class_thresholds_ is None:
-            self.set_threshold()
+            self._default_threshold()
         s = self.score(X, query=query, prediction=prediction, full_matrix=full_matrix)
         thr_c = torch.stack([self.class_thresholds_[c].float() for c in self.classes_])
         if full_matrix:

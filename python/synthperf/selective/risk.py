@@ -88,15 +88,17 @@ class RiskCoverage:
                 f"auc_excess={float(self.auc_excess):.4f})")
 
     def plot(self, empirical: bool = True, reference: bool = True, excess: bool = True, digits: int = 4):
-        """Matplotlib Figure of the selected curves (Agg-safe; save with fig.savefig)."""
+        """``matplotlib.figure.Figure`` of the selected curves, built with the object API: the
+        user's pyplot backend and open figures are left unchanged; save with ``fig.savefig``."""
         if not (empirical or reference or excess):
             raise ValueError("At least one of empirical, reference, or excess must be True")
-        import matplotlib
+        try:
+            from matplotlib.figure import Figure
+        except ImportError as exc:
+            raise ImportError("matplotlib is not installed; install it to plot (pip install matplotlib)") from exc
 
-        matplotlib.use("Agg", force=False)
-        import matplotlib.pyplot as plt
-
-        fig, ax = plt.subplots(figsize=(6, 4))
+        fig = Figure(figsize=(6, 4))
+        ax = fig.add_subplot()
         c = self.coverage.numpy()
         if empirical:
             ax.plot(c, self.risk.numpy(), label=f"empirical (AURC {float(self.auc_empirical):.{digits}f})")
