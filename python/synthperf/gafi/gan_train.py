@@ -7,6 +7,16 @@ whole basket plus as many fresh fakes (fake labels = basket labels); then G take
 ``1..g_ema_start`` and ``EMA <- d*EMA + (1-d)*G`` afterwards over *all* state (weights, BN
 statistics, SN ``u``/``v`` vectors). After every epoch the EMA generator is checkpointed to
 ``<out>/checkpoints/ema_generator_epoch{NNN}`` and the full state to ``<out>/last_epoch/state``.
+
+**Standing statistics** (spec section 3, upstream ``apply_standing_stats``; off by default as
+upstream): with ``standing_stats = B > 0`` every checkpointed sampler is
+:func:`apply_standing_stats` of the EMA generator: spectral-norm vectors re-converged on the EMA
+weights, BatchNorm running statistics re-estimated over ``B`` forward passes of
+``batch_size * d_updates_per_step`` samples (RNG seeded by ``(seed, epoch)``, so resume is
+exact). The EMA of G's running statistics and of its unit SN vectors describes none of the
+averaged weights: on 8x8 digits (demo preset) the eval-mode EMA generator's samples agreed with
+their labels 74% of the time (a real-data ResNet-20 judge), 98% with standing statistics
+(issue 13). The EMA itself (and training) is unchanged.
 """
 from __future__ import annotations
 
@@ -18,6 +28,7 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
+from torch.nn.utils import parametrize
 
 from ..progress import progress_task
 from .._io import CheckpointError, checkpoint_exists, load_checkpoint, load_state_into, save_checkpoint
@@ -26,7 +37,7 @@ from .data import ImageData
 from .gan import Discriminator, GANConfig, Generator
 
 __all__ = ["GANTrainConfig", "GANResult", "train_gan", "hinge_d_loss", "hinge_g_loss", "ema_update",
-           "load_generator", "ema_checkpoint_path", "available_checkpoint_epochs"]
+           "load_generator", "ema_checkpoint_path", "available_checkpoint_epochs", "apply_standing_stats"]
 
 
 @dataclass
@@ -51,6 +62,7 @@ class GANTrainConfig:
     g_ema_start: int = 1000
     horizontal_flip: bool = True
     diff_augment: str | None = None  # e.g. "color,translation,cutout"; beyond upstream
+    standing_stats: int = 0  # batches for standing BN statistics of each checkpointed sampler; 0 = off
     mixed_precision: bool = False
     seed: int = 42
 
@@ -60,6 +72,8 @@ class GANTrainConfig:
         for name in ("epochs", "batch_size", "d_updates_per_step", "g_updates_per_step"):
             if int(getattr(self, name)) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if isinstance(self.standing_stats, bool) or not isinstance(self.standing_stats, int) or self.standing_stats < 0:
+            raise ValueError(f"standing_stats must be an int >= 0 (0 = off), got {self.standing_stats!r}")
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -85,6 +99,50 @@ def ema_update(ema: torch.nn.Module, model: torch.nn.Module, decay: float, copy_
             v.copy_(s)
         else:
             v.mul_(decay).add_(s, alpha=1.0 - decay)
+
+
+_SN_REFRESH = 20  # power iterations that re-converge each spectral norm's u/v to the sampler's weights
+
+
+@torch.no_grad()
+def apply_standing_stats(generator: Generator, n_batches: int, batch_size: int, gen: torch.Generator,
+                         device: str | torch.device = "cpu") -> Generator:
+    """A copy of ``generator`` (eval mode) with re-estimated statistics; ``generator`` is untouched.
+
+    1. Every spectral norm's ``u``/``v`` (an estimate of the weight's top singular vectors, not a
+       parameter) is refreshed by ``_SN_REFRESH`` power iterations on the copy's own weights. In an
+       EMA generator they are averages of G's unit vectors: shorter than 1 and not aligned with
+       the averaged weight, so the eval-mode sigma = u^T W v is too small.
+    2. BatchNorm running mean/var become the plain average over ``n_batches`` forwards of
+       ``batch_size`` samples (z ~ N(0, I) (batch, latent_dim), labels uniform in
+       [0, num_classes)) with batch statistics, spectral norms fixed.
+
+    The weights (``parametrizations.*.original``) and the embedding are unchanged. Spec section 3.
+    """
+    if isinstance(n_batches, bool) or not isinstance(n_batches, int) or n_batches < 1:
+        raise ValueError(f"n_batches must be a positive int, got {n_batches!r}")
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 2:
+        raise ValueError(f"batch_size must be an int >= 2 (batch statistics), got {batch_size!r}")
+    g = copy.deepcopy(generator)
+    g.train()
+    for m in g.modules():  # in train mode every access of a spectral-normed weight is one power iteration
+        if parametrize.is_parametrized(m, "weight"):
+            for _ in range(_SN_REFRESH):
+                m.weight
+    bns = [m for m in g.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
+    for m in bns:
+        m.reset_running_stats()
+        m.momentum = None  # cumulative moving average = plain mean over the passes
+    g.eval()
+    for m in bns:  # only BN in train mode: the refreshed spectral norms stay fixed
+        m.train()
+    for _ in range(n_batches):
+        z = torch.randn(batch_size, g.latent_dim, generator=gen).to(device)
+        y = torch.randint(0, g.num_classes, (batch_size,), generator=gen).to(device)
+        g(z, y)
+    for m, ref in zip(bns, (m for m in generator.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm))):
+        m.momentum = ref.momentum
+    return g.eval()
 
 
 def ema_checkpoint_path(out_dir: str | Path, epoch: int) -> Path:
@@ -239,8 +297,9 @@ def train_gan(data: ImageData, gan_cfg: GANConfig, cfg: GANTrainConfig, *, out_d
             if not all(math.isfinite(row[k]) for k in ("d_loss", "g_loss")):
                 raise FloatingPointError(f"GAN training diverged at epoch {epoch}: {row}")
             history.append(row)
+            if out is not None or epoch == cfg.epochs:
+                sampler = _sampler(ema if ema is not None else G, cfg, epoch, basket, device)
             if out is not None:
-                sampler = ema if ema is not None else G
                 save_checkpoint(ema_checkpoint_path(out, epoch), sampler.state_dict(),
                                 {"kind": "generator", "epoch": epoch, "iterations": it, **meta_base})
                 tensors = {f"G.{k}": v for k, v in G.state_dict().items()}
@@ -254,7 +313,17 @@ def train_gan(data: ImageData, gan_cfg: GANConfig, cfg: GANTrainConfig, *, out_d
                 save_checkpoint(last, tensors, {"kind": "gan_state", "epoch": epoch, "iterations": it,
                                                 "history": history, "opt_g": mg, "opt_d": md, **meta_base})
             advance(1)
-    return GANResult(G.eval(), D.eval(), ema, history, it)
+    if start > cfg.epochs:  # resumed a finished run
+        sampler = _sampler(ema if ema is not None else G, cfg, cfg.epochs, basket, device)
+    return GANResult(G.eval(), D.eval(), sampler if ema is not None else None, history, it)
+
+
+def _sampler(model: Generator, cfg: GANTrainConfig, epoch: int, batch: int, device) -> Generator:
+    """What an epoch checkpoints: ``model``, or its standing-statistics copy (``cfg.standing_stats``)."""
+    if cfg.standing_stats <= 0:
+        return model
+    gen = torch.Generator().manual_seed(int(cfg.seed) * 100003 + int(epoch))
+    return apply_standing_stats(model, cfg.standing_stats, max(batch, 2), gen, device)
 
 
 def load_generator(path: str | Path, device: str | torch.device = "cpu") -> Generator:
