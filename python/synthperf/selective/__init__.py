@@ -5,6 +5,7 @@ Scores (lower = accept; ``select(X) -> {"score", "selected": score < threshold}`
 - KNN distances: :class:`EuclideanScore`, :class:`CosineScore`, :class:`MahalanobisScore`
   and their class-wise variants (:class:`ClassWiseScore`, ``*ClassWiseScore``);
 - logits: :class:`SoftmaxScore`, :class:`EntropyScore`, :class:`EnergyScore`, :class:`MarginScore`;
+  ensembles (member axis last): :class:`MutualInformationScore`, :class:`PredictiveVarianceScore`;
 - :class:`PCAScore` with :class:`TensorPCA` (linear or RFF kernel PCA, ``partial_fit``);
 - :class:`PyODScore` (needs the optional ``pyod``), :class:`RandomScore`.
 
@@ -24,6 +25,7 @@ from .classwise import (ClassWiseMode, ClassWiseScore, CosineClassWiseScore, Euc
                         MahalanobisClassWiseScore)
 from .knn import KNNIndex, knn_search
 from .knn_scores import CosineScore, EuclideanScore, KNNScore, MahalanobisScore
+from .ensemble import MutualInformationScore, PredictiveVarianceScore
 from .logits import EnergyScore, EntropyScore, LogitScore, MarginScore, SoftmaxScore
 from .pca import PCAScore, TensorPCA
 from .risk import RiskCoverage, aurc, eaurc, risk_coverage
@@ -39,6 +41,7 @@ __all__ = [
     "UncertaintyScore", "EmbeddingScore", "RandomScore", "KNNScore", "EuclideanScore", "CosineScore",
     "MahalanobisScore", "ClassWiseMode", "ClassWiseScore", "EuclideanClassWiseScore", "CosineClassWiseScore",
     "MahalanobisClassWiseScore", "LogitScore", "SoftmaxScore", "EntropyScore", "EnergyScore", "MarginScore",
+    "MutualInformationScore", "PredictiveVarianceScore",
     "PCAScore", "TensorPCA", "KNNIndex", "knn_search", "RiskCoverage", "risk_coverage", "aurc", "eaurc",
     *_LAZY,
 ]
