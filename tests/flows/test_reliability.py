@@ -385,3 +385,24 @@ def test_prr_upstream_eps_warns():
         warnings.simplefilter("error", RuntimeWarning)
         warnings.filterwarnings("ignore", ".*the latent will not be Gaussian", RuntimeWarning)
         flows.simulate(None, data_name="swirl", dims_to_keep=2, rho=2.0, steps=31, h=0.1, total_samples=40)
+
+
+def test_dataset_tool_and_coverage_options_checked_first(tmp_path, monkeypatch):
+    from synthperf.flows.dataset_tool import make_dataset_zip
+
+    for bad in (-1, 0):
+        with pytest.raises(ValueError, match="max_images must be >= 1"):
+            make_dataset_zip("digits", tmp_path / "d.zip", max_images=bad)
+    with pytest.raises(ValueError, match="power of two"):
+        make_dataset_zip("digits", tmp_path / "d.zip", resolution=12)
+    assert not (tmp_path / "d.zip").exists()
+    r = CliRunner().invoke(app, ["dataset-tool", "--source", "digits", "--dest", str(tmp_path / "d.zip"),
+                                 "--max-images", "-1"])
+    assert r.exit_code == 2 and r.stderr.startswith("error: ") and "max_images" in r.stderr
+    _no_work(monkeypatch)
+    for args, words in [(["--steps", "1"], "steps"), (["--data-name", "spiral"], "data_name"),
+                        (["--rho", "-1"], "rho"), (["--n-test", "0"], "n_test"),
+                        (["--network", str(tmp_path / "none.json")], "network")]:
+        r = CliRunner().invoke(app, ["coverage", "--out", str(tmp_path / "c.json"), *args])
+        assert r.exit_code == 2 and r.stderr.startswith("error: ") and words in r.stderr, (args, r.output)
+    assert not (tmp_path / "c.json").exists()

@@ -168,8 +168,20 @@ def coverage_command(
     from .metrics import coverage_experiment
     from .pfode import DenoiserFlow, DiscreteFlow
     from .schedules import InflationSchedule
-    from .toy_data import make_toy
+    from .._validation import positive_int
+    from .api import check_schedule_args, check_simulate_args
+    from .toy_data import TOY_DATASETS, make_toy
 
+    check_simulate_args(steps=steps, h=h, grid="ifs", end_time=1.0, eps_s=0.0, eps=eps, save_freq=1,
+                        total_samples=total_samples, solver="euler", mode="stable", backend=None, seed=seed)
+    check_schedule_args(dims_to_keep=dims_to_keep, rho=rho, gamma0=5e-4, g_type="orig", inflation_gap=1.0,
+                        end_vars=1.0)
+    positive_int(n_test, "n_test")
+    positive_int(n_boundary, "n_boundary", minimum=4)
+    if network is None and data_name not in TOY_DATASETS:
+        raise ValueError(f"data_name must be one of the toy datasets {sorted(TOY_DATASETS)}, got {data_name!r}")
+    if network is not None and not network.is_file():
+        raise FileNotFoundError(f"network {str(network)!r} does not exist (or is not a file)")
     if network is None:
         x = make_toy(data_name, total_samples, seed=seed)
         sch, W = InflationSchedule.from_data(x, dims_to_keep=dims_to_keep, rho=rho)

@@ -50,8 +50,18 @@ def _folder(src: Path) -> tuple[list[np.ndarray], list[int] | None]:
 
 def make_dataset_zip(source: str | Path, dest: str | Path, *, resolution: int | None = None,
                      max_images: int | None = None) -> int:
-    """Write the archive; returns the number of images. ``resolution`` resizes to RxR (Lanczos)."""
+    """Write the archive; returns the number of images. ``resolution`` resizes to RxR (Lanczos);
+    ``max_images`` (>= 1) keeps the first ones. The ZIP is written atomically."""
     from PIL import Image
+
+    from .._validation import positive_int
+
+    if max_images is not None:
+        max_images = positive_int(max_images, "max_images")  # -1 used to drop one image silently (issue 17)
+    if resolution is not None:
+        resolution = positive_int(resolution, "resolution")
+        if resolution & (resolution - 1):
+            raise ValueError(f"resolution must be a power of two, got {resolution}")
 
     imgs, labels = _digits() if str(source) == "digits" else _folder(Path(source))
     if max_images is not None:
@@ -146,7 +156,11 @@ class ImageZipDataset:
         return self[i][0].astype(np.float32) / 127.5 - 1.0
 
     def array(self, max_images: int | None = None) -> np.ndarray:
-        """All images [n, C, R, R] in [-1, 1] (float32)."""
+        """All images [n, C, R, R] in [-1, 1] (float32); ``max_images`` (>= 1) keeps the first ones."""
+        if max_images is not None:
+            from .._validation import positive_int
+
+            max_images = positive_int(max_images, "max_images")
         n = len(self) if max_images is None else min(max_images, len(self))
         return np.stack([self.to_float(i) for i in range(n)])
 
