@@ -23,6 +23,7 @@ from __future__ import annotations
 _LAZY = {
     "FeedbackGuidedPipeline": ".pipeline",
     "FeedbackGuidedOutput": ".pipeline",
+    "FeedbackGuidedPipelineOutput": "._diffusers_api",
     "FeedbackGuidedFluxPipeline": ".pipeline_flux",
     "FeedbackGuidedPixelPipeline": ".pipeline_pixel",
     "make_digits_synthetic": ".digits",

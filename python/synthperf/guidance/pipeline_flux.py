@@ -33,11 +33,11 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..progress import track
 from ._batch import Rows
+from ._diffusers_api import FeedbackGuidedPipelineOutput, NoiseSource, expand_rows, per_row_strings
 from .adapters import FluxDecoder, FluxDenoiser
 from .criteria import HardnessCriterion
-from .pipeline import FeedbackGuidedOutput, FeedbackGuidedPipeline
+from .pipeline import FeedbackGuidedPipeline
 from .step import IMAGENET_MEAN, IMAGENET_STD, FeedbackGuidanceStep
 
 try:
@@ -73,6 +73,7 @@ class FeedbackGuidedFluxPipeline(FeedbackGuidedPipeline):
 
     model_cpu_offload_seq = "text_encoder->text_encoder_2->transformer->vae"
     _optional_components = ["classifier"]
+    _callback_tensor_inputs = ["latents", "prompt_embeds"]
 
     def __init__(self, scheduler, vae, text_encoder, tokenizer, text_encoder_2, tokenizer_2, transformer,
                  classifier: nn.Module | None = None) -> None:
@@ -112,24 +113,38 @@ class FeedbackGuidedFluxPipeline(FeedbackGuidedPipeline):
     # ------------------------------------------------------------------ sampling
     @torch.no_grad()
     def __call__(self, prompt: str | Sequence[str], class_ids: int | Sequence[int] = 0, *,
-                 seeds: int | Sequence[int] = 0, criterion: Any = "entropy", fg_scale: float | Sequence[float] = 0.03,
-                 guidance_freq: int = 5, guidance_scale: float = 3.5, true_cfg_scale: float = 1.0,
-                 negative_prompt: str = "", num_inference_steps: int = 28, height: int | None = None,
-                 width: int | None = None, max_sequence_length: int = 512, mode: str = "latent_shift_normalized",
+                 seeds: int | Sequence[int] | None = None, criterion: Any = "entropy",
+                 fg_scale: float | Sequence[float] = 0.03, guidance_freq: int = 5, guidance_scale: float = 3.5,
+                 true_cfg_scale: float = 1.0, negative_prompt: str | Sequence[str] | None = "",
+                 num_inference_steps: int = 28, height: int | None = None, width: int | None = None,
+                 max_sequence_length: int = 512, num_images_per_prompt: int = 1,
+                 generator: torch.Generator | list[torch.Generator] | None = None,
+                 latents: torch.Tensor | None = None, output_type: str = "pt", image_size: int | tuple | None = None,
+                 return_dict: bool = True, callback_on_step_end: Callable | None = None,
+                 callback_on_step_end_tensor_inputs: Sequence[str] = ("latents",),
+                 mode: str = "latent_shift_normalized",
                  hardness: HardnessCriterion | None = None, custom_criteria: Mapping[str, Callable] | None = None,
                  classifier_mean: Sequence[float] = IMAGENET_MEAN, classifier_std: Sequence[float] = IMAGENET_STD,
                  classifier_size: int | None = None, compile: bool | str = False,
-                 retry_corrupted: bool = True) -> FeedbackGuidedOutput:
-        """Generate one image per row (FLUX family).
+                 retry_corrupted: bool = True) -> FeedbackGuidedPipelineOutput | tuple:
+        """Generate ``num_images_per_prompt`` images per row (FLUX family).
 
         Per-row arguments as :meth:`FeedbackGuidedPipeline.__call__` (``prompt``, ``class_ids``,
         ``criterion``, ``fg_scale``, ``seeds``). ``guidance_scale``: FLUX's distilled guidance
         embedding (used when ``transformer.config.guidance_embeds``, ignored otherwise, as in
-        FluxPipeline); ``true_cfg_scale`` > 1 adds real CFG against ``negative_prompt``.
-        ``height``/``width`` must be divisible by 2 x the VAE scale factor (2x2 packing).
-        Returns :class:`FeedbackGuidedOutput` (images (B,3,H,W) float32 in [0,1]).
+        FluxPipeline); ``true_cfg_scale`` > 1 adds real CFG against ``negative_prompt`` (str or
+        one per row; default "" so true CFG needs no negative prompt; None = none, which turns
+        true CFG off as in FluxPipeline). ``height``/``width`` must be divisible by 2 x the VAE
+        scale factor (2x2 packing). ``num_images_per_prompt``, ``generator``, ``output_type``
+        ("latent" = the packed (B*n, N, 4C) latents, as FluxPipeline), ``image_size``,
+        ``return_dict`` and ``callback_on_step_end`` (tensor inputs "latents" (packed),
+        "prompt_embeds" (T5)) as the SD family; ``latents`` are packed (B*n, N, 4C) as FluxPipeline's.
+        Returns :class:`~._diffusers_api.FeedbackGuidedPipelineOutput`.
         """
         check_flux_scheduler(self.scheduler)
+        call = self._begin_call(guidance_scale=guidance_scale, output_type=output_type, image_size=image_size,
+                                callback=callback_on_step_end, callback_inputs=callback_on_step_end_tensor_inputs,
+                                num_images_per_prompt=num_images_per_prompt, seeds=seeds, generator=generator)
         if mode != "latent_shift_normalized":
             raise ValueError(f"mode {mode!r} is not available for the FLUX family: only 'latent_shift_normalized' "
                              "(eps_shift needs d v = d eps / (1 - sigma), singular at sigma = 1)")
@@ -144,40 +159,52 @@ class FeedbackGuidedFluxPipeline(FeedbackGuidedPipeline):
                 raise ValueError(f"{name}={v!r} must be a positive multiple of {multiple} "
                                  "(VAE scale factor x 2 for FLUX's 2x2 latent packing)")
         device = self._execution_device
-        rows, fns = self._prepare_rows(prompt, class_ids, criterion, fg_scale, seeds, guidance_freq=guidance_freq,
-                                       num_inference_steps=num_inference_steps, probe_size=classifier_size or height,
-                                       device=device, hardness=hardness, custom_criteria=custom_criteria)
+        rows, fns = self._prepare_rows(prompt, class_ids, criterion, fg_scale, call["seeds"],
+                                       guidance_freq=guidance_freq, num_inference_steps=num_inference_steps,
+                                       probe_size=classifier_size or height, device=device, hardness=hardness,
+                                       custom_criteria=custom_criteria)
+        negatives = per_row_strings(negative_prompt, "negative_prompt", len(rows.seeds), None)
+        rows, src = expand_rows(rows, num_images_per_prompt)
+        negatives = None if negatives is None else [negatives[r] for r in src]
         lh, lw = height // self.vae_scale_factor, width // self.vae_scale_factor
+        C = self.transformer.config.in_channels // 4
+        noise = NoiseSource(generator, latents, len(rows.seeds), (len(rows.seeds), (lh // 2) * (lw // 2), 4 * C))
         step = None
         if self.classifier is not None:
             denoiser = self.__dict__.setdefault("_fg_flux_denoiser", FluxDenoiser(self.transformer))
             step = self._guidance_step(denoiser, self._decoder(lh, lw), fns, mode=mode, mean=classifier_mean,
                                        std=classifier_std, classifier_size=classifier_size, compile=compile)
 
-        def run(r: Rows, crit_index: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
-            return self._sample_flux(r, crit_index, step, guidance_freq=guidance_freq, guidance_scale=guidance_scale,
-                                     true_cfg_scale=true_cfg_scale, negative_prompt=negative_prompt,
-                                     num_inference_steps=num_inference_steps, latent_hw=(lh, lw),
-                                     max_sequence_length=max_sequence_length, device=device)
+        def run(r: Rows, crit_index: torch.Tensor, idx: list[int], gen: Any, init: torch.Tensor | None):
+            negs = None if negatives is None or true_cfg_scale <= 1.0 else [negatives[i] for i in idx]
+            return self._sample_flux(r, crit_index, step, negs, gen, init, call, callback_on_step_end,
+                                     guidance_freq=guidance_freq, guidance_scale=guidance_scale,
+                                     true_cfg_scale=true_cfg_scale, num_inference_steps=num_inference_steps,
+                                     latent_hw=(lh, lw), max_sequence_length=max_sequence_length, device=device,
+                                     decode=output_type != "latent")
 
         return self._run_with_retry(rows, self._sample_fn(fns, hardness, custom_criteria, device, run),
-                                    retry_corrupted)
+                                    retry_corrupted, noise, call, output_type, return_dict)
 
-    def _sample_flux(self, rows: Rows, crit_index: torch.Tensor, step: FeedbackGuidanceStep | None, *,
-                     guidance_freq: int, guidance_scale: float, true_cfg_scale: float, negative_prompt: str,
-                     num_inference_steps: int, latent_hw: tuple[int, int], max_sequence_length: int,
-                     device) -> tuple[torch.Tensor, torch.Tensor | None]:
+    def _sample_flux(self, rows: Rows, crit_index: torch.Tensor, step: FeedbackGuidanceStep | None,
+                     negatives: list[str] | None, generators: Any, init: torch.Tensor | None, call: dict,
+                     callback: Any, *, guidance_freq: int, guidance_scale: float, true_cfg_scale: float,
+                     num_inference_steps: int, latent_hw: tuple[int, int], max_sequence_length: int, device,
+                     decode: bool) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """One run: (images (B,3,H,W) in [0,1] or the packed final latents, criterion or None)."""
         B = len(rows.prompts)
         lh, lw = latent_hw
-        embeds, pooled, text_ids = self._encode_flux(rows.prompts, device, max_sequence_length)
-        do_true_cfg = true_cfg_scale > 1.0
+        prompt_embeds, pooled, text_ids = self._encode_flux(rows.prompts, device, max_sequence_length)
+        do_true_cfg = negatives is not None
         if do_true_cfg:
-            neg_embeds, neg_pooled, neg_ids = self._encode_flux([negative_prompt] * B, device, max_sequence_length)
+            neg_embeds, neg_pooled, neg_ids = self._encode_flux(negatives, device, max_sequence_length)
         C = self.transformer.config.in_channels // 4
-        generators = [torch.Generator(device="cpu").manual_seed(s) for s in rows.seeds]
-        latents = randn_tensor((B, C, lh, lw), generator=generators, device=device, dtype=embeds.dtype)
-        latents = FluxPipeline._pack_latents(latents, B, C, lh, lw)                    # (B, N, 4C)
-        img_ids = FluxPipeline._prepare_latent_image_ids(B, lh // 2, lw // 2, device, embeds.dtype)
+        if init is None:
+            latents = randn_tensor((B, C, lh, lw), generator=generators, device=device, dtype=prompt_embeds.dtype)
+            latents = FluxPipeline._pack_latents(latents, B, C, lh, lw)                # (B, N, 4C)
+        else:
+            latents = init.to(device=device, dtype=prompt_embeds.dtype)
+        img_ids = FluxPipeline._prepare_latent_image_ids(B, lh // 2, lw // 2, device, prompt_embeds.dtype)
         sigmas = np.linspace(1.0, 1 / num_inference_steps, num_inference_steps)
         if getattr(self.scheduler.config, "use_flow_sigmas", False):
             sigmas = None
@@ -185,6 +212,7 @@ class FeedbackGuidedFluxPipeline(FeedbackGuidedPipeline):
         mu = calculate_shift(latents.shape[1], cfg.get("base_image_seq_len", 256), cfg.get("max_image_seq_len", 4096),
                              cfg.get("base_shift", 0.5), cfg.get("max_shift", 1.15))
         timesteps, _ = retrieve_timesteps(self.scheduler, num_inference_steps, device, sigmas=sigmas, mu=mu)
+        self._num_timesteps = len(timesteps)
         guidance = None
         if self.transformer.config.guidance_embeds:
             guidance = torch.full([1], guidance_scale, device=device, dtype=torch.float32).expand(B)
@@ -193,24 +221,33 @@ class FeedbackGuidedFluxPipeline(FeedbackGuidedPipeline):
         w = rows.fg_scales.to(device)
         guided_any = step is not None and bool((w != 0).any())
         self.scheduler.set_begin_index(0)
-        for i, t in enumerate(track(timesteps, "feedback-guided sampling (FLUX)")):
-            timestep = t.expand(B).to(latents.dtype)
-            v = self.transformer(hidden_states=latents, timestep=timestep / 1000, guidance=guidance,
-                                 pooled_projections=pooled, encoder_hidden_states=embeds, txt_ids=text_ids,
-                                 img_ids=img_ids, joint_attention_kwargs={}, return_dict=False)[0]
-            if do_true_cfg:
-                v_neg = self.transformer(hidden_states=latents, timestep=timestep / 1000, guidance=guidance,
-                                         pooled_projections=neg_pooled, encoder_hidden_states=neg_embeds,
-                                         txt_ids=neg_ids, img_ids=img_ids, joint_attention_kwargs={},
-                                         return_dict=False)[0]
-                v = v_neg + true_cfg_scale * (v - v_neg)
-            if guided_any and i % guidance_freq == 0:                                   # §2 step 2
-                sigma = self.scheduler.sigmas[i].to(device=device, dtype=torch.float32)
-                t_in = (t.to(latents.dtype) / 1000).to(device)
-                delta, _ = step(latents, y, w, crit_index, sigma, t_in, sigma, embeds, pooled, text_ids, img_ids,
-                                guidance_arg)
-                latents = latents + delta                                               # §2 j
-            latents = self.scheduler.step(v, t, latents, return_dict=False)[0]          # §2 step 3
+        with self.progress_bar(total=len(timesteps)) as bar:
+            for i, t in enumerate(timesteps):
+                if self.interrupt:
+                    continue
+                timestep = t.expand(B).to(latents.dtype)
+                v = self.transformer(hidden_states=latents, timestep=timestep / 1000, guidance=guidance,
+                                     pooled_projections=pooled, encoder_hidden_states=prompt_embeds, txt_ids=text_ids,
+                                     img_ids=img_ids, joint_attention_kwargs={}, return_dict=False)[0]
+                if do_true_cfg:
+                    v_neg = self.transformer(hidden_states=latents, timestep=timestep / 1000, guidance=guidance,
+                                             pooled_projections=neg_pooled, encoder_hidden_states=neg_embeds,
+                                             txt_ids=neg_ids, img_ids=img_ids, joint_attention_kwargs={},
+                                             return_dict=False)[0]
+                    v = v_neg + true_cfg_scale * (v - v_neg)
+                if guided_any and i % guidance_freq == 0:                               # §2 step 2
+                    sigma = self.scheduler.sigmas[i].to(device=device, dtype=torch.float32)
+                    t_in = (t.to(latents.dtype) / 1000).to(device)
+                    delta, _ = step(latents, y, w, crit_index, sigma, t_in, sigma, prompt_embeds, pooled, text_ids,
+                                    img_ids, guidance_arg)
+                    latents = latents + delta                                           # §2 j
+                latents = self.scheduler.step(v, t, latents, return_dict=False)[0]      # §2 step 3
+                new = self._step_end(call, callback, i, t, {"latents": latents, "prompt_embeds": prompt_embeds})
+                latents = new.pop("latents", latents)
+                prompt_embeds = new.pop("prompt_embeds", prompt_embeds)
+                bar.update()
+        if not decode:
+            return latents, None
         z = FluxPipeline._unpack_latents(latents, lh * self.vae_scale_factor, lw * self.vae_scale_factor,
                                          self.vae_scale_factor)
         z = z / self.vae.config.scaling_factor + self.vae.config.shift_factor

@@ -29,11 +29,11 @@ from typing import Any, Callable, Mapping, Sequence
 import torch
 from torch import nn
 
-from ..progress import track
 from ._batch import Rows, check_sd_scheduler
+from ._diffusers_api import FeedbackGuidedPipelineOutput, NoiseSource, expand_rows
 from .adapters import PixelDecoder, PixelDenoiser
 from .criteria import HardnessCriterion
-from .pipeline import FeedbackGuidedOutput, FeedbackGuidedPipeline
+from .pipeline import FeedbackGuidedPipeline
 from .step import FeedbackGuidanceStep
 
 try:
@@ -59,6 +59,7 @@ class FeedbackGuidedPixelPipeline(FeedbackGuidedPipeline):
 
     model_cpu_offload_seq = "unet"
     _optional_components = ["classifier"]
+    _callback_tensor_inputs = ["latents"]
 
     def __init__(self, unet, scheduler, classifier: nn.Module | None = None, null_class_id: int | None = None) -> None:
         DiffusionPipeline.__init__(self)
@@ -87,25 +88,39 @@ class FeedbackGuidedPixelPipeline(FeedbackGuidedPipeline):
 
     @torch.no_grad()
     def __call__(self, prompt: str | Sequence[str] | None = None, class_ids: int | Sequence[int] = 0, *,
-                 seeds: int | Sequence[int] = 0, criterion: Any = "entropy", fg_scale: float | Sequence[float] = 0.03,
-                 guidance_freq: int = 5, guidance_scale: float = 1.0, num_inference_steps: int = 30,
-                 height: int | None = None, width: int | None = None, eta: float = 0.0,
+                 seeds: int | Sequence[int] | None = None, criterion: Any = "entropy",
+                 fg_scale: float | Sequence[float] = 0.03, guidance_freq: int = 5, guidance_scale: float = 1.0,
+                 num_inference_steps: int = 30, height: int | None = None, width: int | None = None,
+                 eta: float = 0.0, num_images_per_prompt: int = 1,
+                 generator: torch.Generator | list[torch.Generator] | None = None,
+                 latents: torch.Tensor | None = None, output_type: str = "pt", image_size: int | tuple | None = None,
+                 return_dict: bool = True, callback_on_step_end: Callable | None = None,
+                 callback_on_step_end_tensor_inputs: Sequence[str] = ("latents",),
                  mode: str = "latent_shift_normalized", hardness: HardnessCriterion | None = None,
                  custom_criteria: Mapping[str, Callable] | None = None,
                  classifier_mean: Sequence[float] = PIXEL_MEAN, classifier_std: Sequence[float] = PIXEL_STD,
                  classifier_size: int | None = None, compile: bool | str = False,
-                 retry_corrupted: bool = True) -> FeedbackGuidedOutput:
-        """Generate one image per row, conditioned on its class id.
+                 retry_corrupted: bool = True) -> FeedbackGuidedPipelineOutput | tuple:
+        """Generate ``num_images_per_prompt`` images per row, conditioned on its class id.
 
         ``prompt`` is accepted for call compatibility with the other families (plan rows carry
-        one) and is not used; give None or strings. Per-row: ``class_ids`` (UNet labels, also
+        one) and is not used; give None or strings (there is no text, so no ``negative_prompt``:
+        CFG's unconditional branch is the null label). Per-row: ``class_ids`` (UNet labels, also
         the classifier targets y), ``criterion``, ``fg_scale``, ``seeds`` as
         :meth:`FeedbackGuidedPipeline.__call__`. ``guidance_scale``: CFG weight on the class
         label (on when > 1; needs ``null_class_id``). ``height``/``width``: None or the UNet's
-        ``sample_size`` (no resizing in pixel space). Returns :class:`FeedbackGuidedOutput`
-        with images (B,3,H,W) float32 in [0,1] (grey models replicated to 3 channels).
+        ``sample_size`` (no resizing in pixel space; ``image_size`` resizes the output).
+        ``num_images_per_prompt``, ``generator``, ``latents`` ((B*n, C, S, S) pixels in [-1, 1]
+        noise), ``output_type`` ("pt" | "np" | "pil"; no latent space here), ``return_dict`` and
+        ``callback_on_step_end`` (tensor input "latents" = the pixel tensor being denoised) as
+        the SD family. Returns :class:`~._diffusers_api.FeedbackGuidedPipelineOutput` with
+        images (B*n,3,H,W) float32 in [0,1] for "pt" (grey models replicated to 3 channels).
         """
         check_sd_scheduler(self.scheduler)
+        call = self._begin_call(guidance_scale=guidance_scale, output_type=output_type, image_size=image_size,
+                                callback=callback_on_step_end, callback_inputs=callback_on_step_end_tensor_inputs,
+                                num_images_per_prompt=num_images_per_prompt, seeds=seeds, generator=generator,
+                                allowed_outputs=("pt", "np", "pil"))
         size = int(self.unet.config.sample_size if isinstance(self.unet.config.sample_size, int)
                    else self.unet.config.sample_size[0])
         for name, v in (("height", height), ("width", width)):
@@ -117,12 +132,16 @@ class FeedbackGuidedPixelPipeline(FeedbackGuidedPipeline):
         if prompt is None:
             prompt = ""
         device = self._execution_device
-        rows, fns = self._prepare_rows(prompt, class_ids, criterion, fg_scale, seeds, guidance_freq=guidance_freq,
-                                       num_inference_steps=num_inference_steps, probe_size=classifier_size or size,
-                                       device=device, hardness=hardness, custom_criteria=custom_criteria)
+        rows, fns = self._prepare_rows(prompt, class_ids, criterion, fg_scale, call["seeds"],
+                                       guidance_freq=guidance_freq, num_inference_steps=num_inference_steps,
+                                       probe_size=classifier_size or size, device=device, hardness=hardness,
+                                       custom_criteria=custom_criteria)
         bad = [int(c) for c in rows.class_ids if int(c) >= self.num_labels]
         if bad:
             raise ValueError(f"class_ids {bad[:5]} are outside the UNet's labels [0, {self.num_labels})")
+        rows, _ = expand_rows(rows, num_images_per_prompt)
+        noise = NoiseSource(generator, latents, len(rows.seeds),
+                            (len(rows.seeds), self.unet.config.in_channels, size, size))
         pred = self.scheduler.config.prediction_type
         denoiser = self.__dict__.setdefault("_fg_pixel_denoisers", {}).setdefault(pred, PixelDenoiser(self.unet, pred))
         decoder = self.__dict__.setdefault("_fg_pixel_decoder", PixelDecoder())
@@ -131,51 +150,60 @@ class FeedbackGuidedPixelPipeline(FeedbackGuidedPipeline):
             step = self._guidance_step(denoiser, decoder, fns, mode=mode, mean=classifier_mean, std=classifier_std,
                                        classifier_size=classifier_size, compile=compile)
 
-        def run(r: Rows, crit_index: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
-            return self._sample_pixels(r, crit_index, step, guidance_freq=guidance_freq,
-                                       guidance_scale=guidance_scale, num_inference_steps=num_inference_steps,
+        def run(r: Rows, crit_index: torch.Tensor, idx: list[int], gen: Any, init: torch.Tensor | None):
+            return self._sample_pixels(r, crit_index, step, gen, init, call, callback_on_step_end,
+                                       guidance_freq=guidance_freq, num_inference_steps=num_inference_steps,
                                        size=size, eta=eta, mode=mode, device=device)
 
         sample = self._sample_fn(fns, hardness, custom_criteria, device, run)
-        return self._run_with_retry(rows, sample, retry_corrupted)
+        return self._run_with_retry(rows, sample, retry_corrupted, noise, call, output_type, return_dict)
 
-    def _sample_pixels(self, rows: Rows, crit_index: torch.Tensor, step: FeedbackGuidanceStep | None, *,
-                       guidance_freq: int, guidance_scale: float, num_inference_steps: int, size: int, eta: float,
-                       mode: str, device) -> tuple[torch.Tensor, torch.Tensor | None]:
+    def _sample_pixels(self, rows: Rows, crit_index: torch.Tensor, step: FeedbackGuidanceStep | None,
+                       generators: Any, init: torch.Tensor | None, call: dict, callback: Any, *,
+                       guidance_freq: int, num_inference_steps: int, size: int, eta: float, mode: str,
+                       device) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """One run: (images (B,3,S,S) in [0,1], criterion (B,) or None)."""
         B = len(rows.seeds)
-        do_cfg = guidance_scale > 1.0
         dtype = self.unet.dtype
         y = rows.class_ids.to(device)
-        labels = torch.cat([torch.full_like(y, int(self.config.null_class_id)), y]) if do_cfg else y
         self.scheduler.set_timesteps(num_inference_steps, device=device)
-        generators = [torch.Generator(device="cpu").manual_seed(s) for s in rows.seeds]
+        timesteps = self.scheduler.timesteps
+        self._num_timesteps = len(timesteps)
         shape = (B, self.unet.config.in_channels, size, size)
-        latents = randn_tensor(shape, generator=generators, device=device, dtype=dtype)
+        latents = randn_tensor(shape, generator=generators, device=device, dtype=dtype) if init is None \
+            else init.to(device=device, dtype=dtype)
         latents = latents * self.scheduler.init_noise_sigma
         extra = self._extra_step_kwargs(generators, eta)
         w = rows.fg_scales.to(device)
         guided_any = step is not None and bool((w != 0).any())
         acp = self.scheduler.alphas_cumprod.to(device=device, dtype=torch.float32)
-        for i, t in enumerate(track(self.scheduler.timesteps, "feedback-guided sampling")):
-            model_in = torch.cat([latents] * 2) if do_cfg else latents                       # §2 step 1
-            model_in = self.scheduler.scale_model_input(model_in, t)
-            out = self.unet(model_in, t, class_labels=labels, return_dict=False)[0]
-            if do_cfg:
-                out_u, out_c = out.chunk(2)
-                out = out_u + guidance_scale * (out_c - out_u)
-            if guided_any and i % guidance_freq == 0:                                         # §2 step 2
-                ab = acp[t]
-                sqrt_ab, sqrt_1mab = ab.sqrt(), (1 - ab).sqrt()
-                delta, _ = step(latents, y, w, crit_index, sqrt_1mab, t, sqrt_ab, sqrt_1mab, y)
-                if mode == "latent_shift_normalized":
-                    latents = latents + delta                                                 # §2 j
-                else:
-                    if self.scheduler.config.prediction_type == "v_prediction":
-                        delta = delta / sqrt_ab.to(delta.dtype)
-                    elif self.scheduler.config.prediction_type == "sample":
-                        raise ValueError("mode 'eps_shift' needs an epsilon or v_prediction UNet")
-                    out = out + delta
-            latents = self.scheduler.step(out, t, latents, **extra, return_dict=False)[0]   # §2 step 3
+        with self.progress_bar(total=len(timesteps)) as bar:
+            for i, t in enumerate(timesteps):
+                if self.interrupt:
+                    continue
+                do_cfg = self.do_classifier_free_guidance
+                labels = torch.cat([torch.full_like(y, int(self.config.null_class_id)), y]) if do_cfg else y
+                model_in = torch.cat([latents] * 2) if do_cfg else latents                   # §2 step 1
+                model_in = self.scheduler.scale_model_input(model_in, t)
+                out = self.unet(model_in, t, class_labels=labels, return_dict=False)[0]
+                if do_cfg:
+                    out_u, out_c = out.chunk(2)
+                    out = out_u + self.guidance_scale * (out_c - out_u)
+                if guided_any and i % guidance_freq == 0:                                     # §2 step 2
+                    ab = acp[t]
+                    sqrt_ab, sqrt_1mab = ab.sqrt(), (1 - ab).sqrt()
+                    delta, _ = step(latents, y, w, crit_index, sqrt_1mab, t, sqrt_ab, sqrt_1mab, y)
+                    if mode == "latent_shift_normalized":
+                        latents = latents + delta                                             # §2 j
+                    else:
+                        if self.scheduler.config.prediction_type == "v_prediction":
+                            delta = delta / sqrt_ab.to(delta.dtype)
+                        elif self.scheduler.config.prediction_type == "sample":
+                            raise ValueError("mode 'eps_shift' needs an epsilon or v_prediction UNet")
+                        out = out + delta
+                latents = self.scheduler.step(out, t, latents, **extra, return_dict=False)[0]   # §2 step 3
+                latents = self._step_end(call, callback, i, t, {"latents": latents}).pop("latents", latents)
+                bar.update()
         images01 = PixelDecoder()(latents.float() * 0.5 + 0.5).clamp(0, 1)
         crit = None
         if step is not None:
