@@ -12,9 +12,10 @@ Two call styles are accepted (spec §0): version A (``fit(X=ref, Y=cal)``,
 ``fit(model=, loaders={"train", "val"})``, ``score(X)``) and version B aliases (``ref=``,
 ``cal=``, ``query=``, loaders key ``"cal"``; tensors or dicts with key ``"embedding"``).
 
-Model mode embeds loader batches with ``model.embed(x)`` under ``torch.inference_mode`` in eval
-mode, restoring the model's train/eval mode afterwards; batches are a tensor, a list/tuple
-(element 0 is the input) or a dict (key ``"image"``). Embeddings can be cached as safetensors
+Model mode embeds loader batches under ``torch.inference_mode`` in eval mode, restoring the
+model's train/eval mode afterwards, with either protocol (:mod:`synthperf.selective._model_io`):
+``model.embed(x)`` (version A; batches are a tensor, a list/tuple whose element 0 is the input, or
+a dict with key ``"image"``) or ``model.extract(batch) -> {"embedding": (B, D), ...}`` (version B). Embeddings can be cached as safetensors
 files under ``outdir`` (``{prefix}-embeddings-{train|val}.safetensors`` for fit,
 ``{prefix}.safetensors`` for score/select).
 """
@@ -29,8 +30,9 @@ from typing import Any, Mapping
 import numpy as np
 import torch
 
-from ..progress import track
 from ._common import check_embeddings, check_q, logger, pick, quantile_threshold
+from ._model_io import (batch_input, cache_path, check_embed_model, embed_batches, load_or_embed,  # noqa: F401
+                        model_device, resolve_protocol)
 
 
 #: quantile level select() uses when no threshold was set (seapig's default; with a warning).
@@ -231,99 +233,6 @@ class RandomScore(UncertaintyScore):
         return self._selection(self.score(X, query=query))
 
 
-# -- model-mode helpers -----------------------------------------------------------------------
-def check_embed_model(model: Any, method: str = "embed") -> None:
-    """``model`` must expose ``model.<method>(x)``; TypeError/AttributeError otherwise."""
-    fn = getattr(model, method, None)
-    if fn is None or not callable(fn):
-        raise TypeError(f"model is required to have a `.{method}()` method.")
-    try:
-        params = inspect.signature(fn).parameters
-    except (TypeError, ValueError):  # builtins / C extensions: trust them
-        return
-    if "x" not in params and not any(p.kind == p.VAR_POSITIONAL for p in params.values()):
-        raise AttributeError(f"model.{method}() is required to accept `x` as argument.")
-
-
-def batch_input(batch: Any) -> Any:
-    """The model input of a loader batch: tensor as is, list/tuple -> [0], dict -> ["image"]."""
-    if isinstance(batch, Mapping):
-        if "image" not in batch:
-            raise KeyError(f"dict batches must hold the input under 'image'; got keys {sorted(map(str, batch))}")
-        return batch["image"]
-    if isinstance(batch, (list, tuple)):
-        return batch[0]
-    return batch
-
-
-def model_device(model: torch.nn.Module) -> torch.device | None:
-    for t in list(model.parameters()) + list(model.buffers()):
-        return t.device
-    return None
-
-
-def embed_batches(model: Any, loader: Any, *, method: str = "embed", desc: str = "Embedding") -> torch.Tensor:
-    """Concatenated ``model.<method>(x)`` over ``loader``, eval mode + inference_mode, mode restored."""
-    check_embed_model(model, method)
-    fn = getattr(model, method)
-    was_training = bool(getattr(model, "training", False))
-    dev = model_device(model) if isinstance(model, torch.nn.Module) else None
-    if isinstance(model, torch.nn.Module):
-        model.eval()
-    outs: list[torch.Tensor] = []
-    try:
-        with torch.inference_mode():
-            total = len(loader) if hasattr(loader, "__len__") else None
-            for batch in track(loader, desc, total=total):
-                x = batch_input(batch)
-                if dev is not None and isinstance(x, torch.Tensor):
-                    x = x.to(dev)
-                e = fn(x)
-                if not isinstance(e, torch.Tensor):
-                    raise TypeError(f"model.{method}() must return a torch.Tensor, got {type(e).__name__}")
-                if e.ndim > 2:
-                    raise ValueError(f"model.{method}() must return (B, D) embeddings, got shape {tuple(e.shape)}")
-                outs.append(e.reshape(e.shape[0], -1) if e.ndim == 2 else e.reshape(-1, 1))
-    finally:
-        if isinstance(model, torch.nn.Module):
-            model.train(was_training)
-    if not outs:
-        raise ValueError("the loader yielded no batches")
-    return torch.cat(outs).clone()  # clone: inference tensors cannot be used in autograd later
-
-
-def cache_path(outdir: str | Path | None, prefix: str | None, suffix: str = "") -> Path | None:
-    """``outdir/{prefix}{suffix}.safetensors`` (folder created), or None when either is missing."""
-    if outdir is None:
-        return None
-    if prefix is None:
-        warnings.warn("outdir was given without prefix: embeddings are not cached", UserWarning, stacklevel=3)
-        return None
-    p = Path(outdir)
-    p.mkdir(parents=True, exist_ok=True)
-    return p / f"{prefix}{suffix}.safetensors"
-
-
-def load_or_embed(path: Path | None, model: Any, loader: Any, *, method: str = "embed") -> torch.Tensor:
-    """Load cached embeddings from ``path`` when it exists, else embed and (if path) save."""
-    from safetensors.torch import load_file, save_file
-
-    if path is not None and path.is_file():
-        warnings.warn(f"Loading pre-existing embeddings from {path}", UserWarning, stacklevel=3)
-        try:
-            data = load_file(str(path))
-        except Exception as exc:  # safetensors raises its own error types
-            raise ValueError(f"embedding cache {path} is corrupt: {exc}") from None
-        if "embeddings" not in data:
-            raise ValueError(f"embedding cache {path} has no 'embeddings' tensor (keys {sorted(data)})")
-        dev = model_device(model) if isinstance(model, torch.nn.Module) else None
-        return data["embeddings"].to(dev) if dev is not None else data["embeddings"]
-    emb = embed_batches(model, loader, method=method)
-    if path is not None:
-        save_file({"embeddings": emb.detach().cpu().contiguous()}, str(path))
-    return emb
-
-
 class EmbeddingScore(UncertaintyScore):
     """Scores computed on embeddings (N, D); subclasses implement ``_fit_impl`` and ``_score_embeddings``.
 
@@ -368,7 +277,7 @@ class EmbeddingScore(UncertaintyScore):
             raise KeyError("loaders must contain a 'train' loader (the reference set)")
         if "val" in loaders and "cal" in loaders:
             raise ValueError("loaders 'val' and 'cal' are aliases; pass only one of them")
-        check_embed_model(model)
+        resolve_protocol(model, "embedding")  # TypeError naming the method(s) before any work
         ref_t = check_embeddings(load_or_embed(cache_path(outdir, prefix, "-embeddings-train"), model,
                                                loaders["train"]), "embeddings of loaders['train']")
         cal_key = "val" if "val" in loaders else ("cal" if "cal" in loaders else None)

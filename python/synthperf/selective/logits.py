@@ -33,7 +33,8 @@ import torch
 import torch.nn.functional as F
 
 from ._common import LABEL_KEYS, LOGIT_KEYS, as_tensor, pick
-from .base import UncertaintyScore, batch_input, cache_path, check_embed_model, model_device
+from ._model_io import cache_path, resolve_protocol, run_model, save_tensors
+from .base import UncertaintyScore
 
 TASKS = ("multiclass", "binary", "multilabel")
 
@@ -193,30 +194,15 @@ class LogitScore(UncertaintyScore):
 
     # -- fitting ---------------------------------------------------------------------------------
     def _logits_from_loader(self, model: Any, loader: Any) -> tuple[torch.Tensor, torch.Tensor | None]:
-        check_embed_model(model, "logits")
-        dev = model_device(model) if isinstance(model, torch.nn.Module) else None
-        was = bool(getattr(model, "training", False))
-        if isinstance(model, torch.nn.Module):
-            model.eval()
-        zs, ys = [], []
-        try:
-            with torch.inference_mode():
-                for batch in loader:
-                    x = batch_input(batch)
-                    y = batch.get("label") if isinstance(batch, dict) else (
-                        batch[1] if isinstance(batch, (list, tuple)) and len(batch) > 1 else None)
-                    z = model.logits(x=x.to(dev) if dev is not None else x)
-                    if not isinstance(z, torch.Tensor):
-                        raise TypeError("Extracted logits is not a torch.Tensor")
-                    zs.append(z.detach().cpu())
-                    if y is not None:
-                        ys.append(torch.as_tensor(y).cpu())
-        finally:
-            if isinstance(model, torch.nn.Module):
-                model.train(was)
+        """(logits, labels or None) over ``loader``: ``model.logits(x=x)`` (version A) or
+        ``model.extract(batch)["logit"]`` (version B, labels from its ``"label"`` or the batch)."""
+        zs, ys = run_model(model, loader, "logit", desc="Logits")
         if not zs:
             raise ValueError("No batches found in loader")
-        return torch.cat(zs).clone(), (torch.cat(ys).clone() if len(ys) == len(zs) else None)
+        zs = [z.detach().cpu() for z in zs]
+        have = all(y is not None for y in ys)
+        labels = torch.cat([torch.as_tensor(y).cpu() for y in ys]).clone() if have else None
+        return torch.cat(zs).clone(), labels
 
     def fit(self, X: Any = None, Y: Any = None, model: Any = None, loader: Any = None,
             outdir: str | Path | None = None, prefix: str | None = None, *, ref: Any = None, cal: Any = None,
@@ -240,6 +226,7 @@ class LogitScore(UncertaintyScore):
                 raise ValueError("Must specify either logits or model+loader for fitting.")
             if model is None or loader is None:
                 raise ValueError("model and loader are both required to compute logits")
+            resolve_protocol(model, "logit")  # TypeError naming .logits()/.extract() before any work
             path = cache_path(outdir, prefix or "logits", "_train")
             if path is not None and path.is_file():
                 from safetensors.torch import load_file
@@ -251,12 +238,10 @@ class LogitScore(UncertaintyScore):
             else:
                 src, labels = self._logits_from_loader(model, loader)
                 if path is not None:
-                    from safetensors.torch import save_file
-
-                    payload = {"logits": src.contiguous()}
+                    payload = {"logits": src}
                     if labels is not None:
-                        payload["labels"] = labels.contiguous()
-                    save_file(payload, str(path))
+                        payload["labels"] = labels
+                    save_tensors(path, payload)
         logits = self._check_logits(src, "logits")
         self.logits = logits
         self.labels = None if labels is None else as_tensor(labels, "labels", keys=LABEL_KEYS)
