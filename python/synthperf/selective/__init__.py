@@ -13,7 +13,10 @@ The KNN engine (:mod:`synthperf.selective.knn`) is exact faiss search by default
 (:class:`SelectiveMetric`, :class:`RiskCoverageMetric`, needing torchmetrics) and
 :class:`SelectiveInferenceTask` (needing lightning) are imported lazily on first access.
 Logging goes to the standard ``logging`` logger ``synthperf`` (child ``synthperf.selective``);
-progress bars follow :func:`synthperf.disable_progress`.
+progress bars follow :func:`synthperf.disable_progress`. seapig's module paths exist too:
+:mod:`synthperf.selective.scores` (and ``.scores.utils``), :mod:`synthperf.selective.utils`
+(``configure_logging``, ``get_logger``, ``disable``/``enable`` progress, progress backend
+get/set) and :mod:`synthperf.selective.risk`.
 """
 from __future__ import annotations
 
@@ -47,7 +50,12 @@ __all__ = [
 ]
 
 
+_SUBMODULES = ("scores", "utils")  # seapig's module paths (synthperf.selective.scores / .utils / .risk)
+
+
 def __getattr__(name: str) -> Any:
+    if name in _SUBMODULES:
+        return importlib.import_module(f".{name}", __name__)
     if name in _LAZY:
         module = importlib.import_module(_LAZY[name], __name__)
         return getattr(module, name)
