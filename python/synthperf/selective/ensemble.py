@@ -14,7 +14,8 @@ Two families, as seapig B:
   MI_K = H_b(p̄_K) - (1/M) Σ_m H_b(p_{m,K}), score = max_K MI_K; PV = max_K Var_m(p_{m,K}).
 
 Probabilities are clamped to [1e-12, 1 - 1e-12] inside the entropies; everything is computed in
-float64 and returned in the logits' dtype. +inf logits use the softmax limit of
+float64 and returned in the logits' dtype. ``convention`` defaults to ``"B"`` (these scores come
+from seapig 0.3.0): T is fitted only with ``fit(..., temp_scale=True)``. +inf logits use the softmax limit of
 :mod:`synthperf.selective.logits`. MI is the BALD / epistemic part of the predictive entropy
 (Houlsby et al. 2011; Depeweg et al. 2018).
 """
@@ -39,10 +40,11 @@ class _EnsembleScore(LogitScore):
     """Shared member-axis handling; subclasses define ``_categorical(p)`` and ``_bernoulli(p)``
     on probabilities (N, K, M) (float64) returning (N,)."""
 
-    def __init__(self, temperature: float | None = None, task: str = "multiclass", per_member: bool = True) -> None:
+    def __init__(self, temperature: float | None = None, task: str = "multiclass", per_member: bool = True, *,
+                 convention: str = "B") -> None:
         if per_member is not True:
             raise ValueError(f"{type(self).__name__} scores ensembles: per_member must be True, got {per_member!r}")
-        super().__init__(temperature=temperature, task=task, per_member=True)
+        super().__init__(temperature=temperature, task=task, per_member=True, convention=convention)
 
     def _probabilities(self, logits: torch.Tensor) -> tuple[torch.Tensor, bool]:
         """(p (N, K, M) float64, categorical?) from validated per-member logits."""

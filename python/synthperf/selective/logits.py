@@ -6,8 +6,13 @@ z = logits / T. Lower score = more confident = accept.
 |---------|-------------------------------------------|-----------------------------------|------------------------------|
 | Softmax | -max_c softmax(z)_c                        | -sigmoid(|z|) = -max(p, 1-p)      | -min_c max(p_c, 1 - p_c)     |
 | Entropy | -Σ p log p, p = softmax(z) clamped ≥1e-12  | Bernoulli entropy of sigmoid(z)   | max_c Bernoulli entropy      |
-| Energy  | -T·logsumexp(z)                            | -T·softplus(|x|/T)                | -T·Σ_c softplus(z_c)         |
-| Margin  | -(top1(z) - top2(z))                       | -|x| (unscaled)                   | -min_c |x_c| (unscaled)      |
+| Energy  | -T·logsumexp(z)                            | A: -T·softplus(|x|/T); B: -T·softplus(x/T) | -T·Σ_c softplus(z_c) |
+| Margin  | -(top1(z) - top2(z))                       | A: -|x| (unscaled); B: -|z|       | A: -min_c |x_c|; B: -min_c |z_c| |
+
+``convention`` is the one switch between seapig's two published conventions (spec §0, §1.9):
+``"A"`` (default, seapig git main) as in the A entries above, with T fitted whenever ``fit`` gets
+labels; ``"B"`` (PyPI seapig 0.3.0): the B entries, and T is fitted only when
+``fit(..., temp_scale=True)`` is asked for. Everything else is shared.
 
 Infinite logits are limits, not errors: a row with +inf logits puts its softmax mass uniformly on
 them (one +inf: p = one-hot, Softmax -1, Entropy 0, Energy -inf, Margin -inf), so the most
@@ -61,8 +66,15 @@ class LogitScore(UncertaintyScore):
 
     ident = "logit"
 
-    def __init__(self, temperature: float | None = None, task: str = "multiclass", per_member: bool = False) -> None:
+    CONVENTIONS = ("A", "B")
+
+    def __init__(self, temperature: float | None = None, task: str = "multiclass", per_member: bool = False, *,
+                 convention: str = "A") -> None:
         super().__init__()
+        if not isinstance(convention, str) or convention not in self.CONVENTIONS:
+            raise ValueError(f"convention must be 'A' (seapig git main) or 'B' (seapig 0.3.0 on PyPI), "
+                             f"got {convention!r}")
+        self.convention = convention
         if task not in TASKS:
             raise ValueError(f"Unknown task: {task} (expected one of {TASKS})")
         if temperature is not None and not float(temperature) > 0:
@@ -207,7 +219,8 @@ class LogitScore(UncertaintyScore):
     def fit(self, X: Any = None, Y: Any = None, model: Any = None, loader: Any = None,
             outdir: str | Path | None = None, prefix: str | None = None, *, ref: Any = None, cal: Any = None,
             temp_scale: bool | None = None) -> "LogitScore":
-        """Store logits ``X`` and optional labels ``Y``; fit T iff labels are given (or ``temp_scale``).
+        """Store logits ``X`` and optional labels ``Y``; fit T when ``temp_scale`` (default: labels are
+        given under ``convention="A"``, never under ``"B"``).
 
         Version B: ``ref=``/``cal=`` tensors or dicts ``{"logit", "label"}`` (``cal`` wins when both).
         """
@@ -246,7 +259,7 @@ class LogitScore(UncertaintyScore):
         self.logits = logits
         self.labels = None if labels is None else as_tensor(labels, "labels", keys=LABEL_KEYS)
         if temp_scale is None:
-            temp_scale = self.labels is not None
+            temp_scale = self.labels is not None and self.convention == "A"
         if temp_scale:
             if self.labels is None:
                 raise ValueError("labels must be provided to fit temperature")
@@ -295,7 +308,7 @@ class EnergyScore(LogitScore):
 
     def _formula(self, x: torch.Tensor, T: float) -> torch.Tensor:
         if x.ndim == 1:
-            return -T * F.softplus(x.abs() / T)
+            return -T * F.softplus((x.abs() if self.convention == "A" else x) / T)
         if self.task == "multilabel":
             return -T * F.softplus(x / T).sum(dim=1)
         return -T * torch.logsumexp(x / T, dim=1)
@@ -307,10 +320,11 @@ class MarginScore(LogitScore):
     ident = "margin"
 
     def _formula(self, x: torch.Tensor, T: float) -> torch.Tensor:
+        u = x if self.convention == "A" else x / T  # A: single-logit/multilabel margins unscaled
         if x.ndim == 1:
-            return -x.abs()
+            return -u.abs()
         if self.task == "multilabel":
-            return -x.abs().amin(dim=1)
+            return -u.abs().amin(dim=1)
         if x.shape[1] < 2:
             raise ValueError("MarginScore needs at least 2 classes")
         top2 = (x / T).topk(2, dim=1).values
