@@ -106,3 +106,25 @@ def test_embed_wins_when_a_model_has_both_and_extract_errors():
         EuclideanScore().fit(model=BadSig(), loaders={"train": loader})
     with pytest.raises(TypeError, match=r"`\.extract\(batch\)`"):
         EuclideanScore().fit(model=torch.nn.Linear(2, 2), loaders={"train": loader})
+
+
+def test_classwise_mode_and_multilabel_per_class_calibration():
+    from synthperf.selective import ClassWiseMode, EuclideanClassWiseScore
+
+    g = torch.Generator().manual_seed(9)
+    ref, cal = torch.randn(120, 3, generator=g), torch.randn(60, 3, generator=g)
+    y_ref = (torch.rand(120, 2, generator=g) < 0.5).long()
+    y_cal = (torch.rand(60, 2, generator=g) < 0.5).long()
+    y_ref[0], y_cal[0] = torch.tensor([1, 1]), torch.tensor([1, 1])  # every class present
+    s = EuclideanClassWiseScore(k=2, stat="mean")
+    assert s.mode is None
+    s.fit(ref={"embedding": ref, "label": y_ref}, cal={"embedding": cal, "label": y_cal})
+    assert s.mode is ClassWiseMode.MULTI_LABEL and s.is_calibrated()
+    thr = s.set_threshold(0.8)
+    for c in (0, 1):
+        direct = EuclideanScore(k=2, stat="mean").fit(X=ref[y_ref[:, c] == 1], Y=cal[y_cal[:, c] == 1])
+        torch.testing.assert_close(s.scorers[str(c)].scores, direct.scores)
+        torch.testing.assert_close(s.get_threshold(full_matrix=True)[c], direct.set_threshold(0.8))
+    assert thr.ndim == 0
+    single = EuclideanClassWiseScore(k=1).fit(ref={"embedding": ref, "label": y_ref[:, 0]})
+    assert single.mode is ClassWiseMode.SINGLE_LABEL

@@ -110,7 +110,7 @@ class ClassWiseScore(UncertaintyScore):
                 raise ValueError(f"No training samples found for class {c}")
             scorer = self.base_score_cls(**self.base_kwargs)
             cal_c = None
-            if cal_e is not None and self.mode_ == ClassWiseMode.SINGLE_LABEL:
+            if cal_e is not None:  # each class calibrates on its own calibration rows (both modes)
                 mc = self._members(cal_y, c)
                 cal_c = cal_e[mc] if bool(mc.any()) else None
             scorer.fit(X=emb[m], Y=cal_c)
@@ -130,6 +130,11 @@ class ClassWiseScore(UncertaintyScore):
         if cal_e is not None:
             self.set_calibrated()
         return self
+
+    @property
+    def mode(self) -> ClassWiseMode | None:
+        """``ClassWiseMode.SINGLE_LABEL`` (1-D labels) or ``MULTI_LABEL`` (2-D), None before fit."""
+        return self.mode_
 
     def _full(self, emb: torch.Tensor) -> torch.Tensor:
         return torch.stack([self.scorers[str(c)]._score_embeddings(emb) for c in self.classes_], dim=1)
