@@ -7,7 +7,8 @@ Shared by the SD, FLUX and pixel families:
 - :class:`NoiseSource`: where each image's initial noise comes from (per-row ``seeds``, the
   caller's ``generator=`` or ``latents=``), and what a regeneration of a corrupted row draws;
 - :func:`expand_rows` for ``num_images_per_prompt``; :func:`postprocess` for ``output_type``
-  ("pt" | "np" | "pil" | "latent") and ``image_size`` (the resize on save upstream did, 256x256);
+  ("pt" | "np" | "pil" | "latent") and ``image_size`` (the resize on save upstream did, 256x256,
+  :func:`resize_images`);
 - :func:`check_callback` / :func:`run_callback` for ``callback_on_step_end``;
 - :class:`LibraryProgress`, the progress object a pipeline's ``progress_bar`` gives until
   ``set_progress_bar_config`` is called.
@@ -157,36 +158,34 @@ def check_output_args(output_type: Any, image_size: Any, allowed: Sequence[str])
     return int(size[0]), int(size[1])
 
 
-def resize_images(images01: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
-    """(B,3,H,W) float in [0,1] -> (B,3,h,w), each channel resized by PIL's bicubic filter (the
-    default of ``Image.resize``, which upstream used to save 256x256), in float ("F" mode), clipped."""
+def resize_images(images01: torch.Tensor, size: tuple[int, int]) -> list:
+    """(B,3,H,W) float in [0,1] -> B RGB ``PIL.Image`` of ``size`` = (height, width), as upstream
+    saved (spec §1 "Output"): uint8 = round(255 x) (diffusers' numpy_to_pil), then
+    ``Image.resize`` with the bicubic filter (PIL's default for RGB since Pillow 7)."""
     from PIL import Image
 
-    h, w = size
-    arr = images01.detach().float().cpu().numpy()
-    out = np.empty(arr.shape[:2] + (h, w), dtype=np.float32)
-    for b in range(arr.shape[0]):
-        for c in range(arr.shape[1]):
-            out[b, c] = np.asarray(Image.fromarray(arr[b, c], mode="F").resize((w, h), Image.Resampling.BICUBIC))
-    return torch.from_numpy(out).clamp_(0, 1)
+    pil = VaeImageProcessor.numpy_to_pil(VaeImageProcessor.pt_to_numpy(images01.float()))
+    return [im.resize((size[1], size[0]), Image.Resampling.BICUBIC) for im in pil]
 
 
 def postprocess(images: torch.Tensor, output_type: str, size: tuple[int, int] | None) -> Any:
     """Decoded (B,3,H,W) float images in [0,1] (or latents for "latent") -> the ``output_type`` form.
 
-    "pil" is diffusers' ``numpy_to_pil`` (uint8 = round(255 x)), then ``Image.resize`` to ``size``
-    on the uint8 image exactly as upstream saved; "np"/"pt" resize in float (:func:`resize_images`).
+    Without ``size``: "pt" the float32 tensor on the CPU, "np" (B,H,W,3) float32, "pil"
+    diffusers' ``numpy_to_pil``. With ``size`` every type is the resized uint8 image of
+    :func:`resize_images` (what upstream wrote to disk); "np"/"pt" hold it as float32 / 255.
     """
     if output_type == "latent":
         return images
+    if size is not None:
+        pil = resize_images(images, size)
+        if output_type == "pil":
+            return pil
+        arr = np.stack([np.asarray(im, dtype=np.float32) / np.float32(255) for im in pil])
+        return arr if output_type == "np" else torch.from_numpy(arr).permute(0, 3, 1, 2).contiguous()
     if output_type == "pil":
-        pil = VaeImageProcessor.numpy_to_pil(VaeImageProcessor.pt_to_numpy(images.float()))
-        if size is not None:
-            from PIL import Image
-
-            pil = [im.resize((size[1], size[0]), Image.Resampling.BICUBIC) for im in pil]
-        return pil
-    out = images.float().cpu() if size is None else resize_images(images, size)
+        return VaeImageProcessor.numpy_to_pil(VaeImageProcessor.pt_to_numpy(images.float()))
+    out = images.float().cpu()
     return VaeImageProcessor.pt_to_numpy(out) if output_type == "np" else out
 
 
