@@ -128,3 +128,22 @@ def test_classwise_mode_and_multilabel_per_class_calibration():
     assert thr.ndim == 0
     single = EuclideanClassWiseScore(k=1).fit(ref={"embedding": ref, "label": y_ref[:, 0]})
     assert single.mode is ClassWiseMode.SINGLE_LABEL
+
+
+def test_logit_score_and_select_in_model_mode():
+    torch.manual_seed(2)
+    model = _Extractor()
+    train, test = _DictData(80, 6), _DictData(25, 7)
+    s = SoftmaxScore(convention="B").fit(model=model, loader=DataLoader(train, batch_size=16))
+    with torch.no_grad():
+        model.eval()
+        z_test = model.head(model.lin(test.x))
+    got = s.score(model=model, loader=DataLoader(test, batch_size=10))
+    torch.testing.assert_close(got, s.score(query={"logit": z_test}))
+    s.set_threshold(0.7)
+    out = s.select(model=model, loader=DataLoader(test, batch_size=10))
+    assert torch.equal(out["selected"], s.select(z_test)["selected"])
+    with pytest.raises(ValueError, match="both required"):
+        s.score(model=model)
+    with pytest.raises(ValueError, match="Cannot specify both"):
+        s.score(z_test, model=model, loader=[])

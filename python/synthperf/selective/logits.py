@@ -131,18 +131,29 @@ class LogitScore(UncertaintyScore):
         s = self._formula(flat, self.T)
         return s.reshape(-1, M).mean(dim=1) if self.per_member else s
 
-    def score(self, X: Any = None, *, query: Any = None) -> torch.Tensor:
-        """Scores (N,) of query logits (shapes in the module table); N = 0 gives an empty (0,) tensor."""
+    def score(self, X: Any = None, *, query: Any = None, model: Any = None, loader: Any = None) -> torch.Tensor:
+        """Scores (N,) of query logits (shapes in the module table); N = 0 gives an empty (0,) tensor.
+
+        Model mode (seapig 0.3.0): ``model=`` and ``loader=`` compute the logits with
+        ``model.logits(x=)`` or ``model.extract(batch)["logit"]``; both are required together."""
         _, x = pick(("X", X), ("query", query))
+        if x is not None and (model is not None or loader is not None):
+            raise ValueError("Cannot specify both query logits and model+loader. Pass one or the other.")
+        if x is None and (model is not None or loader is not None):
+            if model is None or loader is None:
+                raise ValueError("model and loader are both required to compute query logits")
+            x = self._logits_from_loader(model, loader)[0]
         if x is None:
-            raise ValueError("score() needs query logits (positional, X= or query=)")
+            raise ValueError("score() needs query logits (positional, X= or query=) or model= and loader=")
         t = self._check_logits(x, "query logits", allow_empty=True)
         if t.shape[0] == 0:
             return torch.empty(0, dtype=t.dtype, device=t.device)
         return self._score_logits(t)
 
-    def select(self, X: Any = None, *, query: Any = None) -> dict[str, torch.Tensor]:
-        return self._selection(self.score(X, query=query))
+    def select(self, X: Any = None, *, query: Any = None, model: Any = None,
+               loader: Any = None) -> dict[str, torch.Tensor]:
+        """``{"score": (N,), "selected": score < threshold}``; arguments as :meth:`score`."""
+        return self._selection(self.score(X, query=query, model=model, loader=loader))
 
     # -- temperature ------------------------------------------------------------------------------
     def _normalize_labels(self, logits: torch.Tensor, labels: Any) -> tuple[torch.Tensor, torch.Tensor]:
