@@ -234,7 +234,8 @@ class RandomScore(UncertaintyScore):
 
 
 class EmbeddingScore(UncertaintyScore):
-    """Scores computed on embeddings (N, D); subclasses implement ``_fit_impl`` and ``_score_embeddings``.
+    """Scores computed on embeddings (N, D); subclasses implement ``_score_embeddings`` (and usually
+    ``_fit_impl``), or version B's ``_fit``/``_score`` (see the defaults below).
 
     Buffers: ``ref_embeddings`` (persistent) and ``cal_embeddings`` (not saved). Fitted
     attribute ``n_features_in_`` is the input embedding dimension D (before any PCA).
@@ -356,10 +357,40 @@ class EmbeddingScore(UncertaintyScore):
         if self.cal_embeddings is not None:
             self.cal_embeddings = self.pca.transform(self.cal_embeddings)
 
-    @abstractmethod
-    def _fit_impl(self, q: float | None) -> None:
-        """Fit from ``self.ref_embeddings`` / ``self.cal_embeddings``; set ``scores`` and flags."""
+    def _apply_pca(self) -> None:
+        """Version B's name for :meth:`_fit_pca` (fit the PCA on the reference, project ref and cal)."""
+        self._fit_pca()
 
-    @abstractmethod
+    # A user subclass written for either seapig version works (issue 15 item 2): version A
+    # subclasses define only ``_score_embeddings(X)``; version B subclasses define ``_fit(q)``
+    # and ``_score(query)``. Built-in scores override ``_fit_impl`` and ``_score_embeddings``.
+    def _fit_impl(self, q: float | None) -> None:
+        """Fit from ``self.ref_embeddings`` / ``self.cal_embeddings``; set ``scores`` and flags.
+
+        Default: call a version-B ``_fit(q)`` if the subclass has one; then, if it left
+        ``scores`` unset, score the calibration embeddings (calibrated) or else the reference
+        embeddings (optimistic, not calibrated) with the subclass's score; mark trained.
+        """
+        if callable(getattr(self, "_fit", None)):
+            self._fit(q)
+        elif q is not None:
+            raise ValueError(f"q={q}: {type(self).__name__} defines no reference trimming (no _fit_impl/_fit); "
+                             "fit without q")
+        if self.scores is None:
+            if self.cal_embeddings is not None:
+                self.scores = self._score_embeddings(self.cal_embeddings)
+                self.set_calibrated()
+            else:
+                self.scores = self._score_embeddings(self.ref_embeddings)
+        if not self.trained:
+            self.set_trained()
+
     def _score_embeddings(self, X: torch.Tensor) -> torch.Tensor:
-        """Scores (N,) of validated query embeddings X (N, D) in the original space."""
+        """Scores (N,) of validated query embeddings X (N, D) in the original space.
+
+        Default: a version-B subclass's ``_score(query)``; otherwise NotImplementedError."""
+        fn = getattr(self, "_score", None)
+        if callable(fn):
+            return fn(X)
+        raise NotImplementedError(f"{type(self).__name__} must define _score_embeddings(X) (seapig git main) or "
+                                  "_score(query) (seapig 0.3.0)")
