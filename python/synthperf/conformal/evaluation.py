@@ -25,6 +25,7 @@ from functools import lru_cache
 from typing import Any
 
 import numpy as np
+from numpy.typing import ArrayLike
 
 from .._validation import float_array, int_array
 
@@ -137,7 +138,7 @@ def _engine(engine: Any) -> str:
     return engine
 
 
-def evaluate_sets(scores: Any, labels: Any, thresholds: Any, *, class_conditional: bool = False,
+def evaluate_sets(scores: ArrayLike, labels: ArrayLike, thresholds: ArrayLike, *, class_conditional: bool = False,
                   engine: str = "auto") -> SetMetrics:
     """Coverage, set size and per-class conditional metrics of prediction sets (spec §3-§4).
 
@@ -221,7 +222,8 @@ def _finish_sets(cover, size, counts, n, T, batch, squeeze) -> SetMetrics:
     return out
 
 
-def evaluate_aps_sets(Z: Any, P: Any, index: Any, eps: Any, labels: Any, thresholds: Any, *,
+def evaluate_aps_sets(Z: ArrayLike, P: ArrayLike, index: ArrayLike, eps: ArrayLike, labels: ArrayLike,
+                      thresholds: ArrayLike, *,
                       class_conditional: bool = False, engine: str = "auto") -> SetMetrics:
     """:func:`evaluate_sets` for randomized APS straight from the per-image precompute (spec §8 step 4).
 
@@ -264,7 +266,7 @@ def evaluate_aps_sets(Z: Any, P: Any, index: Any, eps: Any, labels: Any, thresho
     return _finish_sets(cover, size, _class_counts(lab, C), n, T, batch, False)
 
 
-def evaluate_intervals(intervals: Any, y: Any, thresholds: Any) -> IntervalMetrics:
+def evaluate_intervals(intervals: ArrayLike, y: ArrayLike, thresholds: ArrayLike) -> IntervalMetrics:
     """Coverage and mean length of ``[lo - q, hi + q]`` (spec §3), batched over trials and alpha.
 
     Parameters

@@ -27,6 +27,7 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
+from numpy.typing import ArrayLike
 
 from .._validation import float_array, int_array, positive_int
 
@@ -54,7 +55,7 @@ def _pooled(x: np.ndarray, y: np.ndarray):
     return values, from_x
 
 
-def cvm_statistics(x: Any, y: Any) -> np.ndarray:
+def cvm_statistics(x: ArrayLike, y: ArrayLike) -> np.ndarray:
     """Two-sample Cramer-von Mises statistics, batched over broadcast leading axes (spec §2).
 
     Parameters
@@ -100,7 +101,7 @@ def cvm_statistics(x: Any, y: Any) -> np.ndarray:
     return u / (k * N) - (4 * k - 1) / (6 * N)
 
 
-def wasserstein_distances(x: Any, y: Any) -> np.ndarray:
+def wasserstein_distances(x: ArrayLike, y: ArrayLike) -> np.ndarray:
     """1-D Wasserstein-1 distances between empirical samples, batched like :func:`cvm_statistics`.
 
     x : [..., nx], y : [..., ny] (each >= 1 value). Returns float64 [broadcast(...)]
@@ -122,7 +123,7 @@ def wasserstein_distances(x: Any, y: Any) -> np.ndarray:
     return (np.abs(fx - fy) * deltas).sum(axis=-1)
 
 
-def class_distances(real: Any, synth_by_class: Any, criterion: str = "cramer-von-mises") -> np.ndarray:
+def class_distances(real: ArrayLike, synth_by_class: ArrayLike, criterion: str = "cramer-von-mises") -> np.ndarray:
     """Distances between real score groups and synthetic classes (spec §8 step 5).
 
     real : [..., n] real scores of one group (a trial, or a (trial, real class) pair)
@@ -138,7 +139,7 @@ def class_distances(real: Any, synth_by_class: Any, criterion: str = "cramer-von
     return fn(r[..., None, :], s)
 
 
-def select_nearest(distances: Any, k: int) -> np.ndarray:
+def select_nearest(distances: ArrayLike, k: int) -> np.ndarray:
     """Indices of the k smallest distances along the last axis, ties to the smaller index.
 
     distances : [..., C]. Returns int64 [..., k], nearest first.
@@ -150,7 +151,7 @@ def select_nearest(distances: Any, k: int) -> np.ndarray:
     return np.argsort(d, axis=-1, kind="stable")[..., :k]
 
 
-def sppi_subset_select(real_scores: Any, synth_scores: Any, synth_labels: Any, k: int = 20,
+def sppi_subset_select(real_scores: ArrayLike, synth_scores: ArrayLike, synth_labels: ArrayLike, k: int = 20,
                        criterion: str = "cramer-von-mises") -> np.ndarray:
     """The k synthetic classes closest to the real scores (spec §2, marginal step 1-2).
 

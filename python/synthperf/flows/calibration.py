@@ -13,21 +13,24 @@ T -> 0), e.g. to draw the region or to use it with
 """
 from __future__ import annotations
 
-from typing import Any, Iterable
+from typing import Iterable
 
 import numpy as np
+from numpy.typing import ArrayLike
 
 from .metrics import chi2_coverage, shell_points
-from .pfode import from_latent, melt
+from .pfode import DenoiserFlow, DiscreteFlow, from_latent, melt
+from .schedules import InflationSchedule
 
 
-def latent_radius(schedule: Any, z_es: np.ndarray) -> np.ndarray:
+def latent_radius(schedule: InflationSchedule, z_es: np.ndarray) -> np.ndarray:
     """Mahalanobis radius of latents [n, d] over the kept dimensions (std A0 each)."""
     k = schedule.dims_to_keep
     return np.linalg.norm(np.asarray(z_es)[:, :k] / schedule.end_vars, axis=1)
 
 
-def latent_coverage(flow: Any, schedule: Any, W: np.ndarray, x_heldout: Any, times: np.ndarray, *,
+def latent_coverage(flow: DiscreteFlow | DenoiserFlow, schedule: InflationSchedule, W: np.ndarray,
+                    x_heldout: ArrayLike, times: np.ndarray, *,
                     radii: Iterable[float] = (0.5, 1.0, 1.5, 2.0, 2.5), solver: str = "euler") -> dict[str, np.ndarray]:
     """Melt held-out points [n, d] (data space) and compare the fraction inside each latent
     credible ball with the nominal chi2_k(r^2). Returns radii, nominal, observed, n and the
@@ -42,8 +45,9 @@ def latent_coverage(flow: Any, schedule: Any, W: np.ndarray, x_heldout: Any, tim
             "stderr": np.sqrt(nominal * (1 - nominal) / n), "latent": traj.final_es}
 
 
-def credible_region_boundary(flow: Any, schedule: Any, W: np.ndarray, radius: float, times_gen: np.ndarray, *,
-                             n_points: int = 200, eps: float = 1e-2, seed: int = 0, solver: str = "euler") -> np.ndarray:
+def credible_region_boundary(flow: DiscreteFlow | DenoiserFlow, schedule: InflationSchedule, W: np.ndarray,
+                             radius: float, times_gen: np.ndarray, *, n_points: int = 200, eps: float = 1e-2,
+                             seed: int = 0, solver: str = "euler") -> np.ndarray:
     """Data-space image [n_points, d] of the latent shell at Mahalanobis ``radius``."""
     std = schedule.latent_std(1.0 if schedule.is_prp else eps)
     z = shell_points(std, float(radius), n_points, np.random.default_rng(seed))
