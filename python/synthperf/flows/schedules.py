@@ -28,6 +28,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import numpy as np
+from numpy.typing import ArrayLike
 
 from .._validation import float_array, positive_int, real_scalar
 
@@ -35,7 +36,7 @@ G_TYPES = ("orig", "constant_inflation_gap")
 FORMS = ("code", "paper")
 
 
-def pca_eigenbasis(x: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def pca_eigenbasis(x: ArrayLike) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """PCA of data ``x`` [n, d] (§1.3): eigenvectors ``W`` [d, d] as columns, eigenvalues
     ``xi`` [d] (covariance with ddof=1, descending) and the mean [d], all float64.
 
@@ -121,7 +122,8 @@ class InflationSchedule:
 
     # ----------------------------------------------------------------- construction
     @classmethod
-    def from_data(cls, x: Any, dims_to_keep: int | None = None, **kwargs: Any) -> tuple["InflationSchedule", np.ndarray]:
+    def from_data(cls, x: ArrayLike, dims_to_keep: int | None = None,
+                  **kwargs: Any) -> tuple["InflationSchedule", np.ndarray]:
         """Fit the PCA basis on ``x`` [n, d]; returns (schedule, W [d, d])."""
         W, xi, _ = pca_eigenbasis(x)
         d = W.shape[0]
@@ -177,21 +179,21 @@ class InflationSchedule:
             raise ValueError("t must be finite")
         return arr
 
-    def gamma(self, t: Any) -> np.ndarray:
+    def gamma(self, t: ArrayLike) -> np.ndarray:
         """Noise variances gamma(t) [n, d] in eigen-space."""
         t = self._times(t)[:, None]
         if self.form == "paper":
             return np.asarray(self.xi)[None, :] * np.expm1(self.rho * t)
         return self.gamma0 * np.exp(self.rho * (1.0 + self.g)[None, :] * t)
 
-    def gamma_dot(self, t: Any) -> np.ndarray:
+    def gamma_dot(self, t: ArrayLike) -> np.ndarray:
         """d gamma / dt [n, d]."""
         t = self._times(t)[:, None]
         if self.form == "paper":
             return np.asarray(self.xi)[None, :] * self.rho * np.exp(self.rho * t)
         return self.rho * (1.0 + self.g)[None, :] * self.gamma(t[:, 0])
 
-    def half_rate(self, t: Any) -> np.ndarray:
+    def half_rate(self, t: ArrayLike) -> np.ndarray:
         """a(t) = gamma_dot / (2 gamma) [n, d] (constant 1/2 rho (1+g) in code form)."""
         t = self._times(t)
         if self.form == "paper":
@@ -199,7 +201,7 @@ class InflationSchedule:
             return np.broadcast_to(0.5 * self.rho * e / np.expm1(self.rho * t)[:, None], (t.size, self.data_dim)).copy()
         return np.broadcast_to(0.5 * self.rho * (1.0 + self.g), (t.size, self.data_dim)).copy()
 
-    def s(self, t: Any) -> np.ndarray:
+    def s(self, t: ArrayLike) -> np.ndarray:
         """Scale s(t) [n, d] (one global scalar per time in code form)."""
         t = self._times(t)
         if self.form == "paper":
@@ -207,7 +209,7 @@ class InflationSchedule:
         gs = self.gamma0 * np.exp(self.rho * (1.0 + self.g_star) * t)
         return np.repeat((self.end_vars / np.sqrt(self.xi_star + gs))[:, None], self.data_dim, axis=1)
 
-    def s_dot(self, t: Any) -> np.ndarray:
+    def s_dot(self, t: ArrayLike) -> np.ndarray:
         """d s / dt [n, d]."""
         t = self._times(t)
         if self.form == "paper":
@@ -216,7 +218,7 @@ class InflationSchedule:
         sd = -0.5 * self.end_vars * self.rho * (1.0 + self.g_star) * gs * (self.xi_star + gs) ** -1.5
         return np.repeat(sd[:, None], self.data_dim, axis=1)
 
-    def tables(self, times: Any) -> dict[str, np.ndarray]:
+    def tables(self, times: ArrayLike) -> dict[str, np.ndarray]:
         """Per-time tables [n, d] for the fused integrators: s, r = s_dot/s, a, gamma."""
         s = self.s(times)
         return {"s": s, "r": self.s_dot(times) / s, "a": self.half_rate(times), "gamma": self.gamma(times)}

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Sequence
 
 import numpy as np
+from numpy.typing import ArrayLike
 
 __all__ = ["CASResult", "ClassAccuracy", "ScoreDistances", "classification_accuracy_score", "per_class_accuracy",
            "classifier_accuracy", "score_distances", "default_cas_classifier", "digits_split"]
@@ -140,7 +141,8 @@ def _factory(classifier: Any) -> Callable[[int], Any]:
                     f"got {type(classifier).__name__}")
 
 
-def classification_accuracy_score(x_syn: Any, y_syn: Any, x_real: Any = None, y_real: Any = None, *,
+def classification_accuracy_score(x_syn: ArrayLike, y_syn: ArrayLike, x_real: ArrayLike | None = None,
+                                  y_real: ArrayLike | None = None, *,
                                   classifier: Any = None, seeds: Sequence[int] = (0, 1, 2),
                                   n_classes: int | None = None) -> CASResult:
     """CAS: a fresh classifier trained on (x_syn [M, ...], y_syn [M]) only, accuracy on real data.
@@ -186,7 +188,7 @@ def classification_accuracy_score(x_syn: Any, y_syn: Any, x_real: Any = None, y_
 # ----------------------------------------------------------------------------------------
 # accuracy on synthetic samples
 # ----------------------------------------------------------------------------------------
-def per_class_accuracy(pred: Any, y: Any, *, n_classes: int | None = None) -> np.ndarray:
+def per_class_accuracy(pred: ArrayLike, y: ArrayLike, *, n_classes: int | None = None) -> np.ndarray:
     """Accuracy of predictions ``pred`` [N] against labels ``y`` [N] per class: float64 [n_classes]
     (NaN for a class with no sample). ``n_classes`` defaults to ``max(y) + 1``."""
     p = np.asarray(pred)
@@ -218,7 +220,7 @@ class ClassAccuracy:
     counts: np.ndarray = field(repr=False)
 
 
-def classifier_accuracy(classifier: Any, x: Any, y: Any, *, n_classes: int | None = None) -> ClassAccuracy:
+def classifier_accuracy(classifier: Any, x: ArrayLike, y: ArrayLike, *, n_classes: int | None = None) -> ClassAccuracy:
     """Accuracy of a fitted ``classifier`` (``predict``) on samples x [N, ...] with labels y [N].
 
     With a real-data classifier and synthetic samples this is "does the real classifier recognise
@@ -289,8 +291,8 @@ def _distances(a: np.ndarray, b: np.ndarray) -> ScoreDistances:
                           float(cvm.statistic), float(cvm.pvalue), int(a.size), int(b.size))
 
 
-def score_distances(real_scores: Any, synth_scores: Any, *, real_labels: Any = None, synth_labels: Any = None,
-                    n_classes: int | None = None) -> ScoreDistances:
+def score_distances(real_scores: ArrayLike, synth_scores: ArrayLike, *, real_labels: ArrayLike | None = None,
+                    synth_labels: ArrayLike | None = None, n_classes: int | None = None) -> ScoreDistances:
     """KS (with p-value), Wasserstein-1 and Cramer-von Mises between two 1-D score samples.
 
     ``real_scores`` [n], ``synth_scores`` [m]: finite floats (e.g. calibration scores of the true
