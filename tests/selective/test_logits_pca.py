@@ -205,5 +205,5 @@ def test_pyod_score():
     assert s.select(q)["selected"].tolist() == [True, False]
     with pytest.raises(ValueError, match="calibration"):
         PyODScore(pyod_knn.KNN()).fit(X=ref)
-    with pytest.raises(TypeError, match="BaseDetector"):
+    with pytest.raises(TypeError, match="fit\(X\) and decision_function"):
         PyODScore(object())

@@ -71,3 +71,36 @@ def test_subclass_without_any_score_says_what_to_define():
 
     with pytest.raises(NotImplementedError, match=r"_score_embeddings\(X\).*_score\(query\)"):
         Nothing().fit(X=torch.randn(5, 2))
+
+
+def test_pyod_score_duck_types_its_detector():
+    import numpy as np
+
+    from synthperf.selective import PyODScore
+
+    class CentroidDetector:
+        """No pyod: fit/decision_function only (distance to the training mean)."""
+
+        def fit(self, X):
+            self.mu_ = X.mean(0)
+            return self
+
+        def decision_function(self, X):
+            return np.linalg.norm(X - self.mu_, axis=1)
+
+    g = torch.Generator().manual_seed(3)
+    ref, cal, q = torch.randn(80, 3, generator=g), torch.randn(30, 3, generator=g), torch.randn(6, 3, generator=g)
+    s = PyODScore(CentroidDetector()).fit(X=ref, Y=cal)
+    mu = ref.double().mean(0)
+    torch.testing.assert_close(s.scores, (cal.double() - mu).norm(dim=1).float())
+    torch.testing.assert_close(s.score(q), (q.double() - mu).norm(dim=1).float())
+    assert s.ident == "pyod-CentroidDetector"
+    trimmed = PyODScore(CentroidDetector()).fit(X=ref, Y=cal, q=0.5)  # no decision_scores_: uses decision_function
+    assert trimmed.ref_embeddings.shape[0] == 40
+
+    class NoDecision:
+        def fit(self, X):
+            return self
+
+    with pytest.raises(TypeError, match="lacks decision_function"):
+        PyODScore(NoDecision())

@@ -7,7 +7,7 @@ Scores (lower = accept; ``select(X) -> {"score", "selected": score < threshold}`
 - logits: :class:`SoftmaxScore`, :class:`EntropyScore`, :class:`EnergyScore`, :class:`MarginScore`;
   ensembles (member axis last): :class:`MutualInformationScore`, :class:`PredictiveVarianceScore`;
 - :class:`PCAScore` with :class:`TensorPCA` (linear or RFF kernel PCA, ``partial_fit``);
-- :class:`PyODScore` (needs the optional ``pyod``), :class:`RandomScore`.
+- :class:`PyODScore` (any detector with ``fit``/``decision_function``, e.g. pyod's), :class:`RandomScore`.
 
 The KNN engine (:mod:`synthperf.selective.knn`) is exact faiss search by default. Metrics
 (:class:`SelectiveMetric`, :class:`RiskCoverageMetric`, needing torchmetrics) and

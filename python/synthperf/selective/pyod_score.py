@@ -4,6 +4,11 @@ pyod convention (higher ``decision_function`` = more outlying) matches ours (low
 The detector is fitted on the reference embeddings; a calibration set is required
 (``cal_required``): its ``decision_function`` values are the calibration scores. Scores are
 float32 tensors on the query's device.
+
+Duck typing: any detector with ``fit(X)`` and ``decision_function(X)`` (numpy (N, D) float64 in,
+(N,) out) works - a pyod ``BaseDetector``, a scikit-learn-style wrapper or a test double; pyod
+itself is not imported. ``decision_scores_`` (pyod's training scores) is used for the ``q``-trim
+when present, else ``decision_function`` on the reference.
 """
 from __future__ import annotations
 
@@ -16,24 +21,21 @@ from ._common import quantile_threshold
 from .base import EmbeddingScore
 
 
-def _require_pyod():
-    try:
-        from pyod.models.base import BaseDetector  # noqa: PLC0415
-    except ImportError as exc:
-        raise ImportError("PyODScore needs pyod: pip install pyod (the 'selective' test extra installs it)") from exc
-    return BaseDetector
+def _check_detector(detector: Any) -> None:
+    missing = [m for m in ("fit", "decision_function") if not callable(getattr(detector, m, None))]
+    if missing:
+        raise TypeError(f"detector must be a pyod-style outlier detector with fit(X) and decision_function(X); "
+                        f"{type(detector).__name__} lacks {' and '.join(missing)}")
 
 
 class PyODScore(EmbeddingScore):
-    """Score = ``detector.decision_function(x)``; ``detector`` is an (unfitted) pyod BaseDetector."""
+    """Score = ``detector.decision_function(x)``; ``detector`` is an (unfitted) pyod-style detector."""
 
     train_required = True
     cal_required = True
 
     def __init__(self, detector: Any, pca: Any = None) -> None:
-        base = _require_pyod()
-        if not isinstance(detector, base):
-            raise TypeError(f"detector must be a pyod BaseDetector instance, got {type(detector).__name__}")
+        _check_detector(detector)
         super().__init__(pca=pca)
         self.detector = detector
         self.ident = f"pyod-{type(detector).__name__}"
@@ -50,7 +52,10 @@ class PyODScore(EmbeddingScore):
         ref = self.ref_embeddings
         if q is not None:
             self.detector.fit(self._np(ref))
-            s = torch.as_tensor(np.asarray(self.detector.decision_scores_), dtype=torch.float32)
+            train = getattr(self.detector, "decision_scores_", None)
+            if train is None:
+                train = self.detector.decision_function(self._np(ref))
+            s = torch.as_tensor(np.asarray(train, dtype=np.float64).reshape(-1), dtype=torch.float32)
             keep = s < quantile_threshold(s, q)
             ref = ref[keep.to(ref.device)]
             self.ref_embeddings = ref

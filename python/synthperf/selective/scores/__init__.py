@@ -1,10 +1,8 @@
 """``synthperf.selective.scores``: the score classes under seapig's module path (``seapig.scores``,
-spec §1.1, both versions' exports). ``PyODScore`` is exported when ``pyod`` is importable, as
-seapig; ``TensorPCA`` lives in :mod:`synthperf.selective.scores.utils` (and at the top level).
+spec §1.1, both versions' exports). ``PyODScore`` is always exported (seapig: only with pyod
+installed): it duck-types its detector, so pyod is needed only for pyod's detectors; ``TensorPCA`` lives in :mod:`synthperf.selective.scores.utils` (and at the top level).
 """
 from __future__ import annotations
-
-import importlib.util
 
 from ..base import EmbeddingScore, RandomScore, UncertaintyScore
 from ..classwise import (ClassWiseMode, ClassWiseScore, CosineClassWiseScore, EuclideanClassWiseScore,
@@ -21,7 +19,6 @@ __all__ = [
     "MahalanobisClassWiseScore", "MutualInformationScore", "PredictiveVarianceScore",
 ]
 
-if importlib.util.find_spec("pyod") is not None:  # optional, as seapig: only when pyod is installed
-    from ..pyod_score import PyODScore  # noqa: F401
+from ..pyod_score import PyODScore  # noqa: E402
 
-    __all__.append("PyODScore")
+__all__.append("PyODScore")
