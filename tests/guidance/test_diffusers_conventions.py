@@ -346,3 +346,53 @@ def test_pixel_conventions(pixel):
     assert isinstance(tup, tuple) and tup[0].shape == (1, 3, 8, 8)
     with pytest.raises(ValueError, match="output_type must be one of"):
         fp(None, 1, output_type="latent", **kw)
+
+
+# ----------------------------------------------------------------------------- regeneration and interrupt
+class _NaNFirst(TinyClassifier):
+    """NaN logits for the first ``n_bad`` no-grad evaluations (the final criterion)."""
+
+    def __init__(self, n_bad):
+        super().__init__()
+        self.n_bad, self.n_classes = n_bad, 5
+
+    def forward_with_features(self, x):
+        logits, f = super().forward_with_features(x)
+        if not torch.is_grad_enabled() and self.n_bad > 0:
+            self.n_bad -= 1
+            logits = logits * float("nan")
+        return logits, f
+
+
+def test_regeneration_with_generator_continues_its_stream_and_never_overrides_latents(sd):
+    _, fp = sd
+    c = {k: v for k, v in fp.components.items() if k != "classifier"}
+    g = torch.Generator().manual_seed(11)
+    out = FeedbackGuidedPipeline(**c, classifier=_NaNFirst(1))("cat", 1, generator=g, fg_scale=0.0, **SD_KW)
+    assert out.regenerated.all() and not out.corrupted.any() and out.seeds.tolist() == [11]
+    # the kept image is the second draw of the same generator
+    g2 = torch.Generator().manual_seed(11)
+    FeedbackGuidedPipeline(**c)("cat", 1, generator=g2, fg_scale=0.0, **SD_KW)
+    again = FeedbackGuidedPipeline(**c)("cat", 1, generator=g2, fg_scale=0.0, **SD_KW)
+    assert _diff(out.images, again.images) <= TOL
+    lat = torch.randn(1, 4, 8, 8, generator=torch.Generator().manual_seed(0))
+    fixed = FeedbackGuidedPipeline(**c, classifier=_NaNFirst(1))("cat", 1, latents=lat, fg_scale=0.0, **SD_KW)
+    assert fixed.corrupted.all() and not fixed.regenerated.any()
+
+
+def test_interrupt_from_a_callback_skips_the_remaining_steps(sd):
+    _, fp = sd
+    seen = []
+
+    def stop(pipe, i, t, kw):
+        seen.append(i)
+        pipe._interrupt = True
+        return kw
+
+    out = fp("cat", 1, seeds=2, fg_scale=0.0, output_type="latent", callback_on_step_end=stop, **SD_KW)
+    assert seen == [0] and fp.interrupt  # as diffusers: reset at the start of the next call
+    first = []
+    full = fp("cat", 1, seeds=2, fg_scale=0.0, output_type="latent", **SD_KW,
+              callback_on_step_end=lambda pipe, i, t, kw: first.append(kw["latents"].clone()) or kw)
+    assert not fp.interrupt and len(first) == 3
+    assert torch.equal(out.images, first[0]) and _diff(full.images, first[0]) > 1e-4
