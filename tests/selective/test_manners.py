@@ -84,3 +84,33 @@ def test_knn_backend_default_follows_the_process_setting():
         EuclideanScore(backend="gpu-please")
     with pytest.raises(ValueError, match="backend"):
         MahalanobisScore(backend="nope")
+
+
+def test_plot_embs_tsne_umap_and_errors(monkeypatch):
+    pytest.importorskip("matplotlib")
+    pytest.importorskip("sklearn")
+    import sys
+
+    g = torch.Generator().manual_seed(0)
+    ref = torch.cat([torch.randn(30, 4, generator=g), torch.randn(30, 4, generator=g) + 8])
+    s = EuclideanScore(k=1).fit(X=ref)
+    fig = s.plot_embs(torch.randn(10, 4, generator=g) + 8, method="tsne",
+                      method_args={"perplexity": 5, "random_state": 0, "init": "random"})
+    xy = fig.embedding_xy_
+    assert xy.shape == (70, 2) and len(fig.axes[0].collections) == 2
+    # the two far-apart clusters stay apart in the map: between-cluster > within-cluster spread
+    a, b = xy[:30], xy[30:60]
+    import numpy as np
+
+    gap = np.linalg.norm(a.mean(0) - b.mean(0))
+    assert gap > 2 * max(a.std(0).max(), b.std(0).max())
+    with pytest.raises(ValueError, match="method must be 'tsne' or 'umap'"):
+        s.plot_embs(method="pca")
+    with pytest.raises(ValueError, match="dimension 3"):
+        s.plot_embs(torch.randn(2, 3))
+    monkeypatch.setitem(sys.modules, "umap", None)
+    with pytest.raises(ImportError, match="UMAP is not installed"):
+        s.plot_embs(method="umap")
+    monkeypatch.setitem(sys.modules, "sklearn.manifold", None)
+    with pytest.raises(ImportError, match="t-SNE is not installed"):
+        s.plot_embs()

@@ -357,6 +357,25 @@ class EmbeddingScore(UncertaintyScore):
         if self.cal_embeddings is not None:
             self.cal_embeddings = self.pca.transform(self.cal_embeddings)
 
+    def plot_embs(self, query_embeddings: Any = None, method: str = "tsne", method_args: dict | None = None):
+        """2-D map (``"tsne"``, or ``"umap"`` when umap-learn is installed) of the reference embeddings
+        (as stored, i.e. after any PCA) and ``query_embeddings`` (M, D, original space); returns a
+        ``matplotlib.figure.Figure`` (coordinates in ``fig.embedding_xy_``). ValueError for another
+        method, ImportError naming the missing package. t-SNE is O(N²): subsample large sets."""
+        from ._plots import plot_embeddings
+
+        if self.ref_embeddings is None:
+            raise ValueError("nothing to plot: call fit(...) first")
+        q = None
+        if query_embeddings is not None:
+            q = check_embeddings(query_embeddings, "query_embeddings", dim=self.n_features_in_)
+            if self.pca is not None:
+                q = self.pca.transform(q)
+        fig, xy = plot_embeddings(self.ref_embeddings, q, method=method, method_args=method_args,
+                                  title=f"{self.ident}: {method}")
+        fig.embedding_xy_ = xy
+        return fig
+
     def _apply_pca(self) -> None:
         """Version B's name for :meth:`_fit_pca` (fit the PCA on the reference, project ref and cal)."""
         self._fit_pca()
