@@ -147,3 +147,51 @@ def test_logit_score_and_select_in_model_mode():
         s.score(model=model)
     with pytest.raises(ValueError, match="Cannot specify both"):
         s.score(z_test, model=model, loader=[])
+
+
+def test_selective_inference_task_version_b_signature():
+    pytest.importorskip("lightning")
+    from lightning import Trainer
+    from torchmetrics.classification import MulticlassAccuracy
+
+    from synthperf.selective import RiskCoverageMetric, SelectiveInferenceTask
+
+    torch.manual_seed(3)
+
+    class Task(_Extractor):
+        def __init__(self):
+            super().__init__()
+            self.test_metrics = MulticlassAccuracy(num_classes=3, average="micro")
+
+    task = Task()
+    train, test = _DictData(100, 8), _DictData(40, 9)
+    score = EuclideanScore(k=2).fit(model=task, loaders={"train": DataLoader(train, batch_size=50),
+                                                         "cal": DataLoader(train, batch_size=50)})
+    score.set_threshold(0.6)
+    rc = RiskCoverageMetric()
+    st = SelectiveInferenceTask(task, score, False, rc)  # B positional order: rc_metric 4th
+    assert st.api_ == "B" and st.rc_metric is rc
+    trainer = Trainer(accelerator="cpu", logger=False, enable_progress_bar=False, enable_model_summary=False)
+    metrics = trainer.test(st, dataloaders=DataLoader(test, batch_size=40), verbose=False)[0]
+    with torch.no_grad():
+        task.eval()
+        e = task.lin(test.x)
+        pred = task.head(e).argmax(1)
+    sel = score.select(e)["selected"]
+    correct = (pred == test.y).float()
+    assert metrics["full/MulticlassAccuracy"] == pytest.approx(correct.mean().item(), abs=1e-6)
+    assert metrics["selected/MulticlassAccuracy"] == pytest.approx(correct[sel].mean().item(), abs=1e-6)
+    assert "rc/auc_empirical" in metrics
+    preds = trainer.predict(st, dataloaders=DataLoader(test, batch_size=40))
+    assert set(preds[0]) == {"prediction", "score", "selected"}
+    assert torch.equal(preds[0]["selected"], sel)
+
+    class NoPrediction(torch.nn.Module):
+        def extract(self, batch):
+            return {"embedding": batch["image"][:, :4]}
+
+    st2 = SelectiveInferenceTask(NoPrediction(), score)
+    with pytest.raises(KeyError, match="prediction"):
+        st2.predict_step({"image": torch.randn(3, 6), "label": torch.zeros(3)}, 0)
+    with pytest.raises(TypeError, match="extract\\(\\)"):
+        SelectiveInferenceTask(torch.nn.Linear(2, 2), score)

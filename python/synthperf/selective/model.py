@@ -7,6 +7,13 @@ score's ``{"score", "selected"}``, computed on ``task.embed(x)`` (embedding scor
 :class:`RiskCoverageMetric` and logs ``full/``, ``selected/``, ``rejected/`` and ``rc/`` values;
 ``predict_step`` returns ``{"predictions", "score", "selected"}``.
 
+Version B (seapig 0.3.0, ``SelectiveInferenceTask(task, score, acc_test_outputs, rc_metric)``) is
+the same class: when ``task`` has ``extract(batch)`` and no ``embed``, or when the 4th positional
+argument is a :class:`RiskCoverageMetric`, ``forward(batch)`` returns ``task.extract(batch)`` (a
+dict) merged with ``score.select(query=that dict)``; ``test_step`` reads ``"prediction"`` and
+``"label"`` from it (KeyError if missing) and ``predict_step`` returns ``{"prediction", "score",
+"selected"}``. ``api_`` is ``"A"`` or ``"B"``.
+
 Imports lightning at module import; :mod:`synthperf.selective` loads this module lazily.
 """
 from __future__ import annotations
@@ -60,10 +67,18 @@ class SelectiveInferenceTask(LightningModule):
                  input_key: str | None = None, target_key: str | None = None,
                  rc_metric: RiskCoverageMetric | None = None) -> None:
         super().__init__()
+        if isinstance(input_key, RiskCoverageMetric) and rc_metric is None:  # B: (task, score, acc, rc_metric)
+            input_key, rc_metric = None, input_key
         if not isinstance(task, torch.nn.Module):
             raise TypeError(f"task must be a torch.nn.Module, got {type(task).__name__}")
-        if not callable(getattr(task, "embed", None)):
-            raise TypeError("Wrapped task must have an embed() method")
+        has_embed, has_extract = callable(getattr(task, "embed", None)), callable(getattr(task, "extract", None))
+        if not (has_embed or has_extract):
+            raise TypeError("Wrapped task must have an embed() method (seapig git main), or `task` is required to "
+                            "expose a `extract()` method (seapig 0.3.0).")
+        self.api_ = "A" if has_embed else "B"
+        if self.api_ == "B" and (input_key is not None or target_key is not None):
+            raise ValueError("input_key/target_key apply to embed() tasks; extract() tasks read 'prediction' and "
+                             "'label' from their output dict")
         if not isinstance(score, UncertaintyScore):
             raise TypeError(f"score must be a synthperf.selective UncertaintyScore, got {type(score).__name__}")
         if input_key is not None and input_key not in INPUT_KEYS:
@@ -101,11 +116,39 @@ class SelectiveInferenceTask(LightningModule):
         return dict(preds)
 
     def forward(self, x: Any) -> dict[str, Any]:
+        """A: ``task(x)`` merged with the selection; B: ``task.extract(batch)`` merged with it."""
         with torch.inference_mode():
+            if self.api_ == "B":
+                out = self.task.extract(x)
+                if not isinstance(out, dict):
+                    raise TypeError(f"Wrapped task must return a dict, got {type(out).__name__}")
+                return out | self.score.select(query=out)
             out = self._as_dict(self.task(x))
             return out | self._select(x)
 
+    @staticmethod
+    def _require(out: Mapping[str, Any], *keys: str) -> None:
+        missing = [k for k in keys if k not in out]
+        if missing:
+            raise KeyError(f"task.extract() output is missing key(s) {missing} (keys {sorted(map(str, out))})")
+
+    def _test_step_b(self, batch: Any) -> dict[str, Any]:
+        outputs = self(batch)
+        self._require(outputs, "prediction", "label")
+        preds, y = outputs["prediction"], outputs["label"]
+        if self.test_metrics is not None:
+            self.test_metrics.update(preds, y, outputs["selected"])
+            self.log_dict(self.test_metrics.compute(), sync_dist=True)
+        if self.rc_metric is not None:
+            self.rc_metric.update(preds, y, outputs["score"])
+            self.log_dict(self.rc_metric.compute(), sync_dist=True)
+        if self.test_outputs is not None:
+            self.test_outputs.append(outputs)
+        return outputs
+
     def test_step(self, batch: Any, batch_idx: int, dataloader_idx: int = 0) -> dict[str, Any]:
+        if self.api_ == "B":
+            return self._test_step_b(batch)
         x = _get_from_batch(batch, self.input_key, 0)
         y = _get_from_batch(batch, self.target_key, 1)
         outputs = self(x)
@@ -127,6 +170,10 @@ class SelectiveInferenceTask(LightningModule):
             self.log_dict(self.rc_metric.compute(), sync_dist=True)
 
     def predict_step(self, batch: Any, batch_idx: int, dataloader_idx: int = 0) -> dict[str, Any]:
+        if self.api_ == "B":
+            out = self(batch)
+            self._require(out, "prediction")
+            return {"prediction": out["prediction"], "score": out["score"], "selected": out["selected"]}
         x = _get_from_batch(batch, self.input_key, 0)
         custom = getattr(type(self.task), "predict_step", None)
         if custom is None or custom is LightningModule.predict_step:
