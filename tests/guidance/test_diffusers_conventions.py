@@ -396,3 +396,20 @@ def test_interrupt_from_a_callback_skips_the_remaining_steps(sd):
               callback_on_step_end=lambda pipe, i, t, kw: first.append(kw["latents"].clone()) or kw)
     assert not fp.interrupt and len(first) == 3
     assert torch.equal(out.images, first[0]) and _diff(full.images, first[0]) > 1e-4
+
+
+def test_regeneration_restores_the_call_state_a_callback_changed(sd):
+    """SDCFGCutoffCallback sets pipe._guidance_scale = 0 mid-run; the regeneration of a corrupted
+    row starts again from the call's guidance_scale (CFG on until the cutoff step)."""
+    from diffusers.callbacks import SDCFGCutoffCallback
+
+    _, fp = sd
+    c = {k: v for k, v in fp.components.items() if k != "classifier"}
+    cb = SDCFGCutoffCallback(cutoff_step_ratio=None, cutoff_step_index=1)
+    out = FeedbackGuidedPipeline(**c, classifier=_NaNFirst(1))("cat", 1, generator=gens(5)[0], fg_scale=0.0,
+                                                                callback_on_step_end=cb, **SD_KW)
+    g = gens(5)[0]
+    plain = FeedbackGuidedPipeline(**c)
+    plain("cat", 1, generator=g, fg_scale=0.0, callback_on_step_end=cb, **SD_KW)
+    want = plain("cat", 1, generator=g, fg_scale=0.0, callback_on_step_end=cb, **SD_KW)
+    assert out.regenerated.all() and _diff(out.images, want.images) <= TOL

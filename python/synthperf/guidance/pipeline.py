@@ -112,7 +112,8 @@ class _GuidedSamplingMixin:
             raise ValueError("pass seeds= or generator=, not both (generator= draws the noise as diffusers does)")
         self._guidance_scale = guidance_scale
         self._interrupt = False
-        return {"size": size, "callback_names": names, "seeds": 0 if seeds is None else seeds}
+        return {"size": size, "callback_names": names, "seeds": 0 if seeds is None else seeds,
+                "guidance_scale": guidance_scale}
 
     def _step_end(self, call: dict, callback: Any, i: int, t: Any, tensors: dict) -> dict:
         """Run ``callback_on_step_end`` (when given) on ``tensors``; returns the replacements."""
@@ -156,6 +157,8 @@ class _GuidedSamplingMixin:
             if noise.generator is None:
                 sub.seeds = [retry_seed(s) for s in sub.seeds]
             gen, init = noise.draw(sub, idx)
+            # a callback may have changed the call state (SDCFGCutoffCallback sets _guidance_scale)
+            self._guidance_scale, self._interrupt = call["guidance_scale"], False
             img2, crit2 = sample_fn(sub, idx, gen, init)
             images = images.clone()
             images[idx] = img2
