@@ -35,10 +35,9 @@ ALLOWED_SYSTEM_EDGES = {("selective", "conformal")}
 
 #: (importer module, imported module) -> the issue item that removes the import.
 KNOWN_VIOLATIONS: dict[tuple[str, str], str] = {
-    # Fixed while this test was written (issue 14 item 1): flows.digits, flows.training,
-    # guidance.cli, guidance.digits -> experiments.store; guidance.generate -> experiments.executors.
-    ("synthperf.guidance.adapters", "synthperf.gafi.keras_interop"):
-        "issue 14 item 1: Keras interop out of gafi, into a neutral module (synthperf.interop.keras)",
+    # None left. Fixed under issue 14 item 1: flows.digits, flows.training, guidance.cli,
+    # guidance.digits -> experiments.store; guidance.generate -> experiments.executors;
+    # guidance.adapters -> gafi.keras_interop (now synthperf.interop.keras).
 }
 
 
@@ -153,11 +152,9 @@ def test_no_system_imports_another_except_selective_conformal():
     assert not bad, "a system imports another system:\n" + _report(bad)
 
 
-@pytest.mark.parametrize("importer,target", [
-    pytest.param(imp, tgt, marks=pytest.mark.xfail(strict=True, reason=reason), id=f"{imp}->{tgt}")
-    for (imp, tgt), reason in KNOWN_VIOLATIONS.items()
-])
-def test_known_violation_is_gone(importer, target):
-    """Strict xfail while the import exists; delete the KNOWN_VIOLATIONS entry once it XPASSes."""
-    still = [e for e in EDGES if e.importer == importer and _within(e.target, target)]
-    assert not still, _report(still)
+def test_known_violations_still_exist():
+    """Each KNOWN_VIOLATIONS entry must still be a real import: delete it once it is fixed
+    (an entry that no longer matches would silently excuse a future violation)."""
+    stale = [(imp, tgt) for imp, tgt in KNOWN_VIOLATIONS
+             if not any(e.importer == imp and _within(e.target, tgt) for e in EDGES)]
+    assert not stale, f"fixed violations still listed in KNOWN_VIOLATIONS: {stale}"

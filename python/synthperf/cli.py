@@ -37,13 +37,13 @@ def _root(
         help="Threads per process (torch, OpenMP, BLAS). Default: SYNTHPERF_NUM_THREADS or OMP_NUM_THREADS "
              "when set, else the cores not kept busy by other processes."),
 ) -> None:
+    from ._cli_errors import fail
     from ._threads import configure_threads
 
     try:
         configure_threads(threads)  # sized to the free cores: oversubscribed barriers stall small ops
     except ValueError as exc:
-        typer.echo(f"error: {exc}", err=True)
-        raise typer.Exit(code=2)
+        fail(exc)
     if no_progress:
         from .progress import disable_progress
 

@@ -329,7 +329,7 @@ def test_cli_corrupt_network_is_an_error_line(tmp_path):
     (tmp_path / "net.safetensors").write_bytes(b"\0" * 10)
     r = CliRunner().invoke(app, ["simulate", "--save-dir", str(tmp_path / "s"), "--network",
                                  str(tmp_path / "net.json"), "--steps", "3"])
-    assert r.exit_code == 2 and r.stderr.startswith("error: ") and "corrupt" in r.stderr, r.output
+    assert r.exit_code == 1 and r.stderr.startswith("error: ") and "corrupt" in r.stderr, r.output  # a damaged file: status 1
 
 
 # ----------------------------------------------------------------------------- FID without TorchScript

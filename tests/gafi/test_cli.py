@@ -207,7 +207,7 @@ def test_cli_stages_write_results_and_resume(tmp_path, monkeypatch):
     assert r.exit_code == 1 and "corrupt" in _text(r)
     r = _invoke("cas", "--config", _write(tmp_path / "c2.yaml", {**pipe, "PIPELINE": {
         "gan_checkpoint": str(tmp_path / "gan" / "nope")}}), "--out", tmp_path / "cas2")
-    assert r.exit_code == 1 and "missing" in _text(r)
+    assert r.exit_code == 1 and "missing" in _text(r)  # a missing checkpoint: CheckpointError, status 1
 
 
 def test_gafi_group_is_registered_in_synthperf_cli():

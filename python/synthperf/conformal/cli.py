@@ -9,18 +9,16 @@ from typing import List, Optional
 
 import typer
 
+from .._cli_errors import user_errors
+
 app = typer.Typer(help="SPPI conformal prediction: transport windows and worst-case coverage bounds.",
                   no_args_is_help=True, add_completion=False)
 
 DEFAULT_ALPHAS = [0.02, 0.03, 0.05, 0.1, 0.15, 0.2]
 
 
-def _fail(exc: Exception) -> None:
-    typer.echo(f"error: {exc}", err=True)
-    raise typer.Exit(code=2)
-
-
 @app.command("windows")
+@user_errors
 def windows_command(
     n_real: int = typer.Argument(..., help="number of real calibration scores n (m = n + 1 ranks)"),
     n_synth: int = typer.Argument(..., help="number of synthetic scores N (>= n + 2)"),
@@ -29,10 +27,7 @@ def windows_command(
     """Print the transport window [L_r, U_r] of every real rank r (1-based; -1 = empty)."""
     from .windows import transport_windows
 
-    try:
-        L, U = transport_windows(n_real, n_synth, beta)
-    except (TypeError, ValueError) as exc:
-        _fail(exc)
+    L, U = transport_windows(n_real, n_synth, beta)
     typer.echo(f"# N={n_synth} m={n_real + 1} beta={beta}")
     typer.echo(f"{'r':>5} {'L':>8} {'U':>8}")
     for r, (lo, up) in enumerate(zip(L.tolist(), U.tolist()), start=1):
@@ -40,6 +35,7 @@ def windows_command(
 
 
 @app.command("bounds")
+@user_errors
 def bounds_command(
     n_real: int = typer.Argument(..., help="number of real calibration scores n"),
     n_synth: int = typer.Argument(..., help="number of synthetic scores N (>= n + 2)"),
@@ -50,10 +46,7 @@ def bounds_command(
     from .windows import coverage_bounds
 
     alphas = list(alpha) if alpha else DEFAULT_ALPHAS
-    try:
-        lower, upper = coverage_bounds(n_real, n_synth, alphas, beta)
-    except (TypeError, ValueError) as exc:
-        _fail(exc)
+    lower, upper = coverage_bounds(n_real, n_synth, alphas, beta)
     typer.echo(f"# n={n_real} N={n_synth} beta={beta}")
     typer.echo(f"{'alpha':>8} {'lower':>8} {'upper':>8}")
     for a, lo, up in zip(alphas, lower.tolist(), upper.tolist()):

@@ -11,14 +11,12 @@ from typing import List, Optional
 
 import typer
 
+from .._cli_errors import user_errors
+
 __all__ = ["app", "run_command", "plot_command", "demo_command"]
 
 
-def _fail(exc: Exception) -> None:
-    typer.echo(f"error: {exc}", err=True)
-    raise typer.Exit(code=2)
-
-
+@user_errors
 def run_command(
     config: Path = typer.Argument(..., help="Experiment YAML (e.g. configs/sppi/meps_ages_20_40.yaml)."),
     overrides: Optional[List[str]] = typer.Argument(None, help="key=value overrides (YAML values; dotted keys)."),
@@ -41,15 +39,13 @@ def run_command(
         slurm["cluster"] = slurm_cluster
     if slurm_partition:
         slurm["slurm_partition"] = slurm_partition
-    try:
-        summary = run_experiment(config, out, list(overrides or []), executor=executor, workers=workers,
-                                 address=address, slurm=slurm, report=not no_report)
-    except (ConfigError, TypeError, ValueError, FileNotFoundError, ImportError) as exc:
-        _fail(exc)
+    summary = run_experiment(config, out, list(overrides or []), executor=executor, workers=workers,
+                             address=address, slurm=slurm, report=not no_report)
     typer.echo(f"{summary.points} grid point(s), {summary.chunks} chunk(s), {summary.computed} computed now; "
                f"results in {summary.out}" + (f"; report {summary.report}" if summary.report else ""))
 
 
+@user_errors
 def plot_command(
     results: List[Path] = typer.Argument(..., help="Run directories to combine."),
     filters: Optional[List[str]] = typer.Option(None, "--filter", help="key=value row filter (repeatable)."),
@@ -63,20 +59,18 @@ def plot_command(
     from .reports import filter_results, plot_results
     from .store import load_results
 
-    try:
-        frames = []
-        for r in results:
-            df = load_results(r)
-            df.insert(0, "run", r.name)
-            frames.append(df)
-        df = filter_results(pd.concat(frames, ignore_index=True), filters or [])
-        target = out or (results[0] if len(results) == 1 else Path("combined_report"))
-        report = plot_results(df, target, title=title)
-    except (TypeError, ValueError, FileNotFoundError) as exc:
-        _fail(exc)
+    frames = []
+    for r in results:
+        df = load_results(r)
+        df.insert(0, "run", r.name)
+        frames.append(df)
+    df = filter_results(pd.concat(frames, ignore_index=True), filters or [])
+    target = out or (results[0] if len(results) == 1 else Path("combined_report"))
+    report = plot_results(df, target, title=title)
     typer.echo(f"wrote {report}")
 
 
+@user_errors
 def demo_command(
     out: Path = typer.Option(Path("synthperf_demo"), "--out", "-o", help="Output folder."),
     quick: bool = typer.Option(False, "--quick", help="Fast CI variant (tiny generators, 40 trials)."),
@@ -91,11 +85,8 @@ def demo_command(
     calibration data (quality, SPPI vs SC, selective prediction, long-tail guidance)."""
     from .demo import run_demo
 
-    try:
-        report = run_demo(out, quick=quick, seed=seed, workers=workers,
-                          generators=tuple(generators) if generators else None, longtail=not no_longtail)
-    except (TypeError, ValueError, OSError) as exc:
-        _fail(exc)
+    report = run_demo(out, quick=quick, seed=seed, workers=workers,
+                      generators=tuple(generators) if generators else None, longtail=not no_longtail)
     typer.echo(f"wrote {report}")
 
 

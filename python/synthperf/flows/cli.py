@@ -9,7 +9,6 @@ line on stderr with exit status 2, never a traceback. Output files are written a
 """
 from __future__ import annotations
 
-import functools
 import json
 from pathlib import Path
 from typing import Optional
@@ -17,26 +16,16 @@ from typing import Optional
 import numpy as np
 import typer
 
+from .._cli_errors import user_errors
+
 from .._io import atomic_write_text
 
 app = typer.Typer(name="flows", help="Inflationary flows: training, pfODE simulations and metrics.",
                   no_args_is_help=True, add_completion=False)
 
 
-def _user_errors(fn):
-    """Run a command; ValueError/TypeError/OSError end it with ``error: <message>`` (exit 2)."""
-    @functools.wraps(fn)
-    def wrapper(*args, **kwargs):
-        try:
-            return fn(*args, **kwargs)
-        except (ValueError, TypeError, OSError) as exc:
-            typer.echo(f"error: {exc}", err=True)
-            raise typer.Exit(code=2) from None
-    return wrapper
-
-
 @app.command("train")
-@_user_errors
+@user_errors
 def train_command(
     outdir: Path = typer.Option(..., help="Checkpoint folder."),
     data_name: Optional[str] = typer.Option(None, help="Toy dataset name (circles, moons, ...)."),
@@ -67,7 +56,7 @@ def train_command(
 
 
 @app.command("simulate")
-@_user_errors
+@user_errors
 def simulate_command(
     save_dir: Path = typer.Option(..., help="Output folder for .npz and params .json."),
     data_name: Optional[str] = typer.Option(None, help="Toy dataset (default circles when --data is not given)."),
@@ -100,7 +89,7 @@ def simulate_command(
 
 
 @app.command("roundtrip-mse")
-@_user_errors
+@user_errors
 def roundtrip_mse_command(
     network: Path = typer.Option(...), data: Path = typer.Option(..., help="Image ZIP."),
     out: Path = typer.Option(..., help="Output JSON."), total_samples: int = 500, n_iters: int = 256,
@@ -136,7 +125,7 @@ def roundtrip_mse_command(
 
 
 @app.command("fid")
-@_user_errors
+@user_errors
 def fid_command(
     features_a: Path = typer.Option(..., help=".npy features [n, k] (or an image ZIP with --extractor)."),
     features_b: Path = typer.Option(...), extractor: Optional[Path] = typer.Option(
@@ -157,7 +146,7 @@ def fid_command(
 
 
 @app.command("coverage")
-@_user_errors
+@user_errors
 def coverage_command(
     out: Path = typer.Option(..., help="Output JSON."), data_name: str = "circles",
     network: Optional[Path] = typer.Option(None, help="Checkpoint; omit for the discrete score."),
@@ -199,7 +188,7 @@ def coverage_command(
 
 
 @app.command("dataset-tool")
-@_user_errors
+@user_errors
 def dataset_tool_command(
     source: str = typer.Option(..., help="Image folder, or 'digits' for scikit-learn's bundled digits."),
     dest: Path = typer.Option(..., help="Output ZIP."), resolution: Optional[int] = None,

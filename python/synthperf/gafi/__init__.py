@@ -11,7 +11,7 @@ PyTorch port of ``sup3rgiu/GaFi-Pipeline`` (spec: ``shared/specs/gafi.md``):
 - :mod:`.pipeline` - CAS (clean val-selected protocol, or upstream's test-selected one), the
   greedy ckpt -> sigma -> tau search and MultiGAN;
 - :mod:`.experiment` - the end-to-end run; :mod:`.cli` - ``synthperf gafi ...``;
-- :mod:`.keras_interop` - a Keras classifier as DSF filter / evaluator (``tf`` extra).
+- a Keras classifier as DSF filter / evaluator: :mod:`synthperf.interop.keras` (``tf`` extra).
 """
 from __future__ import annotations
 

@@ -10,13 +10,14 @@ Results are written as Parquet (atomically) plus PNG/PDF plots; a summary is pri
 """
 from __future__ import annotations
 
-import functools
 import json
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Optional
 
 import typer
+
+from .._cli_errors import user_errors
 
 app = typer.Typer(help="GaFi: GAN synthetic data with DSF, DDR, the Expansion Trick, MultiGAN and CAS.",
                   no_args_is_help=True, add_completion=False)
@@ -28,31 +29,15 @@ _RESUME = typer.Option(True, "--resume/--no-resume", help="Continue from existin
 
 @contextmanager
 def _config_errors():
-    """Config mistakes become a usage error (exit status 2) instead of a traceback."""
+    """Config mistakes are usage errors (status 2, see :mod:`synthperf._cli_errors`) naming --config."""
+    from .._io import CheckpointError
+
     try:
         yield
+    except CheckpointError:
+        raise
     except (ValueError, TypeError, FileNotFoundError) as exc:
-        raise typer.BadParameter(str(exc), param_hint="--config") from None
-
-
-# ClickException (exit status 1, "Error: ..."): a base of typer.BadParameter in every typer
-# version, whether click is a dependency or vendored as typer._click.
-_ClickException = next(c for c in typer.BadParameter.__mro__ if c.__name__ == "ClickException")
-
-
-def _clean_errors(fn):
-    """Bad or missing checkpoints / data files end the command with ``Error: <message>`` (status 1)."""
-
-    @functools.wraps(fn)
-    def wrapper(*args, **kwargs):
-        from .._io import CheckpointError
-
-        try:
-            return fn(*args, **kwargs)
-        except (CheckpointError, FileNotFoundError) as exc:
-            raise _ClickException(str(exc)) from None
-
-    return wrapper
+        raise ValueError(f"--config: {exc}") from None
 
 
 def _setup(config: Optional[Path], out: Optional[Path]):
@@ -98,7 +83,7 @@ def _write_cas(rows: list[dict], out_dir: Path, command: str, cfg: dict) -> None
 
 
 @app.command("train-classifier")
-@_clean_errors
+@user_errors
 def train_classifier_cmd(config: Optional[Path] = _CONFIG, out: Optional[Path] = _OUT, resume: bool = _RESUME) -> None:
     """Train the ResNet-20 on real data (val-selected); it becomes the DSF filter classifier."""
     import pandas as pd
@@ -120,7 +105,7 @@ def train_classifier_cmd(config: Optional[Path] = _CONFIG, out: Optional[Path] =
 
 
 @app.command("train-gan")
-@_clean_errors
+@user_errors
 def train_gan_cmd(config: Optional[Path] = _CONFIG, out: Optional[Path] = _OUT, resume: bool = _RESUME) -> None:
     """Train the conditional BigGAN-deep on train+val; EMA-generator checkpoint every epoch."""
     import pandas as pd
@@ -145,12 +130,12 @@ def _classifier(cfg: dict, device: str):
 
     path = cfg.get("CLS_PRE", {}).get("path")
     if not path:
-        raise typer.BadParameter("CLS_PRE.path (the filter classifier's best checkpoint) is required")
+        raise ValueError("CLS_PRE.path (the filter classifier's best checkpoint) is required")
     return load_classifier(path, device)
 
 
 @app.command("pipeline")
-@_clean_errors
+@user_errors
 def pipeline_cmd(config: Optional[Path] = _CONFIG, out: Optional[Path] = _OUT, resume: bool = _RESUME) -> None:
     """GaFi greedy search (ckpt -> sigma -> tau) and the final accurate run for one GAN."""
     from .config import classifier_config, pipeline_config
@@ -160,7 +145,7 @@ def pipeline_cmd(config: Optional[Path] = _CONFIG, out: Optional[Path] = _OUT, r
     cfg, splits, out_dir, device, _, _ = _setup(config, out)
     gan_dir = cfg.get("PIPELINE", {}).get("gan_dir")
     if not gan_dir:
-        raise typer.BadParameter("PIPELINE.gan_dir (a train-gan output directory) is required")
+        raise ValueError("PIPELINE.gan_dir (a train-gan output directory) is required")
     with _config_errors():
         pcfg, ccfg = pipeline_config(cfg), classifier_config(cfg)
     wanted = set(pcfg.ckpt_epochs)
@@ -177,7 +162,7 @@ def pipeline_cmd(config: Optional[Path] = _CONFIG, out: Optional[Path] = _OUT, r
 
 
 @app.command("multigan")
-@_clean_errors
+@user_errors
 def multigan_cmd(config: Optional[Path] = _CONFIG, out: Optional[Path] = _OUT, resume: bool = _RESUME) -> None:
     """MultiGAN CAS from the tuned generators of PIPELINE.pipeline_dirs (pipeline outputs)."""
     from .config import classifier_config, pipeline_config
@@ -188,7 +173,7 @@ def multigan_cmd(config: Optional[Path] = _CONFIG, out: Optional[Path] = _OUT, r
     cfg, splits, out_dir, device, _, _ = _setup(config, out)
     dirs = cfg.get("PIPELINE", {}).get("pipeline_dirs") or []
     if len(dirs) < 1:
-        raise typer.BadParameter("PIPELINE.pipeline_dirs must list pipeline output directories")
+        raise ValueError("PIPELINE.pipeline_dirs must list pipeline output directories")
     with _config_errors():
         pcfg, ccfg = pipeline_config(cfg), classifier_config(cfg)
     if _finished(out_dir, "multigan", cfg, resume):
@@ -197,7 +182,7 @@ def multigan_cmd(config: Optional[Path] = _CONFIG, out: Optional[Path] = _OUT, r
     for d in dirs:
         p = Path(d) / "summary.json"
         if not p.is_file():
-            raise typer.BadParameter(f"{p} is missing; run `synthperf gafi pipeline` for that GAN first")
+            raise ValueError(f"{p} is missing; run `synthperf gafi pipeline` for that GAN first")
         s = json.loads(p.read_text())
         samplers.append(SamplerSpec(load_generator(ema_checkpoint_path(s["gan_dir"], s["ckpt"]), device),
                                     sigma=s["sigma"], tau=s["tau"]))
@@ -210,7 +195,7 @@ def multigan_cmd(config: Optional[Path] = _CONFIG, out: Optional[Path] = _OUT, r
 
 
 @app.command("cas")
-@_clean_errors
+@user_errors
 def cas_cmd(config: Optional[Path] = _CONFIG, out: Optional[Path] = _OUT, resume: bool = _RESUME) -> None:
     """CAS of one generator checkpoint (PIPELINE.gan_checkpoint, sigma, tau, filter, regen_every),
     or of real data when no gan_checkpoint is given."""
@@ -244,6 +229,7 @@ def cas_cmd(config: Optional[Path] = _CONFIG, out: Optional[Path] = _OUT, resume
 
 
 @app.command("demo")
+@user_errors
 def demo_cmd(out: Path = typer.Option(Path("gafi_demo"), "--out", "-o"),
              size: str = typer.Option("tiny", help="micro | tiny | small"),
              protocol: str = typer.Option("clean", help="clean | upstream_test_selected"),
@@ -254,11 +240,8 @@ def demo_cmd(out: Path = typer.Option(Path("gafi_demo"), "--out", "-o"),
 
     from .experiment import digits_preset, run_experiment
 
-    try:
-        cfg = digits_preset(size)
-        cfg.pipeline = replace(cfg.pipeline, protocol=protocol)
-    except ValueError as exc:
-        raise typer.BadParameter(str(exc)) from None
+    cfg = digits_preset(size)
+    cfg.pipeline = replace(cfg.pipeline, protocol=protocol)
     t = time.perf_counter()
     df = run_experiment(out, cfg, resume=resume)
     typer.echo(df.to_string(index=False))

@@ -185,7 +185,7 @@ class KerasTorchClassifier(nn.Module):
     ``supports_gradients = False``: the pipelines refuse fg_scale != 0 with this classifier
     (ValueError), and calling it on a tensor that requires grad raises TypeError. Use it to
     score generated images (the final criterion value, spec §2 post-loop), not to guide.
-    Wraps :class:`synthperf.gafi.keras_interop.KerasClassifier` (which imports TensorFlow after
+    Wraps :class:`synthperf.interop.keras.KerasClassifier` (which imports TensorFlow after
     Triton, see there); ``model`` is a built ``keras.Model`` or a ``.keras``/``.h5`` path.
     """
 
@@ -193,7 +193,7 @@ class KerasTorchClassifier(nn.Module):
 
     def __init__(self, model, *, outputs: str = "probabilities", batch_size: int = 128) -> None:
         super().__init__()
-        from ..gafi.keras_interop import KerasClassifier
+        from ..interop.keras import KerasClassifier
 
         self._keras = KerasClassifier(model, outputs=outputs, batch_size=batch_size)
         self.num_classes = int(self._keras.num_classes)

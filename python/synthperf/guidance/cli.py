@@ -21,34 +21,16 @@ This module imports only typer and the standard library: ``plan`` runs without d
 """
 from __future__ import annotations
 
-import functools
 import json
 from pathlib import Path
 from typing import List, Optional
 
 import typer
 
+from .._cli_errors import user_errors
+
 app = typer.Typer(help="Feedback-guided synthesis: generation plans, sharded resumable generation.",
                   no_args_is_help=True, add_completion=False)
-
-# ClickException (exit status 1, "Error: ..."): a base of typer.BadParameter in every typer version.
-_ClickException = next(c for c in typer.BadParameter.__mro__ if c.__name__ == "ClickException")
-
-
-def _clean_errors(fn):
-    """ValueError/TypeError -> usage error (status 2); ImportError (missing extra) -> status 1."""
-
-    @functools.wraps(fn)
-    def wrapper(*args, **kwargs):
-        try:
-            return fn(*args, **kwargs)
-        except (ValueError, TypeError) as exc:
-            raise typer.BadParameter(str(exc)) from None
-        except ImportError as exc:
-            raise _ClickException(str(exc)) from None
-
-    return wrapper
-
 
 def _parse_kv(items: List[str], option: str) -> dict:
     out: dict = {}
@@ -64,7 +46,7 @@ def _parse_kv(items: List[str], option: str) -> dict:
 
 
 @app.command("plan")
-@_clean_errors
+@user_errors
 def plan_cmd(
     out: Path = typer.Argument(..., help="Plan CSV to write."),
     output_dir: str = typer.Option(..., "--output-dir", help="Image folder written into output_path "
@@ -107,7 +89,7 @@ def plan_cmd(
 
 
 @app.command("generate")
-@_clean_errors
+@user_errors
 def generate_cmd(
     plan: Path = typer.Option(..., "--plan", help="Plan CSV (synthperf guidance plan)."),
     model_dir: Path = typer.Option(..., "--model-dir", help="LOCAL diffusers folder (SD or FLUX)."),
@@ -157,7 +139,7 @@ def generate_cmd(
 
 
 @app.command("train-digits")
-@_clean_errors
+@user_errors
 def train_digits_cmd(
     out: Path = typer.Option(..., "--out", help="Folder for classifier.safetensors/.json and hardness.safetensors."),
     size: int = typer.Option(16, "--size", help="Classifier input size (digits are upsampled from 8x8)."),
@@ -185,7 +167,7 @@ def _seed_list(text: str) -> list[int]:
 
 
 @app.command("digits-diffusion")
-@_clean_errors
+@user_errors
 def digits_diffusion_cmd(
     out: Path = typer.Option(..., "--out", help="Folder for the trained diffusers model(s) and samples."),
     budget: str = typer.Option("demo", "--budget", help="demo | full | tiny (see synthperf.guidance.digits.PRESETS)."),
@@ -211,7 +193,7 @@ def digits_diffusion_cmd(
 
 
 @app.command("longtail")
-@_clean_errors
+@user_errors
 def longtail_cmd(
     out: Path = typer.Option(..., "--out", help="Folder for models, results.csv, summary.csv, longtail.png/.pdf."),
     seeds: str = typer.Option("0,1,2", "--seeds"),
