@@ -234,3 +234,21 @@ def test_distributed_executors(assets, tmp_path, executor):
                                      classifier=str(assets / "clf.safetensors")),
                          executor=executor, workers=2, log_dir=tmp_path / "logs", **opts)
     assert sorted(s["worker"] for s in out) == [0, 1] and sum(s["done"] for s in out) == 3
+
+
+def test_image_size_resizes_saved_pngs(assets, tmp_path):
+    """--image-size N saves N x N PNGs (upstream saved 256 x 256); a rerun skips them."""
+    plan = _plan(tmp_path)
+    res = runner.invoke(app, ["generate", "--plan", str(plan), "--model-dir", str(assets / "sd"),
+                              "--image-size", "12", "--batch-size", "3", "--classifier", str(assets / "clf.safetensors")])
+    assert res.exit_code == 0, res.output
+    rows = read_plan(plan)
+    for r in rows:
+        with Image.open(resolve_output(r, tmp_path)) as im:
+            assert im.size == (12, 12) and r.size != 12
+    again = runner.invoke(app, ["generate", "--plan", str(plan), "--model-dir", str(assets / "sd"),
+                                "--image-size", "12", "--classifier", str(assets / "clf.safetensors")])
+    assert again.exit_code == 0 and f"0 generated, {len(rows)} already finished" in again.output
+    bad = runner.invoke(app, ["generate", "--plan", str(plan), "--model-dir", str(assets / "sd"),
+                              "--image-size", "0"])
+    assert bad.exit_code == 2 and "--image-size must be a positive int" in _text(bad)

@@ -106,6 +106,8 @@ def generate_cmd(
     compile_backend: str = typer.Option("", "--compile", help="torch.compile backend for the guidance step "
                                         "(e.g. inductor); empty = eager."),
     max_sequence_length: int = typer.Option(512, "--max-sequence-length", help="T5 length (FLUX)."),
+    image_size: Optional[int] = typer.Option(None, "--image-size", help="Save PNGs resized to N x N (bicubic; "
+                                             "upstream saved 256). Default: the generated size."),
     executor: str = typer.Option("local", "--executor", help="local | slurm | ray (without --worker)."),
     processes: int = typer.Option(1, "--processes", help="local executor: parallel processes."),
     address: Optional[str] = typer.Option(None, "--address", help="ray: cluster address."),
@@ -124,7 +126,7 @@ def generate_cmd(
     job = GenerateJob(plan=str(plan), worker=worker or 0, workers=workers, model_dir=str(model_dir),
                       classifier=classifier, hardness=str(hardness) if hardness else None,
                       custom_criteria=custom_criteria, device=device, dtype=dtype, batch_size=batch_size,
-                      compile=compile_backend, max_sequence_length=max_sequence_length)
+                      compile=compile_backend, max_sequence_length=max_sequence_length, image_size=image_size)
     if worker is not None:
         shard([], worker, workers)
         if executor != "local":

@@ -93,6 +93,7 @@ class GenerateJob:
     batch_size: int = 1
     compile: str = ""                      # "" = eager, else a torch.compile backend
     max_sequence_length: int = 512         # FLUX only
+    image_size: int | None = None          # saved PNG side (upstream saved 256); None = the model's size
 
 
 _DTYPES = ("float32", "float16", "bfloat16")
@@ -150,8 +151,14 @@ def _batches(rows: Sequence[PlanRow], batch_size: int) -> list[list[PlanRow]]:
 
 def generate_rows(pipe, rows: Sequence[PlanRow], base_dir: Path, *, info: Any = None, hardness=None,
                   custom_criteria: Mapping | None = None, batch_size: int = 1, compile: str = "",
-                  max_sequence_length: int = 512) -> dict[str, int]:
-    """Generate the unfinished ``rows`` with ``pipe``; returns counts (done, skipped, corrupted, stale_temps)."""
+                  max_sequence_length: int = 512, image_size: int | None = None) -> dict[str, int]:
+    """Generate the unfinished ``rows`` with ``pipe``; returns counts (done, skipped, corrupted, stale_temps).
+
+    ``image_size``: resize each image to image_size x image_size (bicubic, after the criterion is
+    computed, as upstream saved its 256 x 256 PNGs); None keeps the generated size."""
+    if image_size is not None and (isinstance(image_size, bool) or not isinstance(image_size, int)
+                                   or image_size < 1):
+        raise ValueError(f"image_size must be a positive int or None, got {image_size!r}")
     from ..progress import track
     from .criteria import resolve_criteria
 
@@ -179,7 +186,7 @@ def generate_rows(pipe, rows: Sequence[PlanRow], base_dir: Path, *, info: Any = 
                    criterion=[r.criterion for r in batch], fg_scale=[r.scale for r in batch],
                    guidance_freq=b0.guidance_freq, guidance_scale=b0.cfg, num_inference_steps=b0.steps,
                    height=b0.size, width=b0.size, hardness=hardness, custom_criteria=custom_criteria,
-                   compile=compile or False, **kw)
+                   compile=compile or False, **({"image_size": image_size} if image_size else {}), **kw)
         for j, r in enumerate(batch):
             png = resolve_output(r, base_dir)
             png.parent.mkdir(parents=True, exist_ok=True)
@@ -208,7 +215,8 @@ def run_job(job: GenerateJob) -> str:
     pipe, info = load_pipeline(job)
     counts = generate_rows(pipe, rows, plan_path.resolve().parent, info=info if job.classifier else None,
                            hardness=hardness, custom_criteria=custom, batch_size=job.batch_size,
-                           compile=job.compile, max_sequence_length=job.max_sequence_length)
+                           compile=job.compile, max_sequence_length=job.max_sequence_length,
+                           image_size=job.image_size)
     return json.dumps({"worker": job.worker, "workers": job.workers, "rows": len(rows), **counts})
 
 
