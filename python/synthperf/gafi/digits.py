@@ -20,6 +20,12 @@ completed with unfiltered samples (upstream's ``filtering_attempts`` fallback) a
 Everything is checkpointed under ``out_dir`` (safetensors + JSON): a second call with the same
 arguments loads the finished GANs and filter classifier and only samples. Deterministic on CPU
 for a fixed seed and thread count.
+
+Measured (issue 13; ``budget="demo"``, the demo's training half of
+:func:`synthperf.metrics.digits_split`, 150 per class, shared MLP CAS on the other half, GAN
+seeds 0-2, mean +- SE over seeds): unfiltered 0.919 +- 0.008; ``gafi`` (sigma 1.5, tau 0.5)
+0.928 +- 0.007 with acceptance 0.80; ``multigan`` 0.934 +- 0.005; the same MLP on the real half
+0.975. One GAN takes 55 s of one quiet core (25 epochs), the filter classifier ~3 s.
 """
 from __future__ import annotations
 
@@ -65,7 +71,9 @@ def digits_gan_configs(budget: str = "demo") -> tuple[GANConfig, GANTrainConfig,
     if budget == "tiny":
         gtrain = replace(gtrain, epochs=2, g_ema_start=10)
         cls = replace(cls, width=4, epochs=2, lr_milestones=(1,))
-    knobs = {"tau": 0.5, "sigma": 1.0, "n_gans": 2}
+    # Expansion Trick sigma 1.5: +0.010 CAS static, +0.021 with DDR over sigma 1 (3 seeds, each one higher);
+    # acceptance 0.80 at tau 0.5 (issue 13)
+    knobs = {"tau": 0.5, "sigma": 1.5, "n_gans": 2}
     return gan, gtrain, cls, knobs
 
 

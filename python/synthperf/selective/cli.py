@@ -12,6 +12,8 @@ from typing import Optional
 
 import typer
 
+from .._cli_errors import user_errors
+
 app = typer.Typer(help="Selective prediction (seapig API) on exact faiss KNN.", no_args_is_help=True)
 
 
@@ -30,23 +32,24 @@ def load_embeddings(path: Path):
     import torch
 
     if not path.is_file():
-        raise typer.BadParameter(f"no such file: {path}")
+        raise ValueError(f"no such file: {path}")
     if path.suffix == ".npy":
         try:
             return torch.from_numpy(np.load(path, allow_pickle=False))
         except ValueError as exc:
-            raise typer.BadParameter(f"{path} is not a plain numeric .npy file: {exc}") from None
+            raise ValueError(f"{path} is not a plain numeric .npy file: {exc}") from None
     if path.suffix == ".safetensors":
         from safetensors.torch import load_file
 
         data = load_file(str(path))
         if "embeddings" not in data:
-            raise typer.BadParameter(f"{path} has no 'embeddings' tensor (keys {sorted(data)})")
+            raise ValueError(f"{path} has no 'embeddings' tensor (keys {sorted(data)})")
         return data["embeddings"]
-    raise typer.BadParameter(f"{path}: expected a .npy or .safetensors file")
+    raise ValueError(f"{path}: expected a .npy or .safetensors file")
 
 
 @app.command("select")
+@user_errors
 def select_command(
     reference: Path = typer.Argument(..., help="reference embeddings (.npy / .safetensors)"),
     query: Path = typer.Argument(..., help="query embeddings to accept or reject"),
@@ -64,7 +67,7 @@ def select_command(
     from . import knn_scores
 
     if score not in SCORES:
-        raise typer.BadParameter(f"--score must be one of {sorted(SCORES)}, got {score!r}")
+        raise ValueError(f"--score must be one of {sorted(SCORES)}, got {score!r}")
     cls = getattr(knn_scores, SCORES[score])
     s = cls(k=k, stat=stat, index_factory=index_factory)
     s.fit(X=load_embeddings(reference), Y=None if calibration is None else load_embeddings(calibration))
