@@ -31,7 +31,6 @@ def run_command(
     no_report: bool = typer.Option(False, "--no-report", help="Skip plots and report.md."),
 ) -> None:
     """Run (or resume) an experiment grid; finished chunks are skipped."""
-    from .config import ConfigError
     from .runner import run_experiment
 
     slurm = {"timeout_min": slurm_time}

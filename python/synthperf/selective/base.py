@@ -21,7 +21,6 @@ files under ``outdir`` (``{prefix}-embeddings-{train|val}.safetensors`` for fit,
 """
 from __future__ import annotations
 
-import inspect
 import warnings
 from abc import ABC, abstractmethod
 from pathlib import Path
