@@ -285,18 +285,18 @@ def _no_work(monkeypatch):
     (["--grid", "log"], "grid must be one of"),
     (["--steps", "1"], "steps must be >= 2"),
     (["--h", "-0.1"], "h must be > 0"),
-    (["--save-freq", "0"], "save_freq must be >= 1"),
-    (["--total-samples", "0"], "total_samples must be >= 1"),
+    (["--save-freq", "0"], "--save-freq must be >= 1"),
+    (["--total-samples", "0"], "--total-samples must be >= 1"),
     (["--eps", "0"], "eps must be > 0"),
     (["--rho", "0"], "rho must be > 0"),
-    (["--g-type", "x"], "g_type must be one of"),
-    (["--dims-to-keep", "0"], "dims_to_keep must be >= 1"),
-    (["--end-time", "1", "--eps-s", "2", "--grid", "vp_ode"], "eps_s"),
+    (["--g-type", "x"], "--g-type must be one of"),
+    (["--dims-to-keep", "0"], "--dims-to-keep must be >= 1"),
+    (["--end-time", "1", "--eps-s", "2", "--grid", "vp_ode"], "--eps-s"),
     (["--backend", "gpu9"], "backend"),
-    (["--data-name", "spiral"], "data_name must be one of"),
+    (["--data-name", "spiral"], "--data-name must be one of"),
     (["--data", "MISSING.zip"], "data"),
     (["--network", "MISSING.json"], "network"),
-    (["--checkpoint-every", "-1"], "checkpoint_every"),
+    (["--checkpoint-every", "-1"], "--checkpoint-every"),
 ])
 def test_simulate_rejects_bad_options_before_any_work(tmp_path, monkeypatch, args, words):
     _no_work(monkeypatch)
@@ -315,7 +315,7 @@ def test_train_rejects_bad_options_before_any_work(tmp_path, monkeypatch):
     for args, words in [(["--data-name", "circles", "--backbone", "cnn"], "backbone"),
                         (["--data-name", "circles", "--rho", "nan"], "rho"),
                         (["--data-name", "circles", "--steps", "0"], "steps"),
-                        (["--data-name", "circles", "--checkpoint-every", "-2"], "checkpoint_every"),
+                        (["--data-name", "circles", "--checkpoint-every", "-2"], "--checkpoint-every"),
                         (["--data-name", "circles", "--fresh", "--resume", str(tmp_path / "n.json")], "--fresh"),
                         (["--data-name", "circles", "--resume", str(tmp_path / "nope.json")], "resume"),
                         ([], "exactly one of")]:
@@ -398,10 +398,10 @@ def test_dataset_tool_and_coverage_options_checked_first(tmp_path, monkeypatch):
     assert not (tmp_path / "d.zip").exists()
     r = CliRunner().invoke(app, ["dataset-tool", "--source", "digits", "--dest", str(tmp_path / "d.zip"),
                                  "--max-images", "-1"])
-    assert r.exit_code == 2 and r.stderr.startswith("error: ") and "max_images" in r.stderr
+    assert r.exit_code == 2 and r.stderr.startswith("error: ") and "--max-images" in r.stderr
     _no_work(monkeypatch)
-    for args, words in [(["--steps", "1"], "steps"), (["--data-name", "spiral"], "data_name"),
-                        (["--rho", "-1"], "rho"), (["--n-test", "0"], "n_test"),
+    for args, words in [(["--steps", "1"], "steps"), (["--data-name", "spiral"], "--data-name"),
+                        (["--rho", "-1"], "rho"), (["--n-test", "0"], "--n-test"),
                         (["--network", str(tmp_path / "none.json")], "network")]:
         r = CliRunner().invoke(app, ["coverage", "--out", str(tmp_path / "c.json"), *args])
         assert r.exit_code == 2 and r.stderr.startswith("error: ") and words in r.stderr, (args, r.output)
