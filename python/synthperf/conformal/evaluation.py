@@ -15,12 +15,22 @@ length = mean (hi + q) - (lo - q), accumulated in float64. q = +inf gives covera
 length +inf; q = -inf is the empty interval: coverage 0, length 0.
 
 The set kernel is a numba loop (imported lazily, ``cache=True``) over (trial, test point)
-with the (method x alpha) thresholds innermost, parallel over trials; the numpy engine is
+with the (method x alpha) thresholds innermost, parallel over trials; the numpy path is
 the vectorised reference the tests compare against. Neither loops over test points in Python.
+
+Backends follow the project-wide dispatch policy (:mod:`synthperf.backend`, issue 14 item 3):
+``backend="cpu"`` is the numba kernel, ``backend="reference"`` the numpy path; ``None`` (the
+default) is the process setting as a preference (``cuda``/``triton`` fall back to ``cpu``, and
+``cpu`` to ``reference`` when numba is not installed); ``"auto"`` picks ``cpu`` when numba is
+installed. An explicit ``backend="cpu"`` without numba raises
+:class:`~synthperf.backend.BackendUnavailableError`. The former ``engine=`` keyword
+(``"numba"`` = ``"cpu"``, ``"numpy"`` = ``"reference"``, ``"auto"``) is a deprecated alias for
+one release and warns ``DeprecationWarning``.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
+import warnings
 from functools import lru_cache
 from typing import Any
 
@@ -28,8 +38,11 @@ import numpy as np
 from numpy.typing import ArrayLike
 
 from .._validation import float_array, int_array
+from ..backend import BackendUnavailableError, resolve_backend
 
-ENGINES = ("auto", "numba", "numpy")
+SUPPORTED_BACKENDS = ("reference", "cpu")
+#: The deprecated ``engine=`` names and the backend each one means.
+ENGINE_ALIASES = {"auto": "auto", "numba": "cpu", "numpy": "reference"}
 
 
 @dataclass(frozen=True)
@@ -126,20 +139,37 @@ def _sets_numpy(scores, labels, thr, cover, size, counts) -> None:
         cover[t] += hit.T.astype(np.int64) @ onehot
 
 
-def _engine(engine: Any) -> str:
-    if not isinstance(engine, str) or engine not in ENGINES:
-        raise ValueError(f"engine must be one of {ENGINES}, got {engine!r}")
-    if engine == "auto":
-        try:
-            import numba  # noqa: F401
-        except ImportError:
-            return "numpy"
-        return "numba"
-    return engine
+def _numba_installed() -> bool:
+    try:
+        import numba  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def _backend(backend: Any, engine: Any, kernel: str) -> str:
+    """The concrete backend ("cpu" = numba, "reference" = numpy) for ``backend=`` and the
+    deprecated ``engine=`` alias (module docstring)."""
+    if engine is not None:
+        warnings.warn(f"{kernel}(engine=...) is deprecated and will be removed in the next release; use backend= "
+                      "('numba' -> 'cpu', 'numpy' -> 'reference', 'auto' -> 'auto')", DeprecationWarning, stacklevel=3)
+        if backend is not None:
+            raise TypeError(f"{kernel}: pass backend= only (engine= is its deprecated alias), not both")
+        if not isinstance(engine, str) or engine not in ENGINE_ALIASES:
+            raise ValueError(f"engine must be one of {tuple(ENGINE_ALIASES)}, got {engine!r}")
+        backend = ENGINE_ALIASES[engine]
+    explicit = backend is not None and backend != "auto"
+    name = resolve_backend(backend, supported=SUPPORTED_BACKENDS, kernel=kernel)
+    if name == "cpu" and not _numba_installed():
+        if explicit:
+            raise BackendUnavailableError(f"backend 'cpu' requested for {kernel} but numba is not installed "
+                                          "(pip install numba), or pass backend='reference'")
+        return "reference"
+    return name
 
 
 def evaluate_sets(scores: ArrayLike, labels: ArrayLike, thresholds: ArrayLike, *, class_conditional: bool = False,
-                  engine: str = "auto") -> SetMetrics:
+                  backend: str | None = None, engine: str | None = None) -> SetMetrics:
     """Coverage, set size and per-class conditional metrics of prediction sets (spec §3-§4).
 
     Parameters
@@ -151,7 +181,8 @@ def evaluate_sets(scores: ArrayLike, labels: ArrayLike, thresholds: ArrayLike, *
         with ``class_conditional=True`` the last axis is the candidate class, [T, ..., C].
         ``...`` is any batch (e.g. method x alpha), possibly empty.
     class_conditional : whether thresholds carry a per-class last axis
-    engine : "auto" (numba when installed) | "numba" | "numpy"
+    backend : None (process setting) | "auto" | "cpu" (numba) | "reference" (numpy); module docstring
+    engine : deprecated alias of ``backend`` ("numba" | "numpy" | "auto"); DeprecationWarning
 
     Returns
     -------
@@ -160,7 +191,7 @@ def evaluate_sets(scores: ArrayLike, labels: ArrayLike, thresholds: ArrayLike, *
     """
     if not isinstance(class_conditional, (bool, np.bool_)):
         raise TypeError(f"class_conditional must be a bool, got {type(class_conditional).__name__}")
-    eng = _engine(engine)
+    eng = _backend(backend, engine, "evaluate_sets")
     s = float_array(scores, "scores", ndim=(2, 3))
     squeeze = s.ndim == 2
     s = s[None] if squeeze else s
@@ -178,7 +209,7 @@ def evaluate_sets(scores: ArrayLike, labels: ArrayLike, thresholds: ArrayLike, *
     size = np.zeros((T, Q, C), dtype=np.int64)
     counts = np.zeros((T, C), dtype=np.int64)
     if Q and n:
-        if eng == "numba":
+        if eng == "cpu":
             _numba_set_kernel()(np.ascontiguousarray(s), np.ascontiguousarray(lab), thr, cover, size, counts)
         else:
             _sets_numpy(s, lab, thr, cover, size, counts)
@@ -224,7 +255,8 @@ def _finish_sets(cover, size, counts, n, T, batch, squeeze) -> SetMetrics:
 
 def evaluate_aps_sets(Z: ArrayLike, P: ArrayLike, index: ArrayLike, eps: ArrayLike, labels: ArrayLike,
                       thresholds: ArrayLike, *,
-                      class_conditional: bool = False, engine: str = "auto") -> SetMetrics:
+                      class_conditional: bool = False, backend: str | None = None,
+                      engine: str | None = None) -> SetMetrics:
     """:func:`evaluate_sets` for randomized APS straight from the per-image precompute (spec §8 step 4).
 
     The [T, n, C] score tensor is never materialised: each test row's scores
@@ -233,10 +265,12 @@ def evaluate_aps_sets(Z: ArrayLike, P: ArrayLike, index: ArrayLike, eps: ArrayLi
     Z, P : float32 [n_pool, C] from :func:`~synthperf.conformal.scores.aps_precompute` (the
         candidate-class columns); index : int [T, n] test rows of the pool; eps : float64 [T, n];
     labels : int [T, n] true-class column; thresholds : as in :func:`evaluate_sets`.
+    backend, engine : as in :func:`evaluate_sets` ("cpu" fuses the score into the numba kernel,
+        "reference" materialises the [T, n, C] scores and runs the numpy path).
     """
     from .scores import aps_from_precomputed
 
-    eng = _engine(engine)
+    eng = _backend(backend, engine, "evaluate_aps_sets")
     Zp = np.ascontiguousarray(float_array(Z, "Z", ndim=2), dtype=np.float32)
     Pp = np.ascontiguousarray(float_array(P, "P", ndim=2), dtype=np.float32)
     if Zp.shape != Pp.shape:
@@ -252,9 +286,9 @@ def evaluate_aps_sets(Z: ArrayLike, P: ArrayLike, index: ArrayLike, eps: ArrayLi
         raise ValueError(f"eps {e.shape} and labels {lab.shape} must match index {(T, n)}")
     if ((lab < 0) | (lab >= C)).any():
         raise ValueError(f"labels out of range: they index the {C} score columns, so must lie in [0, {C})")
-    if eng == "numpy":
+    if eng == "reference":
         return evaluate_sets(aps_from_precomputed(Zp[idx], Pp[idx], e[..., None]), lab, thresholds,
-                             class_conditional=class_conditional, engine="numpy")
+                             class_conditional=class_conditional, backend="reference")
     thr, batch = _set_thresholds(thresholds, False, T, C, class_conditional)
     Q = thr.shape[1]
     cover = np.zeros((T, Q, C), dtype=np.int64)
