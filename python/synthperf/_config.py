@@ -21,6 +21,10 @@ A value read from YAML (``yaml.safe_load``) is checked against a type annotation
 Errors name the dotted key: ``TypeError`` for a wrong type (with the expected type and the
 value), :class:`ConfigError` (a ``ValueError``) for a bad value or an unknown key (listing
 the known ones).
+
+Every config text (``synthperf run`` files, GaFi files, CLI override values) is parsed by
+:func:`safe_load_bounded`: ``yaml.safe_load`` semantics, but alias bombs and recursive aliases
+raise :class:`ConfigError` before anything is expanded.
 """
 from __future__ import annotations
 
@@ -30,11 +34,62 @@ import types
 import typing
 from typing import Any, Literal, Mapping, Union
 
-__all__ = ["ConfigError", "build", "coerce", "describe", "is_union"]
+import yaml
+
+__all__ = ["ConfigError", "MAX_CONFIG_NODES", "build", "coerce", "describe", "is_union", "safe_load_bounded"]
+
+#: Largest number of YAML nodes a config may expand to (aliases counted at every use).
+MAX_CONFIG_NODES = 100_000
 
 
 class ConfigError(ValueError):
     """A config value or key is invalid (subclass of ValueError)."""
+
+
+# ----------------------------------------------------------------------------------------
+# Bounded YAML loading (alias bombs): every config reader (experiments, gafi, overrides)
+# ----------------------------------------------------------------------------------------
+def _expanded_size(node: yaml.Node, memo: dict[int, int], active: set[int], where: str) -> int:
+    """Nodes ``node`` expands to, aliases counted at every use; memoised by node, so the cost is
+    linear in the document even when the expansion is astronomically large."""
+    key = id(node)
+    if key in memo:
+        return memo[key]
+    if key in active:
+        raise ConfigError(f"{where}: recursive YAML alias (a node contains itself); configs must be trees")
+    if isinstance(node, yaml.ScalarNode):
+        return 1
+    active.add(key)
+    total = 1
+    children = node.value if isinstance(node, yaml.SequenceNode) else [c for kv in node.value for c in kv]
+    for child in children:
+        total += _expanded_size(child, memo, active, where)
+        if total > MAX_CONFIG_NODES:
+            break
+    active.discard(key)
+    memo[key] = total
+    return total
+
+
+def safe_load_bounded(text: str, where: str = "config") -> Any:
+    """``yaml.safe_load(text)``, but a document that expands to more than ``MAX_CONFIG_NODES``
+    nodes (alias bomb) or has recursive aliases raises ``ConfigError`` first (fast: the alias
+    graph is measured, never expanded). YAML syntax errors propagate as ``yaml.YAMLError``."""
+    loader = yaml.SafeLoader(text)
+    try:
+        node = loader.get_single_node()
+        if node is None:
+            return None
+        try:
+            size = _expanded_size(node, {}, set(), where)
+        except RecursionError:
+            raise ConfigError(f"{where}: YAML nested too deeply") from None
+        if size > MAX_CONFIG_NODES:
+            raise ConfigError(f"{where}: the YAML expands to more than {MAX_CONFIG_NODES} nodes through its "
+                              f"aliases (&anchor/*alias); refusing to load it (alias expansion bomb?)")
+        return loader.construct_document(node)
+    finally:
+        loader.dispose()
 
 
 def is_union(tp: Any) -> bool:

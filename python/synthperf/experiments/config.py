@@ -32,61 +32,12 @@ from typing import Any, Mapping, Sequence
 
 import yaml
 
-from .._config import ConfigError, build as _build, is_union as _is_union
+from .._config import MAX_CONFIG_NODES, ConfigError, build as _build, is_union as _is_union, safe_load_bounded
 
 __all__ = ["ConfigError", "MAX_CONFIG_NODES", "parse_override", "safe_load_bounded", "apply_overrides", "build", "expand_grid", "load_config",
            "resolve", "to_dict", "schema_for"]
 
 _MISSING = object()
-
-#: Largest number of YAML nodes a config may expand to (aliases counted at every use).
-MAX_CONFIG_NODES = 100_000
-
-
-# ----------------------------------------------------------------------------------------
-# Bounded YAML loading (alias bombs)
-# ----------------------------------------------------------------------------------------
-def _expanded_size(node: yaml.Node, memo: dict[int, int], active: set[int], where: str) -> int:
-    """Nodes ``node`` expands to, aliases counted at every use; memoised by node, so the cost is
-    linear in the document even when the expansion is astronomically large."""
-    key = id(node)
-    if key in memo:
-        return memo[key]
-    if key in active:
-        raise ConfigError(f"{where}: recursive YAML alias (a node contains itself); configs must be trees")
-    if isinstance(node, yaml.ScalarNode):
-        return 1
-    active.add(key)
-    total = 1
-    children = node.value if isinstance(node, yaml.SequenceNode) else [c for kv in node.value for c in kv]
-    for child in children:
-        total += _expanded_size(child, memo, active, where)
-        if total > MAX_CONFIG_NODES:
-            break
-    active.discard(key)
-    memo[key] = total
-    return total
-
-
-def safe_load_bounded(text: str, where: str = "config") -> Any:
-    """``yaml.safe_load(text)``, but a document that expands to more than ``MAX_CONFIG_NODES``
-    nodes (alias bomb) or has recursive aliases raises ``ConfigError`` first (fast: the alias
-    graph is measured, never expanded). YAML syntax errors propagate as ``yaml.YAMLError``."""
-    loader = yaml.SafeLoader(text)
-    try:
-        node = loader.get_single_node()
-        if node is None:
-            return None
-        try:
-            size = _expanded_size(node, {}, set(), where)
-        except RecursionError:
-            raise ConfigError(f"{where}: YAML nested too deeply") from None
-        if size > MAX_CONFIG_NODES:
-            raise ConfigError(f"{where}: the YAML expands to more than {MAX_CONFIG_NODES} nodes through its "
-                              f"aliases (&anchor/*alias); refusing to load it (alias expansion bomb?)")
-        return loader.construct_document(node)
-    finally:
-        loader.dispose()
 
 
 # ----------------------------------------------------------------------------------------
