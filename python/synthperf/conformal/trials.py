@@ -32,7 +32,7 @@ import math
 import random
 import re
 from dataclasses import dataclass, field
-from typing import Any, Mapping, Sequence
+from typing import Any, Literal, Mapping, Optional, Sequence
 
 import numpy as np
 
@@ -45,17 +45,25 @@ from .subset import _check_criterion, class_distances, select_nearest
 from .thresholds import split_conformal_thresholds, sppi_thresholds
 
 METHODS = ("SC", "SC (synth)", "SPI", "SPI [subset]")
-_MEPS_ALPHA = re.compile(r"^MEPS_alpha_([0-9.]+)$")
+#: upstream takes alpha from a ``MEPS_alpha_{a}`` dataset name (spec §5).
+MEPS_ALPHA_PATTERN = re.compile(r"^MEPS_alpha_([0-9.]+)$")
+_MEPS_ALPHA = MEPS_ALPHA_PATTERN
 
 
-@dataclass
-class SPPITrialConfig:
-    """One experiment config (spec §5 table). ``real``/``synth`` hold the loaded data."""
+@dataclass(kw_only=True)
+class SPPITrialParams:
+    """The SPPI trial hyperparameters (spec §5 table): the one definition, shared by
+    :class:`SPPITrialConfig` and the experiments layer's ``experiments.schemas.SPPIConfig``
+    (both subclass it; experiments may import conformal, never the reverse). Keyword-only.
 
-    real: RegressionData | ClassificationData
-    synth: RegressionData | ClassificationData
-    alpha: Sequence[float] = (0.1,)
-    methods: Sequence[str] = ("SC", "SC (synth)", "SPI")
+    beta : SPPI's synthetic-rank level in (0, 1); seed / n_seeds : upstream's trial seeds
+    (:func:`trial_seeds`); n_cal / n_test / n_cal_maj : real calibration, real test and
+    synthetic calibration rows per trial; class_conditional (upstream ``exact``),
+    only_maj_exact, class_conditional_maj (None: per-class synthetic pool iff the classes
+    match); k / dist_criterion : the SPI [subset] nearest synthetic classes; chunk_trials :
+    trials per batched chunk; backend : kernel backend (None: the process setting).
+    """
+
     beta: float = 0.4
     seed: int = 42
     n_seeds: int = 100
@@ -64,15 +72,26 @@ class SPPITrialConfig:
     n_cal_maj: int = 1000
     class_conditional: bool = False
     only_maj_exact: bool = False
-    class_conditional_maj: bool | None = None  # None: per-class synthetic pool iff classes match
+    class_conditional_maj: Optional[bool] = None
     k: int = 20
-    dist_criterion: str = "cramer-von-mises"
+    dist_criterion: Literal["cramer-von-mises", "wasserstein"] = "cramer-von-mises"
+    chunk_trials: int = 25
+    backend: Optional[str] = None
+
+
+@dataclass
+class SPPITrialConfig(SPPITrialParams):
+    """One experiment config (spec §5 table). ``real``/``synth`` hold the loaded data; the
+    trial hyperparameters (keyword-only) are those of :class:`SPPITrialParams`."""
+
+    real: RegressionData | ClassificationData
+    synth: RegressionData | ClassificationData
+    alpha: Sequence[float] = (0.1,)
+    methods: Sequence[str] = ("SC", "SC (synth)", "SPI")
     dataset: str = ""
     age_range: str | None = None
     top: float | None = None  # trivial threshold; None: 1 for APS (pitfall P3), +inf for regression
-    backend: str | None = None
     upstream: bool = False  # upstream's double rank expressions (bit parity); default: exact ranks
-    chunk_trials: int = 25
     extra: Mapping[str, Any] = field(default_factory=dict)  # copied into every row
 
 

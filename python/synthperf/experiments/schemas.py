@@ -8,14 +8,13 @@ paths turned into parameters: ``data_root`` is the root of the SPPI data layout 
 """
 from __future__ import annotations
 
-import re
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import Literal, Optional
+from functools import lru_cache
+from typing import Any, Literal, Optional
 
 from .config import ConfigError
 
-SPPI_METHODS = ("SC", "SC (synth)", "SPI", "SPI [subset]")
-_MEPS_ALPHA = re.compile(r"^MEPS_alpha_([0-9.]+)$")
 _SUBSET = [16, 207, 250, 626, 852, 862, 444, 17, 676, 217, 880, 337, 336, 208, 222,
            18, 13, 270, 20, 15, 321, 392, 157, 326, 993, 991, 994, 389, 395, 0]
 
@@ -51,66 +50,77 @@ class SPPIData:
     seed: int = 0
 
 
-@dataclass
-class SPPIConfig:
-    """One SPPI experiment (the keys of upstream's ``run_params``; spec §5)."""
+@lru_cache(maxsize=1)
+def _sppi_config_class() -> type:
+    """Define :class:`SPPIConfig` on first use. It subclasses the one definition of the SPPI
+    trial hyperparameters, ``synthperf.conformal.trials.SPPITrialParams``; importing
+    ``synthperf.conformal`` costs seconds (scikit-learn), so configs of the other kinds and
+    ``synthperf run --help`` do not pay for it. ``SPPIConfig``, ``SPPI_METHODS`` and
+    ``SCHEMAS["sppi"]`` resolve here; the class is a module attribute once made (pickles by name)."""
+    from ..conformal.trials import MEPS_ALPHA_PATTERN, METHODS, SPPITrialParams
 
-    experiment: Literal["sppi"] = "sppi"
-    name: str = "sppi"
-    data_root: Optional[str] = None
-    data: SPPIData = field(default_factory=SPPIData)
-    dataset: Optional[str] = None  # the results' dataset label; default derived from ``data``
-    alpha: list[float] = field(default_factory=lambda: [0.1])
-    methods: list[str] = field(default_factory=lambda: ["SC", "SC (synth)", "SPI"])
-    beta: float = 0.4
-    seed: int = 42
-    n_seeds: int = 100
-    n_cal: int = 15
-    n_test: int = 500
-    n_cal_maj: int = 1000
-    class_conditional: bool = False
-    only_maj_exact: bool = False
-    class_conditional_maj: Optional[bool] = None
-    k: int = 20
-    dist_criterion: Literal["cramer-von-mises", "wasserstein"] = "cramer-von-mises"
-    chunk_trials: int = 25
-    backend: Optional[str] = None
-    plot_classes: Optional[list[int]] = None
+    @dataclass
+    class SPPIConfig(SPPITrialParams):
+        """One SPPI experiment (the keys of upstream's ``run_params``; spec §5). The trial
+        hyperparameters are :class:`synthperf.conformal.trials.SPPITrialParams` (their one definition)."""
 
-    def validate(self) -> None:
-        bad = [m for m in self.methods if m not in SPPI_METHODS]
-        if bad or not self.methods:
-            raise ConfigError(f"methods must be a non-empty list from {SPPI_METHODS}, got {self.methods}")
-        if not self.alpha or any(not 0.0 < a < 1.0 for a in self.alpha):
-            raise ConfigError(f"alpha must be a non-empty list of levels in (0, 1), got {self.alpha}")
-        if not 0.0 < self.beta < 1.0:
-            raise ConfigError(f"beta must lie in (0, 1), got {self.beta}")
-        for name in ("n_seeds", "n_cal", "n_test", "n_cal_maj", "k", "chunk_trials"):
-            if getattr(self, name) < 1:
-                raise ConfigError(f"{name} must be >= 1, got {getattr(self, name)}")
-        if self.data.kind in ("meps", "imagenet") and not self.data_root:
-            raise ConfigError(f"data_root is required for data.kind={self.data.kind!r}: pass data_root=PATH "
-                              "(the root of the SPPI data layout, e.g. ../shared/data/sppi)")
-        if self.data.kind == "npz" and not self.data.path:
-            raise ConfigError("data.path is required for data.kind='npz'")
-        if self.dataset is None:
-            self.dataset = self.default_dataset()
-        m = _MEPS_ALPHA.match(self.dataset)
-        if self.data.kind == "meps" and m and [float(m.group(1))] != self.alpha:
-            raise ConfigError(f"alpha={self.alpha} disagrees with dataset={self.dataset!r}: upstream takes alpha from "
-                              "a MEPS_alpha_{a} dataset name; set alpha to match or give dataset another name")
+        experiment: Literal["sppi"] = "sppi"
+        name: str = "sppi"
+        data_root: Optional[str] = None
+        data: SPPIData = field(default_factory=SPPIData)
+        dataset: Optional[str] = None  # the results' dataset label; default derived from ``data``
+        alpha: list[float] = field(default_factory=lambda: [0.1])
+        methods: list[str] = field(default_factory=lambda: ["SC", "SC (synth)", "SPI"])
+        plot_classes: Optional[list[int]] = None
 
-    def default_dataset(self) -> str:
-        d = self.data
-        if d.kind == "meps":
-            return f"MEPS_alpha_{d.model_alpha:g}"
-        if d.kind == "imagenet":
-            return f"ImageNet_min_subset_maj_{d.synth_pool}"
-        if d.kind == "npz":
-            from pathlib import Path
+        def validate(self) -> None:
+            bad = [m for m in self.methods if m not in METHODS]
+            if bad or not self.methods:
+                raise ConfigError(f"methods must be a non-empty list from {METHODS}, got {self.methods}")
+            if not self.alpha or any(not 0.0 < a < 1.0 for a in self.alpha):
+                raise ConfigError(f"alpha must be a non-empty list of levels in (0, 1), got {self.alpha}")
+            if not 0.0 < self.beta < 1.0:
+                raise ConfigError(f"beta must lie in (0, 1), got {self.beta}")
+            for name in ("n_seeds", "n_cal", "n_test", "n_cal_maj", "k", "chunk_trials"):
+                if getattr(self, name) < 1:
+                    raise ConfigError(f"{name} must be >= 1, got {getattr(self, name)}")
+            if self.data.kind in ("meps", "imagenet") and not self.data_root:
+                raise ConfigError(f"data_root is required for data.kind={self.data.kind!r}: pass data_root=PATH "
+                                  "(the root of the SPPI data layout, e.g. ../shared/data/sppi)")
+            if self.data.kind == "npz" and not self.data.path:
+                raise ConfigError("data.path is required for data.kind='npz'")
+            if self.dataset is None:
+                self.dataset = self.default_dataset()
+            m = MEPS_ALPHA_PATTERN.match(self.dataset)
+            if self.data.kind == "meps" and m and [float(m.group(1))] != self.alpha:
+                raise ConfigError(f"alpha={self.alpha} disagrees with dataset={self.dataset!r}: upstream takes alpha "
+                                  "from a MEPS_alpha_{a} dataset name; set alpha to match or give dataset another name")
 
-            return Path(d.path or "scores").stem
-        return "imagenet_like"
+        def default_dataset(self) -> str:
+            d = self.data
+            if d.kind == "meps":
+                return f"MEPS_alpha_{d.model_alpha:g}"
+            if d.kind == "imagenet":
+                return f"ImageNet_min_subset_maj_{d.synth_pool}"
+            if d.kind == "npz":
+                from pathlib import Path
+
+                return Path(d.path or "scores").stem
+            return "imagenet_like"
+
+    SPPIConfig.__module__, SPPIConfig.__qualname__ = __name__, "SPPIConfig"
+    globals()["SPPIConfig"] = SPPIConfig
+    return SPPIConfig
+
+
+def __getattr__(name: str) -> Any:
+    if name == "SPPIConfig":
+        return _sppi_config_class()
+    if name == "SPPI_METHODS":
+        from ..conformal.trials import METHODS
+
+        return METHODS
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 @dataclass
@@ -219,4 +229,23 @@ class GuidanceConfig:
             raise ConfigError(f"chunk_size must be >= 1, got {self.chunk_size}")
 
 
-SCHEMAS = {"sppi": SPPIConfig, "gafi": GafiConfig, "flows": FlowsConfig, "guidance": GuidanceConfig}
+class _Schemas(Mapping):
+    """``experiment:`` kind -> schema class; ``"sppi"`` is defined on first access
+    (:func:`_sppi_config_class`)."""
+
+    _eager = {"gafi": GafiConfig, "flows": FlowsConfig, "guidance": GuidanceConfig}
+    _kinds = ("sppi", "gafi", "flows", "guidance")
+
+    def __getitem__(self, kind: str) -> type:
+        if kind == "sppi":
+            return _sppi_config_class()
+        return self._eager[kind]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._kinds)
+
+    def __len__(self) -> int:
+        return len(self._kinds)
+
+
+SCHEMAS: Mapping[str, type] = _Schemas()
