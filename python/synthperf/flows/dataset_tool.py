@@ -6,13 +6,14 @@ a ZIP_STORED archive, from a folder of images (labels from top-level sub-folder 
 from scikit-learn's bundled 8x8 digits (``source="digits"``, labels 0-9).
 
 :class:`ImageZipDataset` reads such archives safely: member names with absolute paths,
-``..`` components or backslashes are rejected, undecodable PNGs and inconsistent shapes
+``..`` components or backslashes and symlink members are rejected, undecodable PNGs and inconsistent shapes
 raise ValueError naming the member, and labels must reference existing members.
 """
 from __future__ import annotations
 
 import io
 import json
+import stat
 import zipfile
 from pathlib import Path, PurePosixPath
 from typing import Any
@@ -111,6 +112,9 @@ class ImageZipDataset:
         bad = [n for n in names if not _safe_name(n)]
         if bad:
             raise ValueError(f"{self.path} has unsafe member names (path traversal): {bad[:3]}")
+        links = [i.filename for i in self._zip.infolist() if stat.S_ISLNK(i.external_attr >> 16)]
+        if links:
+            raise ValueError(f"{self.path} has symlink members (refused): {links[:3]}")
         self.names = sorted(n for n in names if n.lower().endswith(".png"))
         if not self.names:
             raise ValueError(f"{self.path} contains no PNG images")
