@@ -1,0 +1,4 @@
+"""seapig.metric -> synthperf.selective.metric (test-only shim)."""
+from seapig._shim import alias
+
+alias(__name__, "synthperf.selective.metric")

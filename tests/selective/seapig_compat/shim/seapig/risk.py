@@ -1,0 +1,4 @@
+"""seapig.risk -> synthperf.selective.risk (test-only shim)."""
+from seapig._shim import alias
+
+alias(__name__, "synthperf.selective.risk")

@@ -1,0 +1,4 @@
+"""seapig.scores.embed -> synthperf.selective.base (test-only shim)."""
+from seapig._shim import alias
+
+alias(__name__, "synthperf.selective.base")

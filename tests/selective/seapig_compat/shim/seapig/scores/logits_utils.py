@@ -1,0 +1,5 @@
+"""seapig.scores.logits_utils -> synthperf.selective.logits synthperf.selective.ensemble (test-only shim, names merged)."""
+from seapig._shim import merge
+
+merge(globals(), "synthperf.selective.logits", "synthperf.selective.ensemble")
+del merge
