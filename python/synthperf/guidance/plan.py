@@ -14,9 +14,26 @@ Columns (:data:`PLAN_COLUMNS`, in this order):
 ``cfg``           classifier-free guidance weight (SD) / distilled guidance (FLUX)
 ``steps``         num_inference_steps
 ``size``          generated height = width in pixels
-``output_path``   ``<output_dir>/<class folder>/<row_id:07d>.png``; a relative path is
-                  resolved against the plan file's folder at generation time
+``output_path``   ``<output_dir>/<class folder>/<row_id:07d>.png``, relative: resolved
+                  against the plan file's folder at generation time; absolute paths and
+                  ``..`` components are refused (issue 17), so a plan cannot write outside
+                  its folder
 ================  ==================================================================
+
+``prompt_template`` (:func:`build_plan`) may hold only the plain placeholders ``{name}`` and
+``{id}``: attribute or index access (``{name.__class__}``, ``{name[0]}``), conversions and
+format specs are refused, so a template cannot reach into Python objects.
+
+Upstream's schema (spec §5, ``generate_csvs_offline.py``'s ``fakes.csv``) is read too
+(:data:`UPSTREAM_COLUMNS`): ``img_id`` -> row_id, ``cls_index`` -> class_id, ``cls_name``
+(else ``full_text``) -> class_name, ``prompt``, ``fg_criterion`` -> criterion, ``fg_scale`` ->
+scale, ``cfg``; ``image_save_path`` = ``<output_dir>/<wnid>/<img_id>.png`` becomes
+``<wnid>/<img_id>.png`` relative to the plan's folder (upstream's ``output_dir`` is the folder
+holding ``fakes.csv``; only the last two components are kept, each checked to be one plain
+name). Upstream logs no seed, step count, size or guidance frequency: rows get
+``seed = seed_base + row_id`` and upstream's defaults ``guidance_freq=5``, ``steps=30``,
+``size=512`` (keywords of :func:`read_plan`). ``class_folder_name``, ``count_per_cls``,
+``cls_directory`` and a pandas index column are checked for consistency or ignored.
 
 Rows per class (the long-tail top-up, spec §5): ``max(target - count_c, min_per_class)``
 where ``count_c`` is the number of real images of class c from a class-count JSON (0 when
@@ -31,6 +48,7 @@ import csv
 import io
 import json
 import math
+import string
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable, Sequence
@@ -38,6 +56,16 @@ from typing import Any, Iterable, Sequence
 PLAN_COLUMNS: tuple[str, ...] = ("row_id", "class_id", "class_name", "prompt", "seed", "criterion", "scale",
                                  "guidance_freq", "cfg", "steps", "size", "output_path")
 MAX_SEED = 2 ** 63
+#: upstream's ``fakes.csv`` columns (spec §5), as written by ``generate_csvs_offline.py``.
+UPSTREAM_COLUMNS: tuple[str, ...] = ("prompt", "cls_name", "full_text", "class_folder_name", "img_id", "cfg",
+                                     "fg_criterion", "fg_scale", "cls_index", "image_save_path", "count_per_cls",
+                                     "cls_directory")
+#: upstream column -> ours; these are required in an upstream plan.
+UPSTREAM_TO_OURS: dict[str, str] = {"img_id": "row_id", "cls_index": "class_id", "prompt": "prompt",
+                                    "fg_criterion": "criterion", "fg_scale": "scale", "cfg": "cfg",
+                                    "image_save_path": "output_path"}
+_PANDAS_INDEX = ("", "Unnamed: 0")
+TEMPLATE_FIELDS = ("name", "id")
 
 
 @dataclass(frozen=True)
@@ -144,12 +172,13 @@ def build_plan(classes: Sequence[ClassEntry], *, target: int, output_dir: str, m
     ids = [c.class_id for c in classes]
     if len(set(ids)) != len(ids):
         raise ValueError("class ids must be unique")
+    check_prompt_template(prompt_template)
+    if not isinstance(output_dir, str) or not output_dir:
+        raise ValueError(f"output_dir must be a non-empty relative path, got {output_dir!r}")
+    _relative_inside(output_dir.rstrip("/\\") or output_dir, "output_dir")
     rows: list[PlanRow] = []
     for c in classes:
-        try:
-            prompt = prompt_template.format(name=c.name, id=c.class_id)
-        except (KeyError, IndexError, ValueError) as exc:
-            raise ValueError(f"prompt_template {prompt_template!r} may use only {{name}} and {{id}}: {exc!r}") from None
+        prompt = prompt_template.format(name=c.name, id=c.class_id)
         folder = _folder(c)
         for _ in range(max(target - c.count, min_per_class)):
             rid = len(rows)
@@ -158,6 +187,37 @@ def build_plan(classes: Sequence[ClassEntry], *, target: int, output_dir: str, m
             rows.append(PlanRow(rid, c.class_id, c.name, prompt, seed_base + rid, criterion, float(scale),
                                 guidance_freq, float(cfg), steps, size, f"{output_dir}/{folder}/{rid:07d}.png"))
     return rows
+
+
+def check_prompt_template(template: Any) -> str:
+    """``template`` if it holds only plain ``{name}`` / ``{id}`` placeholders (``{{``/``}}``
+    escapes allowed); ValueError naming ``prompt_template`` otherwise: attribute or index
+    access (``{name.__class__}``, ``{name[0]}``), positional ``{}``, conversions (``!r``),
+    format specs (``:>10``) and unknown fields (module docstring)."""
+    if not isinstance(template, str):
+        raise TypeError(f"prompt_template must be a string, got {type(template).__name__}")
+    try:
+        parts = list(string.Formatter().parse(template))
+    except ValueError as exc:
+        raise ValueError(f"prompt_template {template!r} is not a valid template: {exc}") from None
+    for _, field, spec, conversion in parts:
+        if field is None:
+            continue
+        if field not in TEMPLATE_FIELDS or conversion or spec:
+            shown = "{" + field + (f"!{conversion}" if conversion else "") + (f":{spec}" if spec else "") + "}"
+            raise ValueError(f"prompt_template {template!r} may use only the plain placeholders {{name}} and {{id}}, "
+                             f"got {shown!r} (no attribute/index access, conversion or format spec)")
+    return template
+
+
+def _relative_inside(value: str, what: str) -> str:
+    """``value`` if it is a relative path with no ``..`` component; ValueError naming ``what``."""
+    parts = value.replace("\\", "/").split("/")
+    if value.startswith(("/", "\\", "~")) or (len(value) > 1 and value[0].isalpha() and value[1] == ":"):
+        raise ValueError(f"{what} must be a relative path inside the plan's folder, got the absolute path {value!r}")
+    if ".." in parts:
+        raise ValueError(f"{what} must stay inside the plan's folder, got {value!r} (a '..' component escapes it)")
+    return value
 
 
 def write_plan(rows: Iterable[PlanRow], path: str | Path) -> Path:
@@ -181,40 +241,86 @@ _PARSERS = {"row_id": int, "class_id": int, "class_name": str, "prompt": str, "s
             "scale": float, "guidance_freq": int, "cfg": float, "steps": int, "size": int, "output_path": str}
 
 
-def read_plan(path: str | Path) -> list[PlanRow]:
-    """Parse and validate a plan CSV. Raises ValueError for a missing file, unknown or missing
-    columns, a bad value (naming the line and column), duplicate row ids or output paths."""
+def read_plan(path: str | Path, *, seed_base: int = 0, guidance_freq: int = 5, steps: int = 30,
+              size: int = 512) -> list[PlanRow]:
+    """Parse and validate a plan CSV, ours (:data:`PLAN_COLUMNS`) or upstream's ``fakes.csv``
+    (:data:`UPSTREAM_COLUMNS`, mapped as in the module docstring; ``seed_base``,
+    ``guidance_freq``, ``steps`` and ``size`` fill what upstream does not log and are unused
+    for our schema). Raises ValueError for a missing file, unknown or missing columns, a bad
+    value (naming the line, row and column), an ``output_path`` that is absolute or escapes the
+    plan's folder, duplicate row ids or output paths."""
     p = Path(path)
     if not p.is_file():
         raise ValueError(f"plan file {str(path)!r} does not exist")
+    _nonneg_int(seed_base, "seed_base")
+    for name, v in (("guidance_freq", guidance_freq), ("steps", steps), ("size", size)):
+        if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+            raise ValueError(f"{name} must be a positive integer, got {v!r}")
     try:
         with open(p, newline="", encoding="utf-8") as fh:
             reader = csv.DictReader(fh)
             header = reader.fieldnames or []
-            unknown = [c for c in header if c not in PLAN_COLUMNS]
-            missing = [c for c in PLAN_COLUMNS if c not in header]
-            if unknown:
-                raise ValueError(f"plan {str(path)!r} has unknown columns {unknown}; expected {list(PLAN_COLUMNS)}")
-            if missing:
-                raise ValueError(f"plan {str(path)!r} lacks columns {missing}; expected {list(PLAN_COLUMNS)}")
             if len(set(header)) != len(header):
                 raise ValueError(f"plan {str(path)!r} repeats a column: {header}")
-            rows = [_parse_row(raw, reader.line_num, path) for raw in reader]
+            upstream = "img_id" in header or "image_save_path" in header
+            columns = UPSTREAM_COLUMNS + _PANDAS_INDEX if upstream else PLAN_COLUMNS
+            required = tuple(UPSTREAM_TO_OURS) if upstream else PLAN_COLUMNS
+            unknown = [c for c in header if c not in columns]
+            missing = [c for c in required if c not in header]
+            schema = "upstream's fakes.csv columns" if upstream else "the plan columns"
+            if unknown:
+                raise ValueError(f"plan {str(path)!r} has unknown columns {unknown}; expected {schema} "
+                                 f"{list(columns if upstream else PLAN_COLUMNS)}")
+            if missing:
+                raise ValueError(f"plan {str(path)!r} lacks columns {missing}; expected {schema} "
+                                 f"{list(UPSTREAM_COLUMNS if upstream else PLAN_COLUMNS)}")
+            fill = dict(seed_base=seed_base, guidance_freq=guidance_freq, steps=steps, size=size)
+            rows = [(_from_upstream(raw, reader.line_num, path, fill) if upstream else
+                     _parse_row(raw, reader.line_num, path)) for raw in reader]
     except (UnicodeDecodeError, csv.Error) as exc:
         raise ValueError(f"plan {str(path)!r} is not a readable CSV: {exc}") from None
     seen_ids: set[int] = set()
     seen_out: set[str] = set()
+    id_col, out_col = ("img_id", "image_save_path") if upstream else ("row_id", "output_path")
     for r in rows:
         if r.row_id in seen_ids:
-            raise ValueError(f"plan {str(path)!r}: row_id {r.row_id} appears twice")
+            raise ValueError(f"plan {str(path)!r}: {id_col} {r.row_id} appears twice")
         if r.output_path in seen_out:
-            raise ValueError(f"plan {str(path)!r}: output_path {r.output_path!r} appears twice")
+            raise ValueError(f"plan {str(path)!r}: {out_col} {r.output_path!r} appears twice")
         seen_ids.add(r.row_id)
         seen_out.add(r.output_path)
     return rows
 
 
-def _parse_row(raw: dict, line: int, path: Any) -> PlanRow:
+def _from_upstream(raw: dict, line: int, path: Any, fill: dict) -> PlanRow:
+    """One upstream ``fakes.csv`` row as our columns (module docstring), then :func:`_parse_row`."""
+    if None in raw or any(v is None for v in raw.values()):
+        raise ValueError(f"plan {str(path)!r} line {line}: wrong number of fields")
+    where = f"plan {str(path)!r} line {line} (img_id {raw['img_id']!r})"
+    save = raw["image_save_path"].replace("\\", "/").rstrip("/")
+    parts = save.split("/")
+    if len(parts) < 2 or any(q in ("", ".", "..") for q in parts[-2:]):
+        raise ValueError(f"{where}: column 'image_save_path' must end in <class folder>/<img_id>.png, got "
+                         f"{raw['image_save_path']!r}")
+    folder, name = parts[-2], parts[-1]
+    if raw.get("class_folder_name") and raw["class_folder_name"] != folder:
+        raise ValueError(f"{where}: column 'image_save_path' {raw['image_save_path']!r} is not inside "
+                         f"class_folder_name {raw['class_folder_name']!r}")
+    try:
+        rid = int(raw["img_id"])
+    except ValueError:
+        raise ValueError(f"{where}: column 'img_id' must be int, got {raw['img_id']!r}") from None
+    seed = fill["seed_base"] + rid if rid >= 0 else 0
+    ours = {"row_id": raw["img_id"], "class_id": raw["cls_index"],
+            "class_name": raw.get("cls_name") or raw.get("full_text") or raw["cls_index"], "prompt": raw["prompt"],
+            "seed": str(seed), "criterion": raw["fg_criterion"], "scale": raw["fg_scale"], "cfg": raw["cfg"],
+            "guidance_freq": str(fill["guidance_freq"]), "steps": str(fill["steps"]), "size": str(fill["size"]),
+            "output_path": f"{folder}/{name}"}
+    return _parse_row(ours, line, path, names={v: k for k, v in UPSTREAM_TO_OURS.items()})
+
+
+def _parse_row(raw: dict, line: int, path: Any, names: dict[str, str] | None = None) -> PlanRow:
+    """``raw`` in our columns; ``names`` maps our column to the file's (upstream) for messages."""
     if None in raw or any(v is None for v in raw.values()):
         raise ValueError(f"plan {str(path)!r} line {line}: wrong number of fields")
     vals: dict[str, Any] = {}
@@ -223,25 +329,29 @@ def _parse_row(raw: dict, line: int, path: Any) -> PlanRow:
         try:
             v = parse(text)
         except ValueError:
-            raise ValueError(f"plan {str(path)!r} line {line}: column {col!r} must be "
+            raise ValueError(f"plan {str(path)!r} line {line}: column {(names or {}).get(col, col)!r} must be "
                              f"{parse.__name__}, got {text!r}") from None
         vals[col] = v
+    shown = {col: (names or {}).get(col, col) for col in _PARSERS}
     for col in ("row_id", "class_id", "seed"):
         if vals[col] < 0:
-            raise ValueError(f"plan {str(path)!r} line {line}: column {col!r} must be >= 0, got {vals[col]}")
+            raise ValueError(f"plan {str(path)!r} line {line}: column {shown[col]!r} must be >= 0, got {vals[col]}")
     if vals["seed"] >= MAX_SEED:
         raise ValueError(f"plan {str(path)!r} line {line}: seed must be < 2**63, got {vals['seed']}")
     for col in ("guidance_freq", "steps", "size"):
         if vals[col] < 1:
-            raise ValueError(f"plan {str(path)!r} line {line}: column {col!r} must be >= 1, got {vals[col]}")
+            raise ValueError(f"plan {str(path)!r} line {line}: column {shown[col]!r} must be >= 1, got {vals[col]}")
     for col in ("scale", "cfg"):
         if not math.isfinite(vals[col]):
-            raise ValueError(f"plan {str(path)!r} line {line}: column {col!r} must be finite, got {raw[col]!r}")
+            raise ValueError(f"plan {str(path)!r} line {line}: column {shown[col]!r} must be finite, got {raw[col]!r}")
     for col in ("criterion", "output_path"):
         if not vals[col]:
-            raise ValueError(f"plan {str(path)!r} line {line}: column {col!r} is empty")
+            raise ValueError(f"plan {str(path)!r} line {line}: column {shown[col]!r} is empty")
+    out_col = shown["output_path"]
     if not vals["output_path"].endswith(".png"):
-        raise ValueError(f"plan {str(path)!r} line {line}: output_path must end in .png, got {vals['output_path']!r}")
+        raise ValueError(f"plan {str(path)!r} line {line}: {out_col} must end in .png, got {vals['output_path']!r}")
+    _relative_inside(vals["output_path"], f"plan {str(path)!r} line {line} (row_id {vals['row_id']}): "
+                                          f"column {out_col!r}")
     return PlanRow(**vals)
 
 
