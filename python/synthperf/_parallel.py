@@ -16,16 +16,30 @@ not finished; the executor itself keeps no state.
 
 ``fn`` and the items must be picklable for every executor but local with one worker
 (a module-level function and plain data or dataclasses).
+
+Resources (issue 16 "Runs"): :func:`device_resources` turns ``--device cuda`` into one GPU per
+task (Ray ``num_gpus``, submitit ``gpus_per_node``); :func:`parse_slurm_options` reads the
+CLI's repeatable ``--slurm KEY=VALUE`` (``gpus``, ``mem``, ``account``, ``partition``,
+``time``, ...) into submitit parameters, and :func:`slurm_cli_options` adds ``cpus_per_task``
+from this process's thread setting (``--threads`` / ``SYNTHPERF_NUM_THREADS``) unless
+``--slurm cpus=N`` is given. :func:`resource_defaults` lets a CLI
+set per-task resources for calls that pass none through intermediate layers.
+:func:`ray_options` and :func:`slurm_parameters` build exactly what is handed to
+``ray.remote`` and ``AutoExecutor.update_parameters`` (tested without a cluster).
 """
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import multiprocessing
 import numbers
+import re
 from concurrent.futures import FIRST_EXCEPTION, ProcessPoolExecutor, wait
 from pathlib import Path
-from typing import Any, Callable, Mapping, Sequence, TypeVar
+from typing import Any, Callable, Iterator, Mapping, Sequence, TypeVar
 
-__all__ = ["EXECUTORS", "RESOURCE_KEYS", "execute"]
+__all__ = ["EXECUTORS", "RESOURCE_KEYS", "SLURM_KEYS", "execute", "device_resources", "parse_slurm_options",
+           "resource_defaults", "ray_options", "slurm_cli_options", "slurm_parameters", "local_gpu_count"]
 
 EXECUTORS = ("local", "ray", "slurm")
 #: per-item resources :func:`execute` understands (ray and slurm; local runs where it is)
@@ -54,6 +68,163 @@ def _check_resources(resources: Mapping[str, Any] | None) -> dict[str, Any]:
             raise ValueError(f"resources[{key!r}] must be a number >= 0, got {v!r}")
     return out
 
+_DEFAULT_RESOURCES: contextvars.ContextVar[Mapping[str, Any] | None] = contextvars.ContextVar(
+    "synthperf_default_resources", default=None)
+
+
+@contextlib.contextmanager
+def resource_defaults(resources: Mapping[str, Any] | None) -> Iterator[None]:
+    """Within the block, :func:`execute` calls that pass no ``resources`` use these (checked
+    now: keys among :data:`RESOURCE_KEYS`). ``None`` keeps the built-in default."""
+    if resources is not None:
+        _check_resources(resources)
+    token = _DEFAULT_RESOURCES.set(None if resources is None else dict(resources))
+    try:
+        yield
+    finally:
+        _DEFAULT_RESOURCES.reset(token)
+
+
+def device_resources(device: str | None) -> dict[str, Any]:
+    """Per-task resources for a device string: ``cuda``/``cuda:N`` -> ``{"gpus": 1}``; ``cpu``,
+    ``auto`` or ``None`` -> ``{}``. Anything else raises ValueError naming ``device``."""
+    if device is None or device in ("cpu", "auto"):
+        return {}
+    if isinstance(device, str) and re.fullmatch(r"cuda(:\d+)?", device):
+        return {"gpus": 1}
+    raise ValueError(f"device must be cpu, cuda, cuda:N or auto, got {device!r}")
+
+
+#: ``--slurm KEY=VALUE`` keys -> submitit ``AutoExecutor`` parameter names (and value kinds)
+SLURM_KEYS: dict[str, tuple[str, str]] = {
+    "gpus": ("gpus_per_node", "int"), "gpus_per_node": ("gpus_per_node", "int"),
+    "cpus": ("cpus_per_task", "int"), "cpus_per_task": ("cpus_per_task", "int"),
+    "mem": ("mem_gb", "mem"), "mem_gb": ("mem_gb", "mem"),
+    "time": ("timeout_min", "time"), "timeout_min": ("timeout_min", "time"),
+    "nodes": ("nodes", "int"), "tasks_per_node": ("tasks_per_node", "int"),
+    "array_parallelism": ("slurm_array_parallelism", "int"),
+    "name": ("name", "str"), "job_name": ("name", "str"), "cluster": ("cluster", "str"),
+    **{k: (f"slurm_{k}", "str") for k in ("account", "partition", "qos", "constraint", "exclude", "gres",
+                                           "comment", "nodelist", "mail_type", "mail_user", "wckey",
+                                           "mem_per_cpu", "mem_per_gpu", "cpus_per_gpu", "gpus_per_task")},
+}
+_MEM_UNITS = {"": 1.0, "k": 2.0**-20, "m": 2.0**-10, "g": 1.0, "t": 2.0**10}
+
+
+def _slurm_time(raw: str) -> int:
+    """Slurm's time formats -> minutes: ``M``, ``M:S``, ``H:M:S``, ``D-H``, ``D-H:M``, ``D-H:M:S``."""
+    m = re.fullmatch(r"(?:(\d+)-)?(\d+)(?::(\d+))?(?::(\d+))?", raw.strip())
+    if not m:
+        raise ValueError(f"--slurm time must be minutes or a Slurm time (M:S, H:M:S, D-H:M:S), got {raw!r}")
+    d, a, b, c = (int(x) if x is not None else None for x in m.groups())
+    if d is not None:  # D-H[:M[:S]]
+        minutes = d * 1440 + a * 60 + (b or 0) + (1 if c else 0)
+    elif c is not None:  # H:M:S
+        minutes = a * 60 + b + (1 if c else 0)
+    elif b is not None:  # M:S
+        minutes = a + (1 if b else 0)
+    else:
+        minutes = a
+    if minutes < 1:
+        raise ValueError(f"--slurm time must be at least one minute, got {raw!r}")
+    return minutes
+
+
+def parse_slurm_options(items: Sequence[str] | None) -> dict[str, Any]:
+    """``["gpus=2", "mem=32G", "account=abc", "time=2:00:00"]`` -> submitit parameters
+    (``{"gpus_per_node": 2, "mem_gb": 32.0, "slurm_account": "abc", "timeout_min": 120}``).
+
+    Keys: :data:`SLURM_KEYS` (``mem`` takes a number of GB or a Slurm size ``512M``/``32G``/
+    ``1T``; ``time`` minutes or a Slurm time). Raises ValueError naming ``--slurm`` and the key
+    for a malformed item, an unknown key, a key given twice or a bad value."""
+    out: dict[str, Any] = {}
+    for item in items or []:
+        key, eq, raw = str(item).partition("=")
+        key = key.strip().replace("-", "_")
+        if not eq or not key or not raw.strip():
+            raise ValueError(f"--slurm {item!r} must have the form KEY=VALUE (e.g. --slurm gpus=1 --slurm mem=16G)")
+        if key not in SLURM_KEYS:
+            raise ValueError(f"--slurm key {key!r} is unknown; known keys: {', '.join(sorted(SLURM_KEYS))}")
+        name, kind = SLURM_KEYS[key]
+        if name in out:
+            raise ValueError(f"--slurm {name} is given twice (as {key!r}); keep one")
+        raw = raw.strip()
+        if kind == "int":
+            if not raw.isdigit() or int(raw) < (0 if name == "gpus_per_node" else 1):
+                raise ValueError(f"--slurm {key} must be an integer >= {0 if name == 'gpus_per_node' else 1}, "
+                                 f"got {raw!r}")
+            out[name] = int(raw)
+        elif kind == "mem":
+            m = re.fullmatch(r"(\d+(?:\.\d+)?)\s*([kKmMgGtT]?)[bB]?", raw)
+            if not m or float(m.group(1)) <= 0:
+                raise ValueError(f"--slurm {key} must be a size in GB or with a unit (512M, 32G, 1T), got {raw!r}")
+            out[name] = float(m.group(1)) * _MEM_UNITS[m.group(2).lower()]
+        elif kind == "time":
+            out[name] = _slurm_time(raw)
+        else:
+            out[name] = raw
+    return out
+
+
+def slurm_cli_options(items: Sequence[str] | None) -> dict[str, Any]:
+    """:func:`parse_slurm_options` plus ``cpus_per_task`` = this process's thread setting (what
+    ``--threads``/``SYNTHPERF_NUM_THREADS`` configured) unless ``cpus``/``cpus_per_task`` is given."""
+    from . import _native
+
+    out = parse_slurm_options(items)
+    out.setdefault("cpus_per_task", max(1, int(_native.max_threads())))
+    return out
+
+
+def local_gpu_count() -> int:
+    """CUDA devices this process sees (0 without torch or CUDA); the CLIs check it before asking a
+    local Ray for GPUs, which would otherwise wait forever."""
+    try:
+        import torch
+    except ImportError:
+        return 0
+    return int(torch.cuda.device_count()) if torch.cuda.is_available() else 0
+
+
+def ray_options(res: Mapping[str, Any], workers: int, address: str | None) -> dict[str, Any]:
+    """The ``ray.remote(**options)`` of one task: ``num_cpus``, ``num_gpus`` when GPUs are
+    asked for, ``memory`` (bytes) for ``mem_gb``, and for a local Ray (no ``address``) thread
+    variables splitting this process's thread budget over ``workers``."""
+    res = _check_resources(res)
+    options: dict[str, Any] = {"num_cpus": int(res["cpus"])}
+    if res.get("gpus"):
+        options["num_gpus"] = res["gpus"]
+    if res.get("mem_gb"):
+        options["memory"] = int(res["mem_gb"] * 2**30)
+    if not address:  # a local ray shares this machine: split this process's thread budget
+        n = str(_threads_per_worker(workers))
+        options["runtime_env"] = {"env_vars": {v: n for v in ("OMP_NUM_THREADS", "MKL_NUM_THREADS",
+                                                               "OPENBLAS_NUM_THREADS")}}
+    return options
+
+
+def slurm_parameters(res: Mapping[str, Any] | None, workers: int, options: Mapping[str, Any] | None
+                     ) -> tuple[str | None, dict[str, Any]]:
+    """``(cluster, parameters)`` for ``submitit.AutoExecutor(cluster=...).update_parameters``.
+
+    ``cpus_per_task``, ``gpus_per_node``, ``mem_gb`` and ``timeout_min`` come from ``res``;
+    ``options`` (e.g. :func:`parse_slurm_options`, where the CLIs put ``cpus_per_task`` from the
+    thread setting) win over them. With ``cluster="local"`` the ``slurm_*`` parameters are
+    dropped (submitit's local executor rejects them)."""
+    res = _check_resources(res)
+    opts = dict(options or {})
+    cluster = opts.pop("cluster", None)
+    params: dict[str, Any] = {"timeout_min": int(res.get("timeout_min") or 60), "slurm_array_parallelism": workers,
+                              "cpus_per_task": int(res["cpus"])}
+    if res.get("gpus"):
+        params["gpus_per_node"] = res["gpus"]
+    if res.get("mem_gb"):
+        params["mem_gb"] = res["mem_gb"]
+    params.update(opts)
+    if cluster == "local":
+        params = {k: v for k, v in params.items() if not k.startswith("slurm_")}
+    return cluster, params
+
 
 def execute(items: Sequence[T], fn: Callable[[T], R], *, executor: str = "local", workers: int = 1,
             resources: Mapping[str, Any] | None = None, address: str | None = None,
@@ -65,7 +236,8 @@ def execute(items: Sequence[T], fn: Callable[[T], R], *, executor: str = "local"
     a local Ray, or the Slurm array parallelism. ``resources`` (per item, keys
     :data:`RESOURCE_KEYS`; default ``{"cpus": 1, "gpus": 0}``): Ray ``num_cpus``/``num_gpus``/
     ``memory``, Slurm ``cpus_per_task``/``gpus_per_node``/``mem_gb``/``timeout_min``; the local
-    executor runs on this machine and ignores them. ``address``: a Ray cluster. ``log_dir``:
+    executor runs on this machine and ignores them; ``None`` takes :func:`resource_defaults`).
+    ``address``: a Ray cluster. ``log_dir``:
     submitit logs (default ``slurm_logs``). ``slurm``: extra ``AutoExecutor`` parameters (they
     win over ``resources``; ``cluster="local"`` for local subprocesses). ``desc``: progress label.
     Raises ``ValueError`` naming the bad argument before anything runs.
@@ -78,6 +250,8 @@ def execute(items: Sequence[T], fn: Callable[[T], R], *, executor: str = "local"
         raise TypeError(f"fn must be callable, got {type(fn).__name__}")
     if slurm is not None and not isinstance(slurm, Mapping):
         raise TypeError(f"slurm must be a mapping of submitit parameters, got {type(slurm).__name__}")
+    if resources is None:
+        resources = _DEFAULT_RESOURCES.get()
     res = _check_resources(resources)
     items = list(items)
     if not items:
@@ -133,6 +307,7 @@ def _ray(items: list, fn: Callable, workers: int, res: dict, address: str | None
         raise ImportError("executor 'ray' needs ray: pip install 'synthperf[dist]'") from None
     from .progress import progress_task
 
+    options = ray_options(res, workers, address)
     started = False
     if not ray.is_initialized():
         if address:
@@ -141,15 +316,6 @@ def _ray(items: list, fn: Callable, workers: int, res: dict, address: str | None
             ray.init(num_cpus=workers, include_dashboard=False, log_to_driver=False)
         started = True
     try:
-        options: dict[str, Any] = {"num_cpus": int(res["cpus"])}
-        if res.get("gpus"):
-            options["num_gpus"] = res["gpus"]
-        if res.get("mem_gb"):
-            options["memory"] = int(res["mem_gb"] * 2**30)
-        if not address:  # a local ray shares this machine: split this process's thread budget
-            n = str(_threads_per_worker(workers))
-            options["runtime_env"] = {"env_vars": {v: n for v in ("OMP_NUM_THREADS", "MKL_NUM_THREADS",
-                                                                   "OPENBLAS_NUM_THREADS")}}
         remote = ray.remote(**options)(fn)
         refs = [remote.remote(item) for item in items]
         index = {ref: i for i, ref in enumerate(refs)}
@@ -167,25 +333,16 @@ def _ray(items: list, fn: Callable, workers: int, res: dict, address: str | None
             ray.shutdown()
 
 
-def _slurm(items: list, fn: Callable, workers: int, res: dict, log_dir, options: dict, desc: str) -> list:
+def _slurm(items: list, fn: Callable, workers: int, res: Mapping[str, Any] | None, log_dir, options: dict, desc: str) -> list:
     try:
         import submitit
     except ImportError:
         raise ImportError("executor 'slurm' needs submitit: pip install 'synthperf[dist]'") from None
     from .progress import progress_task
 
-    cluster = options.pop("cluster", None)
+    cluster, params = slurm_parameters(res, workers, options)
     folder = Path(log_dir or "slurm_logs") / "%j"
     ex = submitit.AutoExecutor(folder=folder, cluster=cluster)
-    params: dict[str, Any] = {"timeout_min": int(res.get("timeout_min") or 60), "slurm_array_parallelism": workers,
-                              "cpus_per_task": int(res["cpus"])}
-    if res.get("gpus"):
-        params["gpus_per_node"] = res["gpus"]
-    if res.get("mem_gb"):
-        params["mem_gb"] = res["mem_gb"]
-    params.update(options)
-    if cluster == "local":
-        params = {k: v for k, v in params.items() if not k.startswith("slurm_")}
     ex.update_parameters(**params)
     jobs = ex.map_array(fn, items)
     out = []

@@ -16,7 +16,12 @@ Rules (issue 8; the fixes of specs/sppi.md §9 pitfall P1):
   is ``False`` (upstream's ``bool('False')`` was True), ``alpha=[0.05,0.1]`` is a list, a scalar
   given to a list-valued key becomes a one-element list (``alpha=0.1``, ``methods=SC``), and
   dotted keys (``data.age_range=0-20``) reach nested sections. Overrides are applied before
-  grid expansion, so ``n_cal=[10,15]`` makes a grid.
+  grid expansion, so ``n_cal=[10,15]`` makes a grid. The grammar is Hydra's unambiguous part
+  (:mod:`synthperf._overrides`): ``+key=v`` adds a key the file lacks, ``++key=v`` sets or
+  adds, ``~key`` deletes one (its default applies). ``key=a,b`` is a sweep: with
+  ``multirun=True`` (``synthperf run -m``) it becomes a grid axis (:func:`sweep_to_grid`:
+  ``n_cal=10,20`` means ``n_cal=[10, 20]``, ``alpha=0.05,0.1`` means ``alpha=[[0.05], [0.1]]``),
+  so a sweep is grid points of one run directory; without it, it is an error naming the key.
 - Any list given to a scalar-typed key expands into a Cartesian grid; list-valued keys
   (``alpha``, ``methods``, ...; the fields typed ``list``) expand only when given a list of
   lists. The first grid key in document order varies slowest (upstream order).
@@ -33,9 +38,11 @@ from typing import Any, Mapping, Sequence
 import yaml
 
 from .._config import MAX_CONFIG_NODES, ConfigError, build as _build, is_union as _is_union, safe_load_bounded
+from .._overrides import apply_to as _apply_to, parse_override as _parse_one, parse_overrides as _parse_all
+from .._overrides import sweep as _sweep
 
-__all__ = ["ConfigError", "MAX_CONFIG_NODES", "parse_override", "safe_load_bounded", "apply_overrides", "build", "expand_grid", "load_config",
-           "resolve", "to_dict", "schema_for"]
+__all__ = ["ConfigError", "MAX_CONFIG_NODES", "parse_override", "safe_load_bounded", "apply_overrides", "build",
+           "expand_grid", "load_config", "resolve", "sweep_to_grid", "to_dict", "schema_for"]
 
 _MISSING = object()
 
@@ -44,35 +51,61 @@ _MISSING = object()
 # Overrides
 # ----------------------------------------------------------------------------------------
 def parse_override(text: str) -> tuple[str, Any]:
-    """``"a.b=value"`` -> ``("a.b", yaml.safe_load("value"))``; an empty value is ``None``."""
-    if not isinstance(text, str) or "=" not in text:
-        raise ConfigError(f"override {text!r} must have the form key=value (e.g. n_seeds=10 or data.age_range=0-20)")
-    key, _, raw = text.partition("=")
-    key = key.strip()
-    if not key or any(not part for part in key.split(".")):
-        raise ConfigError(f"override {text!r} has an empty key")
-    try:
-        value = safe_load_bounded(raw, f"override {key}") if raw.strip() else None
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"override {key}: cannot parse {raw!r} as YAML: {exc}") from None
-    return key, value
+    """``"a.b=value"`` -> ``("a.b", yaml.safe_load("value"))``; an empty value is ``None``.
+
+    The plain ``key=value`` form only; the full grammar (``+``, ``++``, ``~``, sweeps) is
+    :func:`synthperf._overrides.parse_override`, used by :func:`apply_overrides`/:func:`resolve`."""
+    o = _parse_one(text)
+    if o.op != "set" or o.is_sweep:
+        raise ConfigError(f"override {text!r} is not a plain key=value (use apply_overrides or resolve for "
+                          f"+key, ~key and sweeps)")
+    return o.key, o.values[0]
 
 
 def apply_overrides(raw: Mapping[str, Any], overrides: Sequence[str] | Mapping[str, Any]) -> dict:
-    """A deep copy of ``raw`` with the overrides set (dotted keys create nested mappings)."""
-    out = _deepcopy(raw)
-    items = overrides.items() if isinstance(overrides, Mapping) else [parse_override(o) for o in overrides]
-    for key, value in items:
-        node, parts = out, key.split(".")
-        for depth, part in enumerate(parts[:-1]):
-            nxt = node.get(part, _MISSING)
-            if nxt is _MISSING or nxt is None:
-                nxt = node[part] = {}
-            if not isinstance(nxt, dict):
-                raise ConfigError(f"override {key}: {'.'.join(parts[:depth + 1])} is a {type(nxt).__name__}, "
-                                  f"not a section, so it has no key {parts[depth + 1]!r}")
-            node = nxt
-        node[parts[-1]] = value
+    """A deep copy of ``raw`` with the overrides applied (grammar of :mod:`synthperf._overrides`:
+    ``key=v``, ``+key=v``, ``++key=v``, ``~key``; dotted keys create nested mappings). A sweep
+    (``key=a,b``) raises ``ConfigError`` naming the key: sweeps need :func:`resolve` with
+    ``multirun=True``. A mapping ``{dotted key: value}`` sets values as they are."""
+    return _apply_to(_deepcopy(raw), _sweep(_parse_all(overrides), multirun=False)[0][0])
+
+
+def _field_type(cls: type, dotted: str) -> Any:
+    """The annotation of dotted key ``dotted`` under schema ``cls`` (``_MISSING`` when unknown)."""
+    tp: Any = cls
+    for part in dotted.split("."):
+        section = _section_type(tp)
+        if section is None:
+            return _MISSING
+        hints = _hints(section)
+        if part not in hints:
+            return _MISSING
+        tp = hints[part]
+    return tp
+
+
+def sweep_to_grid(raw: Mapping[str, Any], overrides: Sequence[str] | Mapping[str, Any]) -> list[str]:
+    """``-m/--multirun``: the overrides with every sweep ``key=a,b`` rewritten as the grid it
+    means (module rules): ``key=[a, b]`` for a scalar-typed key, ``key=[[a], [b]]`` for a
+    list-typed key (a value that is already a list stays one grid value). Other overrides are
+    returned unchanged. The schema is that of ``raw`` with the overrides applied."""
+    ops = _parse_all(overrides)
+    if not any(o.is_sweep for o in ops):
+        return [o.text for o in ops]
+    first = _sweep(ops, multirun=True)[0][0]
+    cls = schema_for(_apply_to(_deepcopy(raw), first))
+    out = []
+    for o in ops:
+        if not o.is_sweep:
+            out.append(o.text)
+            continue
+        if o.op == "delete":
+            raise ConfigError(f"override {o.text!r}: a deletion cannot sweep")
+        tp = _field_type(cls, o.key)
+        values = [v if isinstance(v, list) else [v] for v in o.values] if tp is not _MISSING and _is_list_type(tp) \
+            else list(o.values)
+        prefix = {"set": "", "add": "+", "force": "++"}[o.op]
+        out.append(f"{prefix}{o.key}={yaml.safe_dump(values, default_flow_style=True, width=10**9).strip()}")
     return out
 
 
@@ -209,8 +242,14 @@ def load_config(path: str | os.PathLike) -> dict:
     return raw
 
 
-def resolve(raw: Mapping[str, Any], overrides: Sequence[str] | Mapping[str, Any] = ()) -> list[tuple[Any, dict]]:
-    """Overrides, grid expansion and validation: a list of ``(typed config, grid values)``."""
+def resolve(raw: Mapping[str, Any], overrides: Sequence[str] | Mapping[str, Any] = (), *,
+            multirun: bool = False) -> list[tuple[Any, dict]]:
+    """Overrides, grid expansion and validation: a list of ``(typed config, grid values)``.
+
+    ``multirun``: sweeps ``key=a,b`` become grid axes (:func:`sweep_to_grid`); without it a
+    sweep raises ``ConfigError`` naming the key."""
+    if multirun:
+        overrides = sweep_to_grid(raw, overrides)
     merged = apply_overrides(raw, overrides)
     cls = schema_for(merged)
     return [(build(cls, point), values) for point, values in expand_grid(cls, merged)]
