@@ -1,12 +1,13 @@
 """``load_results(run_dir)``: every result row of a ``synthperf run`` directory as one DataFrame.
 
-It reads what ``pd.read_parquet(run_dir)`` (pyarrow's dataset discovery) would read: every
-``*.parquet`` file under ``run_dir`` whose path has no component starting with ``_`` or ``.``
-(pyarrow skips those: sidecars such as ``_meta/`` and the temporaries of :mod:`synthperf._io`),
-in path order, which for the store's layout (``points/pNNNN/chunks/trials_LO_HI.parquet``,
-:mod:`.store`) is (grid point, first trial) order. Unlike pyarrow it ignores non-Parquet files
-beside the chunks (``run.yaml``, ``report.md``, plots), so it works on every layout of the
-store, and a damaged chunk raises ``ValueError`` naming the file.
+It reads the result chunks, the files named ``trials_LO_HI.parquet`` in a ``chunks`` folder
+(:func:`.store.chunk_path`), anywhere under ``run_dir`` except in paths with a component that
+starts with ``_`` or ``.`` (those pyarrow's dataset discovery skips too: sidecars such as
+``_meta/`` and the temporaries of :mod:`synthperf._io`), in path order, which is (grid point,
+first trial) order. Everything else is ignored: ``run.yaml``, ``report.md``, plots, checksum
+sidecars, and the Parquet tables a task keeps in its point folder (GaFi's CAS tables), which
+``pd.read_parquet(run_dir)`` would read as rows today. So it works on today's layout and on one
+that moves sidecars under ``_``-folders, and a damaged chunk raises ``ValueError`` naming it.
 """
 from __future__ import annotations
 
@@ -18,15 +19,17 @@ from typing import Any
 __all__ = ["load_results", "result_files"]
 
 _POINT = re.compile(r"^p(\d+)$")
+_CHUNK = re.compile(r"^trials_\d+_\d+\.parquet$")
 
 
 def result_files(run_dir: str | os.PathLike) -> list[Path]:
-    """The Parquet files of ``run_dir`` that a dataset reader reads (module rules), sorted."""
+    """The result chunks of ``run_dir`` (module rules), sorted by path."""
     root = Path(run_dir)
     if not root.is_dir():
         raise FileNotFoundError(f"results directory {str(root)!r} does not exist")
-    return sorted(p for p in root.rglob("*.parquet")
-                  if p.is_file() and not any(part.startswith(("_", ".")) for part in p.relative_to(root).parts))
+    return sorted(p for p in root.rglob("trials_*.parquet")
+                  if p.is_file() and _CHUNK.match(p.name) and p.parent.name == "chunks"
+                  and not any(part.startswith(("_", ".")) for part in p.relative_to(root).parts))
 
 
 def load_results(run_dir: str | os.PathLike, *, with_config: bool = False) -> Any:
@@ -42,7 +45,7 @@ def load_results(run_dir: str | os.PathLike, *, with_config: bool = False) -> An
     root = Path(run_dir)
     files = result_files(root)
     if not files:
-        raise FileNotFoundError(f"{root} holds no result files (*.parquet outside _ and . folders)")
+        raise FileNotFoundError(f"{root} holds no result chunks (chunks/trials_*.parquet outside _ and . folders)")
     frames = []
     for f in files:
         try:
