@@ -37,7 +37,7 @@ runs = {
   "discrete_score": (lambda b: ops.discrete_score(z, y, 0.3, backend=b), ds.SUPPORTED_BACKENDS),
   "integrate_discrete": (lambda b: ops.integrate_discrete(z, y, tabs, np.linspace(0, .2, 3), backend=b)["z"],
                          ds.SUPPORTED_BACKENDS),
-  "pfode_discrete_step": (lambda b: ops.pfode_discrete_step(z, y, coef, coef, 0.1, backend=b), ds.SUPPORTED_BACKENDS),
+  "pfode_step": (lambda b: ops.pfode_step(z, y, coef, coef, 0.1, backend=b), ds.SUPPORTED_BACKENDS),
   "split_conformal_thresholds": (lambda b: th.split_conformal_thresholds(x, [0.1, 0.01], backend=b),
                                  th.SUPPORTED_BACKENDS),
   "sppi_thresholds": (lambda b: th.sppi_thresholds(R, S, [0.1, 0.3], backend=b), th.SUPPORTED_BACKENDS),

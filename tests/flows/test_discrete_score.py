@@ -5,8 +5,8 @@ import numpy as np
 import pytest
 import torch
 
-from synthperf.ops.discrete_score import (discrete_score, discrete_score_reference, integrate_discrete,
-                                          pfode_discrete_step, save_steps)
+from synthperf.flows.solvers import pfode_discrete_step, save_steps
+from synthperf.ops.discrete_score import discrete_score, discrete_score_reference, integrate_discrete
 
 BACKENDS = ["cpu", "triton"]
 

@@ -1,7 +1,8 @@
 """Inflationary flows (de Albuquerque & Pearson, NeurIPS 2024): specs/inflationary_flows.md.
 
 - :mod:`.schedules` - PR-preserving / PR-reducing schedules, PCA eigenbasis (§1.2);
-- :mod:`.pfode` - time grids, discrete-score and network flows, Euler/Heun, simulations (§1.4, §5);
+- :mod:`.solvers` - the solver policy: Euler/Heun, time grids, saving rule, one discrete-score step (§1.4, §5.1);
+- :mod:`.pfode` - discrete-score and network flows, simulations (§1.2, §5);
 - :mod:`.toy_data` - toy generators (§4);
 - :mod:`.networks`, :mod:`.training` - EDM-style preconditioning, toy MLP, small UNet, training (§2);
 - :mod:`.metrics`, :mod:`.calibration` - roundtrip MSE, Frechet distance, coverage, residual
@@ -13,7 +14,8 @@
 - :mod:`.cli` - ``synthperf flows ...``.
 
 The hot kernel is :func:`synthperf.ops.discrete_score.discrete_score` (and
-:func:`~synthperf.ops.discrete_score.integrate_discrete`).
+:func:`~synthperf.ops.discrete_score.integrate_discrete`); the kernels implement the update
+rules, :mod:`.solvers` chooses among them.
 """
 from __future__ import annotations
 

@@ -116,7 +116,7 @@ def check_simulate_args(*, steps: Any, h: Any, grid: Any, end_time: Any, eps_s: 
     """Check every simulation option of :func:`simulate` before any work (issue 17: ``--mode
     bogus`` fails at once, not after the melt). TypeError/ValueError naming the argument."""
     from ..ops.discrete_score import MODES
-    from .pfode import GRIDS, SOLVERS
+    from .solvers import GRIDS, SOLVERS
 
     positive_int(steps, "steps", minimum=2)
     positive_int(save_freq, "save_freq")

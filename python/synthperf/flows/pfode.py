@@ -1,4 +1,5 @@
-"""The inflationary pfODE: time grids, flows (discrete score or network), solvers, simulations.
+"""The inflationary pfODE: flows (discrete score or network), simulations; the solver policy
+(time grids, solvers, saving rule) is :mod:`.solvers` (re-exported here).
 
 specs/inflationary_flows.md §1.2 (flow), §1.4 (time grids, solvers), §5.1 (simulations).
 All integration happens in eigen-space (ES) on the scaled state z = s(t) u:
@@ -8,11 +9,7 @@ All integration happens in eigen-space (ES) on the scaled state z = s(t) u:
 
 (identical, with score = (D - u)/gamma). Euler uses one evaluation per step; Heun
 (predictor + corrector, applied on every step including the last) two. After every step
-u = z / s(t_next).
-
-Grids: ``ifs_times(n, h)`` t_k = k T/(n-1), T = n h (toys; melt ascending from 0, generation
-descending to 0); ``vp_ode_times(n, end_time, eps_s)`` t_k = T + k/(n-1) (eps_s - T)
-(images; generation T -> eps_s, melt reversed).
+u = z / s(t_next). Grids and solvers: :mod:`.solvers`.
 """
 from __future__ import annotations
 
@@ -29,43 +26,15 @@ from typing import Any, Callable
 import numpy as np
 
 from .. import _io
-from .._validation import float_array, positive_int, real_scalar
-from ..ops.discrete_score import TABLE_KEYS, integrate_discrete, save_steps
+from .._validation import float_array, positive_int
+from ..ops.discrete_score import TABLE_KEYS, integrate_discrete
 from ..progress import progress_task
 from .schedules import InflationSchedule
+from .solvers import GRIDS, SOLVERS, check_solver, ifs_times, save_steps, time_grid, vp_ode_times
 
-SOLVERS = ("euler", "heun")
-GRIDS = ("ifs", "vp_ode")
-
-
-def ifs_times(n: int, h: float) -> np.ndarray:
-    """'ifs' grid [n], ascending: t_k = k T/(n-1) with T = n h (§1.4)."""
-    n = positive_int(n, "n", minimum=2)
-    h = real_scalar(h, "h", allow_inf=False)
-    if h <= 0:
-        raise ValueError(f"h must be > 0, got {h}")
-    return np.linspace(0.0, n * h, n)
-
-
-def vp_ode_times(n: int, end_time: float = 15.01, eps_s: float = 1e-2) -> np.ndarray:
-    """'vp_ode' grid [n], descending T -> eps_s (generation order; melt uses it reversed)."""
-    n = positive_int(n, "n", minimum=2)
-    T = real_scalar(end_time, "end_time", allow_inf=False)
-    e = real_scalar(eps_s, "eps_s", allow_inf=False)
-    if not 0 <= e < T:
-        raise ValueError(f"need 0 <= eps_s < end_time, got eps_s={e}, end_time={T}")
-    return T + np.arange(n) / (n - 1) * (e - T)
-
-
-def time_grid(grid: str, direction: str, n: int, *, h: float = 1e-2, end_time: float = 15.01,
-              eps_s: float = 1e-2) -> np.ndarray:
-    """The grid for ``direction`` "melt" (ascending) or "gen" (descending)."""
-    if grid not in GRIDS:
-        raise ValueError(f"unknown grid {grid!r}: expected one of {GRIDS}")
-    if direction not in ("melt", "gen"):
-        raise ValueError(f"direction must be 'melt' or 'gen', got {direction!r}")
-    t = ifs_times(n, h) if grid == "ifs" else vp_ode_times(n, end_time, eps_s)[::-1].copy()
-    return t if direction == "melt" else t[::-1].copy()
+__all__ = ["GRIDS", "SOLVERS", "DenoiserFlow", "DiscreteFlow", "Trajectory", "flow_fingerprint", "from_latent",
+           "ifs_times", "integrate_resumable", "melt", "run_simulations", "sample_latent", "time_grid",
+           "vp_ode_times"]
 
 
 # ----------------------------------------------------------------------------- flows
@@ -85,8 +54,7 @@ class DiscreteFlow:
 
     def integrate(self, z0: np.ndarray, schedule: InflationSchedule, times: np.ndarray, *,
                   solver: str = "euler", save_every: int = 1) -> dict[str, np.ndarray]:
-        if solver not in SOLVERS:
-            raise ValueError(f"unknown solver {solver!r}: expected one of {SOLVERS}")
+        check_solver(solver)
         return integrate_discrete(z0, self.data_es, schedule.tables(times), times, solver=solver,
                                   mode=self.mode, backend=self.backend, save_every=save_every)
 
@@ -141,8 +109,7 @@ class DenoiserFlow:
                   solver: str = "euler", save_every: int = 1) -> dict[str, np.ndarray]:
         import torch
 
-        if solver not in SOLVERS:
-            raise ValueError(f"unknown solver {solver!r}: expected one of {SOLVERS}")
+        check_solver(solver)
         tabs = {k: torch.as_tensor(v, dtype=self.dtype, device=self.device) for k, v in schedule.tables(times).items()}
         z = torch.as_tensor(np.asarray(z0), dtype=self.dtype, device=self.device)
         if self.labels is not None and self.labels.shape[0] != z.shape[0]:

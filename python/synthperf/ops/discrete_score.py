@@ -19,10 +19,21 @@ O((M+N)d) memory; the hot loop is compiled for AVX-512 / AVX2 / baseline and pic
 online softmax + weighted mean [+ Euler/Heun update]). There is no CUDA backend; on a GPU,
 ``auto`` picks triton.
 
-:func:`integrate_discrete` runs whole pfODE trajectories (§1.2 "Flow", §1.4): one C++ call
-on the cpu backend (each thread carries its particles through every step), one kernel
-launch per Euler step (two per Heun step) on triton. Inputs and outputs follow the caller's
-array type (numpy in, numpy out; torch in, torch out on the caller's device).
+:func:`integrate_discrete` runs whole pfODE trajectories (§1.2 "Flow", §1.4) with one of the
+kernels' update rules (:data:`UPDATE_RULES`): one C++ call on the cpu backend (each thread
+carries its particles through every step), one kernel launch per Euler step (two per Heun
+step) on triton; :func:`pfode_step` is one step. Which solver, time grid, step count and
+saving rule a simulation uses is the flows system's policy (:mod:`synthperf.flows.solvers`).
+
+Arrays: inputs and outputs follow the caller's array type (numpy in, numpy out; torch in, torch
+out on the caller's device, in the promoted dtype). Torch inputs on the ``reference`` and
+``triton`` backends are validated and computed on their own device: a CUDA tensor is never
+copied to the host (shapes from metadata, finiteness by one device reduction; the [n, d]
+schedule tables are host arrays). The ``cpu`` backend computes on the host: a CUDA tensor is
+copied there and the result copied back. The C++ and Triton kernels are also registered as
+``torch.library`` custom ops (``torch.ops.synthperf.discrete_score`` / ``pfode_step``, with
+fake implementations, :mod:`synthperf.ops._torch_ops`) so ``torch.compile`` can trace them;
+torch inputs on the cpu backend, and CUDA tensors on triton, go through those ops.
 """
 from __future__ import annotations
 
@@ -31,13 +42,14 @@ from typing import Any
 import numpy as np
 
 from .. import _native
-from .._arrays import array_kind, like_input, to_torch
-from .._validation import float_array
+from .._arrays import array_kind, like_input
+from .._validation import float_array, float_tensor, real_scalar
 from ..backend import cuda_device_count, resolve_backend
 
 SUPPORTED_BACKENDS = ("reference", "cpu", "triton")
 MODES = ("stable", "clamp")
-SOLVERS = ("euler", "heun")
+#: The pfODE update rules the kernels implement (§1.4); flows picks one (``flows.solvers``).
+UPDATE_RULES = ("euler", "heun")
 CLAMP_WEIGHT = 1e-30
 TABLE_KEYS = ("s", "r", "a", "gamma")
 
@@ -84,6 +96,66 @@ def _validate_pair(x: Any, data: Any, x_name: str = "x") -> tuple[np.ndarray, np
         raise ValueError("data must be finite")
     dtype = np.result_type(x_np.dtype, y_np.dtype)
     return x_np.astype(dtype, copy=False), y_np.astype(dtype, copy=False)
+
+
+def _np_dtype(dtype: Any) -> np.dtype:
+    import torch
+
+    return np.dtype(np.float32) if dtype == torch.float32 else np.dtype(np.float64)
+
+
+def _as_device_tensor(v: Any, name: str, device: Any, allow_empty: bool) -> Any:
+    """``v`` [*, d] as a contiguous float32/float64 tensor on ``device``: a tensor is checked
+    from metadata on its own device (never via the host), a numpy array converted once."""
+    import torch
+
+    if array_kind(v).is_torch:
+        return float_tensor(v, name, ndim=2, allow_empty=allow_empty).to(device)
+    return torch.from_numpy(np.ascontiguousarray(float_array(v, name, ndim=2, allow_empty=allow_empty))).to(device)
+
+
+def _validate_pair_torch(x: Any, data: Any, device: Any, x_name: str = "x") -> tuple[Any, Any]:
+    """The device twin of :func:`_validate_pair`: same checks and messages, one host sync
+    (a two-flag device reduction) in the good case."""
+    import torch
+
+    u = _as_device_tensor(x, x_name, device, allow_empty=True)
+    y = _as_device_tensor(data, "data", device, allow_empty=False)
+    if u.shape[1] != y.shape[1]:
+        raise ValueError(f"dimension mismatch: {x_name} has d = {u.shape[1]} but data has d = {y.shape[1]}")
+    finite = torch.stack([torch.isfinite(u).all(), torch.isfinite(y).all()]).tolist()
+    for ok, t, name in zip(finite, (u, y), (x_name, "data")):
+        if not ok:
+            if bool(torch.isnan(t).any()):
+                raise ValueError(f"{name} contains NaN; remove or impute NaN values first")
+            raise ValueError(f"{name} must be finite")
+    dtype = torch.promote_types(u.dtype, y.dtype)
+    return u.to(dtype).contiguous(), y.to(dtype).contiguous()
+
+
+def _gamma_tensor(gamma: Any, d: int, dtype: Any, device: Any) -> Any:
+    """gamma [d] (or a scalar) as a ``dtype`` tensor on ``device``; a tensor gamma is checked
+    on its device, and only a failing one is copied to the host to name the bad entry."""
+    import torch
+
+    if not array_kind(gamma).is_torch:
+        return torch.from_numpy(_gamma_vector(gamma, d, _np_dtype(dtype))).to(device)
+    g = float_tensor(gamma, "gamma", ndim=(0, 1)).to(device)
+    if g.ndim == 0:
+        g = g.reshape(1).expand(d)
+    if g.shape[0] != d:
+        raise ValueError(f"gamma has {g.shape[0]} entries but the data have d = {d} dimensions")
+    cast = g.to(dtype)
+    if not bool((torch.isfinite(g) & (g > 0) & torch.isfinite(cast) & (cast > 0)).all()):
+        _gamma_vector(g.detach().cpu().numpy(), d, _np_dtype(dtype))  # raises the host message
+    return cast.contiguous()
+
+
+def _torch_ops():
+    """:mod:`._torch_ops` (imports torch and registers the custom ops on first use)."""
+    from . import _torch_ops
+
+    return _torch_ops
 
 
 def _device_for(x: Any):
@@ -158,35 +230,52 @@ def discrete_score(x: Any, data: Any, gamma: Any, *, mode: str = "stable", backe
     kind = array_kind(x)
     clamp = _check_mode(mode)
     name = resolve_backend(backend, supported=SUPPORTED_BACKENDS, kernel="discrete_score", data=x)
-    x_np, y_np = _validate_pair(x, data)
-    g_np = _gamma_vector(gamma, x_np.shape[1], x_np.dtype)
-    M, d = x_np.shape
-    if M == 0:
-        empty = np.empty((0, d), dtype=x_np.dtype)
-        return (like_input(empty, kind), like_input(empty, kind)) if return_denoiser else like_input(empty, kind)
-    if name == "reference":
-        import torch
-
-        dbar, score = discrete_score_reference(torch.from_numpy(np.ascontiguousarray(x_np)),
-                                               torch.from_numpy(np.ascontiguousarray(y_np)),
-                                               torch.from_numpy(g_np), mode=mode)
-    elif name == "cpu":
+    if name == "cpu" and not kind.is_torch:
+        x_np, y_np = _validate_pair(x, data)
+        g_np = _gamma_vector(gamma, x_np.shape[1], x_np.dtype)
         dbar = np.empty(x_np.shape, dtype=x_np.dtype, order="C")  # not empty_like: that keeps F order
         score = np.empty(x_np.shape, dtype=x_np.dtype, order="C")
-        fn = _native.discrete_score_f32 if x_np.dtype == np.float32 else _native.discrete_score_f64
-        fn(np.ascontiguousarray(x_np), np.ascontiguousarray(y_np.T), g_np, clamp, dbar, score)
+        if x_np.shape[0]:
+            fn = _native.discrete_score_f32 if x_np.dtype == np.float32 else _native.discrete_score_f64
+            fn(np.ascontiguousarray(x_np), np.ascontiguousarray(y_np.T), g_np, clamp, dbar, score)
     else:
-        from synthperf.kernels.triton.discrete_score import discrete_score_triton
-
-        device = _device_for(x)
-        u_t = to_torch(x_np, device)
-        dbar = u_t.new_empty(u_t.shape)
-        score = u_t.new_empty(u_t.shape)
-        with _device_guard(device):
-            discrete_score_triton(u_t, to_torch(y_np, device), to_torch(g_np, device), clamp, dbar, score)
+        dbar, score = _discrete_score_torch(x, data, gamma, mode, clamp, name)
     if return_denoiser:
         return like_input(score, kind), like_input(dbar, kind)
     return like_input(score, kind)
+
+
+def _compute_device(x: Any, name: str):
+    """Where a torch-path backend computes: cpu (the C++ core) on the host; reference on a
+    tensor's own device (the host for numpy); triton on :func:`_device_for`."""
+    import torch
+
+    if name == "triton":
+        return _device_for(x)
+    if name == "reference" and array_kind(x).is_torch:
+        return x.device
+    return torch.device("cpu")
+
+
+def _discrete_score_torch(x: Any, data: Any, gamma: Any, mode: str, clamp: bool, name: str) -> tuple[Any, Any]:
+    """(D, score) as tensors on the compute device (:func:`_compute_device`)."""
+    device = _compute_device(x, name)
+    u, y = _validate_pair_torch(x, data, device)
+    g = _gamma_tensor(gamma, u.shape[1], u.dtype, device)
+    if u.shape[0] == 0:
+        return u.new_empty(u.shape), u.new_empty(u.shape)
+    if name == "reference":
+        return discrete_score_reference(u, y, g, mode=mode)
+    if name == "cpu" or device.type == "cuda":
+        _torch_ops()
+        import torch
+
+        return torch.ops.synthperf.discrete_score(u, y, g, clamp)
+    from synthperf.kernels.triton.discrete_score import discrete_score_triton  # interpreter, CPU tensors
+
+    dbar, score = u.new_empty(u.shape), u.new_empty(u.shape)
+    discrete_score_triton(u, y, g, clamp, dbar, score)
+    return dbar, score
 
 
 def _validate_tables(tables: Any, times: Any, d: int) -> tuple[dict[str, np.ndarray], np.ndarray]:
@@ -216,8 +305,12 @@ def _validate_tables(tables: Any, times: Any, d: int) -> tuple[dict[str, np.ndar
     return out, t
 
 
-def save_steps(n_steps: int, save_every: int) -> np.ndarray:
-    """Slot per step (-1 = not saved): steps with index % save_every == 0 and the last (§5.1)."""
+def snapshot_slots(n_steps: int, save_every: int) -> np.ndarray:
+    """int64 [n_steps]: the output slot each step writes, -1 = not stored. The kernels store
+    the steps with index % save_every == 0 and the last one (the saving rule of §5.1, which
+    ``flows.solvers.save_steps`` names for the simulations)."""
+    if isinstance(save_every, bool) or not isinstance(save_every, (int, np.integer)):
+        raise TypeError(f"save_every must be an integer, got {type(save_every).__name__}")
     if save_every < 1:
         raise ValueError(f"save_every must be >= 1, got {save_every}")
     keep = (np.arange(n_steps) % save_every == 0)
@@ -227,20 +320,71 @@ def save_steps(n_steps: int, save_every: int) -> np.ndarray:
     return slots
 
 
-def pfode_discrete_step(z: Any, data: Any, coef: dict, coef_next: dict, dt: float, *, solver: str = "euler",
-                        mode: str = "stable", backend: str | None = None) -> Any:
-    """One pfODE step z(t) -> z(t + dt) with the discrete score (§1.2 flow, §1.4 solvers).
+def _step_tables(coef: dict, coef_next: dict, d: int) -> dict[str, np.ndarray]:
+    if not isinstance(coef, dict) or not isinstance(coef_next, dict):
+        raise TypeError(f"coef and coef_next must be dicts with keys {TABLE_KEYS}")
+    out = {}
+    for k in TABLE_KEYS:
+        if k not in coef or k not in coef_next:
+            raise ValueError(f"coef and coef_next need the keys {TABLE_KEYS}; {k!r} is missing")
+        rows = []
+        for name, c in (("coef", coef), ("coef_next", coef_next)):
+            v = float_array(c[k], f"{name}[{k!r}]", ndim=(0, 1)).astype(np.float64)
+            if v.ndim == 1 and v.shape[0] != d:
+                raise ValueError(f"{name}[{k!r}] has {v.shape[0]} entries, expected d = {d}")
+            rows.append(np.broadcast_to(v, (d,)))
+        out[k] = np.stack(rows)
+    return out
 
-    ``coef``/``coef_next``: dicts of [d] vectors ``s, r = s'/s, a = gamma'/(2 gamma), gamma`` at
-    t and t + dt (from :meth:`InflationSchedule.tables`). Returns z_next [M, d].
+
+def pfode_step(z: Any, data: Any, coef: dict, coef_next: dict, dt: float, *, heun: bool = False,
+               mode: str = "stable", backend: str | None = None) -> Any:
+    """One scaled-pfODE step z(t) -> z(t + dt) with the discrete score (§1.2, §1.4): Euler, or
+    Heun when ``heun`` (the solver name is flows' choice: ``flows.solvers.pfode_discrete_step``).
+
+    z : [M, d]; data : [N, d]; ``coef``/``coef_next``: dicts of [d] vectors (or scalars)
+    ``s, r, a = gamma'/(2 gamma), gamma`` at t and t + dt; dt : finite float. Returns z_next
+    [M, d] in z's dtype and array type. Torch inputs on the cpu backend, and CUDA tensors on
+    triton, run the custom op ``torch.ops.synthperf.pfode_step``; others the integrator.
     """
+    if not isinstance(heun, (bool, np.bool_)):
+        raise TypeError(f"heun must be a bool, got {type(heun).__name__}")
+    dt = real_scalar(dt, "dt", allow_inf=False)
     kind = array_kind(z)
-    d = float_array(z, "z", ndim=2).shape[1]
-    tabs = {k: np.stack([np.broadcast_to(np.asarray(coef[k], dtype=np.float64), (d,)),
-                         np.broadcast_to(np.asarray(coef_next[k], dtype=np.float64), (d,))]) for k in TABLE_KEYS}
-    res = integrate_discrete(z, data, tabs, np.array([0.0, float(dt)]), solver=solver, mode=mode,
-                             backend=backend, save_every=1)
-    return like_input(res["z"][-1], kind)
+    clamp = _check_mode(mode)
+    name = resolve_backend(backend, supported=SUPPORTED_BACKENDS, kernel="pfode_step", data=z)
+    device = _compute_device(z, name) if kind.is_torch else None
+    if device is None or name == "reference" or (name == "triton" and device.type != "cuda"):
+        res = integrate_discrete(z, data, _step_tables(coef, coef_next, _width(z)), np.array([0.0, dt]),
+                                 solver="heun" if heun else "euler", mode=mode, backend=name, save_every=1)
+        return like_input(res["z"][-1], kind)
+    import torch
+
+    u, y = _validate_pair_torch(z, data, device, "z")
+    tabs, _ = _validate_tables(_step_tables(coef, coef_next, u.shape[1]), np.array([0.0, dt]), u.shape[1])
+    _check_tables_in_dtype(tabs, _np_dtype(u.dtype))
+    c0, c1 = (torch.as_tensor(np.stack([tabs[k][i] for k in TABLE_KEYS]), dtype=u.dtype, device=device)
+              for i in (0, 1))
+    _torch_ops()
+    z_next, _, _ = torch.ops.synthperf.pfode_step(u, y, c0, c1, dt, bool(heun), clamp)
+    return like_input(z_next, kind)
+
+
+def _width(z: Any) -> int:
+    shape = getattr(z, "shape", None)
+    if shape is not None and len(shape) == 2:
+        return int(shape[1])
+    return float_array(z, "z", ndim=2, allow_empty=True).shape[1]
+
+
+def _check_tables_in_dtype(tabs: dict, dtype: np.dtype) -> None:
+    """The kernels compute in the state's dtype: check gamma and s after that cast."""
+    for key in ("gamma", "s"):
+        cast = tabs[key].astype(dtype)
+        if key == "gamma":
+            _check_variances_in_dtype(tabs[key], cast, "tables['gamma']")
+        elif (cast == 0).any() or not np.isfinite(cast).all():
+            raise ValueError(f"tables['s'] is not representable as a non-zero finite {dtype}")
 
 
 def integrate_discrete(z0: Any, data: Any, tables: dict, times: Any, *, solver: str = "euler",
@@ -264,44 +408,43 @@ def integrate_discrete(z0: Any, data: Any, tables: dict, times: Any, *, solver: 
     """
     kind = array_kind(z0)
     clamp = _check_mode(mode)
-    if solver not in SOLVERS:
-        raise ValueError(f"unknown solver {solver!r}: expected one of {SOLVERS}")
+    if solver not in UPDATE_RULES:
+        raise ValueError(f"unknown solver {solver!r}: expected one of {UPDATE_RULES}")
     name = resolve_backend(backend, supported=SUPPORTED_BACKENDS, kernel="integrate_discrete", data=z0)
+    heun = solver == "heun"
+    if name != "cpu":
+        return {k: like_input(v, kind) for k, v in _integrate_torch(z0, data, tables, times, save_every, heun, mode,
+                                                                     name).items()}
     z_np, y_np = _validate_pair(z0, data, "z0")
     M, d = z_np.shape
     tabs, t = _validate_tables(tables, times, d)
-    for key in ("gamma", "s"):  # the torch paths compute in z0's dtype: check after that cast
-        cast = tabs[key].astype(z_np.dtype)
-        if key == "gamma":
-            _check_variances_in_dtype(tabs[key], cast, "tables['gamma']")
-        elif (cast == 0).any() or not np.isfinite(cast).all():
-            raise ValueError(f"tables['s'] is not representable as a non-zero finite {z_np.dtype}")
-    slots = save_steps(t.shape[0] - 1, int(save_every))
+    _check_tables_in_dtype(tabs, z_np.dtype)
+    slots = snapshot_slots(t.shape[0] - 1, save_every)
     S = int((slots >= 0).sum())
-    heun = solver == "heun"
-    if name == "cpu":
-        out = {"z": np.empty((S + 1, M, d), z_np.dtype)}
-        for key in ("denoiser", "score", "dz"):
-            out[key] = np.empty((S, M, d), z_np.dtype)
-        fn = _native.integrate_discrete_f32 if z_np.dtype == np.float32 else _native.integrate_discrete_f64
-        fn(np.ascontiguousarray(z_np), np.ascontiguousarray(y_np.T), tabs["s"], tabs["r"], tabs["a"],
-           tabs["gamma"], t, heun, clamp, slots, out["z"], out["denoiser"], out["score"], out["dz"])
-        return {k: like_input(v, kind) for k, v in out.items()}
-    return {k: like_input(v, kind) for k, v in _integrate_torch(z0, z_np, y_np, tabs, t, slots, heun, mode, name).items()}
+    out = {"z": np.empty((S + 1, M, d), z_np.dtype)}
+    for key in ("denoiser", "score", "dz"):
+        out[key] = np.empty((S, M, d), z_np.dtype)
+    fn = _native.integrate_discrete_f32 if z_np.dtype == np.float32 else _native.integrate_discrete_f64
+    fn(np.ascontiguousarray(z_np), np.ascontiguousarray(y_np.T), tabs["s"], tabs["r"], tabs["a"],
+       tabs["gamma"], t, heun, clamp, slots, out["z"], out["denoiser"], out["score"], out["dz"])
+    return {k: like_input(v, kind) for k, v in out.items()}
 
 
-def _integrate_torch(z_src: Any, z_np: np.ndarray, y_np: np.ndarray, tabs: dict, t: np.ndarray,
-                     slots: np.ndarray, heun: bool, mode: str, name: str) -> dict[str, Any]:
-    """reference (torch loop over steps) and triton (one/two launches per step) integrators."""
+def _integrate_torch(z0: Any, data: Any, tables: dict, times: Any, save_every: int, heun: bool, mode: str,
+                     name: str) -> dict[str, Any]:
+    """reference (torch loop over steps) and triton (one/two launches per step) integrators, on
+    z0's own device for a tensor (:func:`_compute_device`); outputs are tensors there."""
     import torch
 
-    device = _device_for(z_src) if name == "triton" else torch.device("cpu")
-    # A private copy: the triton loop ping-pongs between two state buffers, and to_torch
-    # returns the caller's own memory when it is already on the device (a CPU tensor under
-    # the interpreter, a CUDA tensor, or a numpy array viewed by torch.from_numpy).
-    z = to_torch(z_np, device).clone()
-    y = to_torch(y_np, device)
+    device = _compute_device(z0, name)
+    # A private copy: the triton loop ping-pongs between two state buffers, and the validated
+    # tensor is the caller's own memory when it is already on the device and contiguous.
+    z, y = _validate_pair_torch(z0, data, device, "z0")
+    z = z.clone()
     M, d = z.shape
+    tabs, t = _validate_tables(tables, times, d)
+    _check_tables_in_dtype(tabs, _np_dtype(z.dtype))
+    slots = snapshot_slots(t.shape[0] - 1, save_every)
     S = int((slots >= 0).sum())
     out = {"z": z.new_empty((S + 1, M, d))}
     for key in ("denoiser", "score", "dz"):
