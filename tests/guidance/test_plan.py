@@ -113,7 +113,8 @@ def test_output_path_escapes_are_refused_naming_column_and_row(tmp_path, bad):
     row = second.replace("o/0000/0000001.png", bad)
     assert row != second
     plan = _write(tmp_path, f"{header}\n{first}\n{row}\n")
-    with pytest.raises(ValueError, match=r"line 3 \(row_id 1\): column 'output_path' must (be a relative path|stay inside)"):
+    match = r"line 3 \(row_id 1\): column 'output_path' must (be a relative path|stay inside)"
+    with pytest.raises(ValueError, match=match):
         read_plan(plan)
 
 
@@ -153,8 +154,9 @@ def _upstream_row(img_id, cls, wnid, text, root="/checkpoint/u/out", crit="entro
 def test_reads_upstream_fakes_csv_and_maps_the_columns(tmp_path):
     """Shuffled upstream rows (spec §5): ids, classes, criterion, scales and the image path
     rebased under the plan's folder; upstream's unlogged knobs from read_plan's keywords."""
-    lines = [UPSTREAM_HEADER, _upstream_row(3, 1, "n01443537", "goldfish"),
-             _upstream_row(0, 0, "n01440764", "tench Tinca tinca"), _upstream_row(1, 0, "n01440764", "tench Tinca tinca")]
+    tench = ("n01440764", "tench Tinca tinca")
+    lines = [UPSTREAM_HEADER, _upstream_row(3, 1, "n01443537", "goldfish"), _upstream_row(0, 0, *tench),
+             _upstream_row(1, 0, *tench)]
     plan = _write(tmp_path, "\n".join(lines) + "\n")
     rows = read_plan(plan, seed_base=100)
     assert [(r.row_id, r.class_id, r.class_name, r.seed) for r in rows] == [
