@@ -225,7 +225,9 @@ def discrete_score(x: Any, data: Any, gamma: Any, *, mode: str = "stable", backe
 
     Returns
     -------
-    score [M, d] (or ``(score, D)``) in x's dtype (promoted with data's) and array type.
+    score [M, d] (or ``(score, D)``) in x's dtype (promoted with data's) and array type; for a
+    tensor ``x``, on x's device (a CUDA tensor is computed there on the reference and triton
+    backends, never copied to the host; module docstring).
     """
     kind = array_kind(x)
     clamp = _check_mode(mode)
