@@ -165,11 +165,11 @@ class LogitScore(UncertaintyScore):
             y = y.repeat_interleave(M, dim=0)
             logits = flat
         if self._single_logit(logits):
-            return logits.reshape(-1), y.reshape(-1).float()
+            return logits.reshape(-1), y.reshape(-1).to(logits.dtype)  # float64 fit: float64 labels
         if self.task == "multilabel":
             if y.shape != logits.shape:
                 raise ValueError("multilabel labels must have same shape as logits (N, C)")
-            return logits, y.float()
+            return logits, y.to(logits.dtype)
         if y.ndim == 2 and y.shape[1] == 1:
             y = y[:, 0]
         if y.ndim != 1:
@@ -192,7 +192,10 @@ class LogitScore(UncertaintyScore):
             return self._temperature_loss(z / log_t.exp().clamp(1e-3, 1e3), y)
 
         try:
-            opt = torch.optim.LBFGS([log_t], max_iter=200, line_search_fn="strong_wolfe")
+            # float64 objective: stop on the gradient, not on a 1e-9 loss change (LBFGS default), which
+            # on a flat BCE optimum leaves T ~1e-4 off the minimiser that seapig (float32) reaches
+            opt = torch.optim.LBFGS([log_t], max_iter=200, line_search_fn="strong_wolfe",
+                                    tolerance_grad=1e-10, tolerance_change=1e-15)
 
             def closure():
                 opt.zero_grad()
