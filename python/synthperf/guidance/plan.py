@@ -105,6 +105,12 @@ def _nonneg_int(value: Any, name: str) -> int:
     return value
 
 
+def _positive_ints(**values: Any) -> None:
+    for name, v in values.items():
+        if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+            raise ValueError(f"{name} must be a positive integer, got {v!r}")
+
+
 def load_class_info(path: str | Path, class_names: Sequence[str] | None = None) -> list[ClassEntry]:
     """Read a class-count JSON: ``{"<id>": <count>}`` or ``{"<id>": {"count": n, "text"|"name": ...,
     "cls_folder"|"folder": ...}}`` (the upstream ``imagenet_info.json`` layout). ``class_names``
@@ -161,9 +167,7 @@ def build_plan(classes: Sequence[ClassEntry], *, target: int, output_dir: str, m
     _nonneg_int(target, "target")
     _nonneg_int(min_per_class, "min_per_class")
     _nonneg_int(seed_base, "seed_base")
-    for name, v in (("guidance_freq", guidance_freq), ("steps", steps), ("size", size)):
-        if isinstance(v, bool) or not isinstance(v, int) or v < 1:
-            raise ValueError(f"{name} must be a positive integer, got {v!r}")
+    _positive_ints(guidance_freq=guidance_freq, steps=steps, size=size)
     for name, v in (("scale", scale), ("cfg", cfg)):
         if not isinstance(v, (int, float)) or isinstance(v, bool) or not math.isfinite(v):
             raise ValueError(f"{name} must be a finite number, got {v!r}")
@@ -253,9 +257,7 @@ def read_plan(path: str | Path, *, seed_base: int = 0, guidance_freq: int = 5, s
     if not p.is_file():
         raise ValueError(f"plan file {str(path)!r} does not exist")
     _nonneg_int(seed_base, "seed_base")
-    for name, v in (("guidance_freq", guidance_freq), ("steps", steps), ("size", size)):
-        if isinstance(v, bool) or not isinstance(v, int) or v < 1:
-            raise ValueError(f"{name} must be a positive integer, got {v!r}")
+    _positive_ints(guidance_freq=guidance_freq, steps=steps, size=size)
     try:
         with open(p, newline="", encoding="utf-8") as fh:
             reader = csv.DictReader(fh)
