@@ -105,3 +105,72 @@ def test_own_cpu_time_is_not_counted(monkeypatch):
 
     monkeypatch.setattr(_threads, "time", FakeTime)
     assert _threads.busy_cores(0.5) == pytest.approx(2.0)
+
+
+def test_automatic_sizing_resamples_and_user_choice_sticks(restore_threads, monkeypatch):
+    """Regression: an automatic sizing wrote OMP_NUM_THREADS, and every later automatic sizing
+    (the demo re-sizes per stage) read it back as a user's choice, so the first sample stuck."""
+    monkeypatch.delenv("SYNTHPERF_NUM_THREADS", raising=False)
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    monkeypatch.delenv(_threads.AUTO_MARKER, raising=False)
+    free = iter([1, 2])
+    monkeypatch.setattr(_threads, "free_cores", lambda sample_s=0.2: next(free))
+    assert _threads.configure_threads(None) == 1
+    assert os.environ[_threads.AUTO_MARKER] == "1"
+    assert _threads.configure_threads(None) == 2  # re-sampled, not read back from OMP_NUM_THREADS
+    _threads.configure_threads(1)  # an explicit count is the user's: later automatic calls keep it
+    assert _threads.AUTO_MARKER not in os.environ
+    assert _threads.configure_threads(None) == 1
+
+
+def _fake_clock(monkeypatch, busy_other_per_s: list[float], own_per_s: float = 1.0, ncpu: int = 2):
+    """Feed ThreadGovernor a /proc/stat where other processes keep ``busy_other_per_s[i]``
+    cores busy during second i (this process ``own_per_s``)."""
+    state = {"t": 0.0, "busy": 0.0, "own": 0.0, "i": 0}
+    monkeypatch.setattr(_threads.time, "perf_counter", lambda: state["t"])
+    monkeypatch.setattr(_threads, "_cpu_times", lambda: (state["busy"] * 100, state["t"] * 100 * ncpu))
+    monkeypatch.setattr(_threads, "_own_cpu_seconds", lambda: state["own"])
+    monkeypatch.setattr(_threads.os, "cpu_count", lambda: ncpu)
+    monkeypatch.setattr(_threads, "available_cores", lambda: ncpu)
+
+    def advance():
+        other = busy_other_per_s[state["i"]]
+        state["i"] += 1
+        state["t"] += 1.0
+        state["own"] += own_per_s
+        state["busy"] += other + own_per_s
+    return advance
+
+
+def test_governor_follows_load_when_automatic(restore_threads, monkeypatch):
+    monkeypatch.setenv(_threads.AUTO_MARKER, "1")
+    torch.set_num_threads(2)
+    advance = _fake_clock(monkeypatch, [1.0, 0.0, 0.5, 0.1])
+    gov = _threads.ThreadGovernor(interval_s=1.0)
+    assert gov.active
+    gov.tick()  # no time has passed: nothing read, nothing changed
+    assert torch.get_num_threads() == 2 and gov.changes == 0
+    advance(); gov.tick()  # another process took a core
+    assert torch.get_num_threads() == 1
+    advance(); gov.tick()  # it left
+    assert torch.get_num_threads() == 2
+    advance(); gov.tick()  # half a core busy elsewhere counts as busy (free_cores' rule)
+    assert torch.get_num_threads() == 1
+    advance(); gov.tick()  # a light background load does not halve the threads
+    assert torch.get_num_threads() == 2 and gov.changes == 4
+
+
+def test_governor_never_overrides_a_user_choice(restore_threads, monkeypatch):
+    monkeypatch.delenv(_threads.AUTO_MARKER, raising=False)
+    torch.set_num_threads(2)
+    advance = _fake_clock(monkeypatch, [2.0])
+    gov = _threads.ThreadGovernor(interval_s=1.0)
+    assert not gov.active
+    advance(); gov.tick()
+    assert torch.get_num_threads() == 2 and gov.changes == 0
+
+
+@pytest.mark.parametrize("bad", [0, -1.0, float("nan"), True, "1"])
+def test_governor_bad_interval(bad):
+    with pytest.raises(ValueError, match="interval_s"):
+        _threads.ThreadGovernor(interval_s=bad)

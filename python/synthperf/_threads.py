@@ -24,7 +24,12 @@ from contextlib import contextmanager
 from typing import Iterator
 
 __all__ = ["available_cores", "busy_cores", "free_cores", "recommended_threads", "configure_threads",
-           "thread_limits", "preserved_threads", "current_threads"]
+           "thread_limits", "preserved_threads", "current_threads", "ThreadGovernor"]
+
+# Set (to "1") in the environment when the thread variables below were written by an automatic
+# (free-core) sizing, so a later automatic sizing re-samples instead of reading them back as a
+# user's choice; cleared by an explicit count. Inherited by worker processes.
+AUTO_MARKER = "SYNTHPERF_THREADS_AUTO"
 
 
 def available_cores() -> int:
@@ -93,7 +98,12 @@ def free_cores(sample_s: float = 0.2) -> int:
 
 
 def _env_threads() -> int | None:
+    """The user's thread count from the environment; ``OMP_NUM_THREADS`` written by an
+    automatic sizing of this package (``AUTO_MARKER`` set) is not a user's choice."""
+    auto = os.environ.get(AUTO_MARKER) == "1"
     for var in ("SYNTHPERF_NUM_THREADS", "OMP_NUM_THREADS"):
+        if auto and var != "SYNTHPERF_NUM_THREADS":
+            continue
         raw = os.environ.get(var, "").strip()
         if not raw:
             continue
@@ -175,12 +185,67 @@ def configure_threads(n: int | None = None, *, workers: int = 1, sample_s: float
     ``n=None`` takes :func:`recommended_threads` (the user's environment, else the free cores
     divided by ``workers``). ``n`` is an integer >= 1 otherwise.
     """
+    auto = False
     if n is None:
+        auto = _env_threads() is None
         n = recommended_threads(workers, sample_s=sample_s)
     elif isinstance(n, bool) or not isinstance(n, int) or n < 1:
         raise ValueError(f"n must be None or an integer >= 1, got {n!r}")
     _apply(n)
+    if auto:
+        os.environ[AUTO_MARKER] = "1"
+    else:
+        os.environ.pop(AUTO_MARKER, None)
     return n
+
+
+class ThreadGovernor:
+    """Keeps torch's intra-op thread count at the cores free *now*, inside a long loop.
+
+    Load on a shared machine comes and goes within a stage; a training loop of small ops that
+    keeps 2 threads while another process takes a core waits at every barrier (measured: 300
+    flows steps 7 s on 1 thread, 23-85 s on 2 threads beside a busy process). Call
+    :meth:`tick` once per step: at most every ``interval_s`` seconds it reads ``/proc/stat``
+    without sleeping (the CPU time other processes used since the last look) and sets
+    ``torch.set_num_threads`` to the free cores (the rule of :func:`free_cores`). It acts only when the thread count is
+    automatic (:func:`configure_threads` with no count and no user environment variable);
+    a user's ``SYNTHPERF_NUM_THREADS`` / ``OMP_NUM_THREADS`` / ``--threads`` is never changed.
+    Returns nothing; ``changes`` counts the re-sizings.
+    """
+
+    def __init__(self, interval_s: float = 1.0) -> None:
+        if not (isinstance(interval_s, (int, float)) and not isinstance(interval_s, bool)
+                and math.isfinite(interval_s) and interval_s > 0):
+            raise ValueError(f"interval_s must be a positive number, got {interval_s!r}")
+        self.interval_s = float(interval_s)
+        self.active = os.environ.get(AUTO_MARKER) == "1" and "torch" in sys.modules
+        self.changes = 0
+        self._mark()
+
+    def _mark(self) -> None:
+        self._times = _cpu_times()
+        self._own = _own_cpu_seconds()
+        self._t = time.perf_counter()
+
+    def tick(self) -> None:
+        if not self.active or time.perf_counter() - self._t < self.interval_s:
+            return
+        first, own0, t0 = self._times, self._own, self._t
+        self._mark()
+        if first is None or self._times is None:
+            return
+        d_busy, d_total = self._times[0] - first[0], self._times[1] - first[1]
+        if d_total <= 0:
+            return
+        ncpu = os.cpu_count() or 1
+        own = max(0.0, (self._own - own0) / max(self._t - t0, 1e-9))
+        other = max(0.0, d_busy / d_total * ncpu - own)
+        avail = available_cores()
+        n = max(1, min(avail, avail - int(math.floor(other + 0.75))))
+        torch = sys.modules["torch"]
+        if n != torch.get_num_threads():
+            torch.set_num_threads(n)
+            self.changes += 1
 
 
 @contextmanager

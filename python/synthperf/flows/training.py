@@ -32,6 +32,7 @@ import torch
 
 from .. import _io
 from ..progress import progress_task
+from .._threads import ThreadGovernor
 from .networks import IFsPrecond, build_backbone
 from .schedules import InflationSchedule
 
@@ -156,8 +157,10 @@ def train(net: IFsPrecond, sample_fn: Callable[[int, np.random.Generator], np.nd
             gen.manual_seed(cfg.seed * 1_000_003 + state.step)
         else:
             rng.bit_generator.state = rng_state
+    governor = ThreadGovernor()
     with progress_task("train", max(cfg.steps - state.step, 0)) as advance:
         while state.step < cfg.steps:
+            governor.tick()
             draw = sample_fn(cfg.batch, rng)
             labels = None
             if isinstance(draw, tuple):

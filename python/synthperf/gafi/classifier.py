@@ -23,6 +23,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from ..progress import progress_task
+from .._threads import ThreadGovernor
 from .._io import CheckpointError, checkpoint_exists, load_checkpoint, load_state_into, save_checkpoint
 from .augment import augment_batch
 from .data import ImageData
@@ -326,7 +327,9 @@ def _train_epoch(model, opt, scaler, data: ImageData, cfg: ClassifierConfig, gen
     n = len(data)
     perm = torch.randperm(n, generator=gen)
     tot_loss, correct = 0.0, 0
+    governor = ThreadGovernor()
     for i in range(0, n, cfg.batch_size):
+        governor.tick()
         idx = perm[i:i + cfg.batch_size]
         xb = augment_batch(data.x[idx], gen, flip=cfg.random_flip, crop=cfg.random_crop,
                            erasing=cfg.random_erasing, crop_padding=cfg.crop_padding).to(device)

@@ -31,6 +31,7 @@ import torch.nn.functional as F
 from torch.nn.utils import parametrize
 
 from ..progress import progress_task
+from .._threads import ThreadGovernor
 from .._io import CheckpointError, checkpoint_exists, load_checkpoint, load_state_into, save_checkpoint
 from .augment import diff_augment, random_flip
 from .data import ImageData
@@ -240,6 +241,7 @@ def train_gan(data: ImageData, gan_cfg: GANConfig, cfg: GANTrainConfig, *, out_d
             gen.set_state(tensors["rng"])
             it, start, history = int(meta["iterations"]), int(meta["epoch"]) + 1, list(meta["history"])
     z_dim = gan_cfg.latent_dim
+    governor = ThreadGovernor()
     with progress_task("GAN", cfg.epochs) as advance:
         advance(start - 1)
         for epoch in range(start, cfg.epochs + 1):
@@ -248,6 +250,7 @@ def train_gan(data: ImageData, gan_cfg: GANConfig, cfg: GANTrainConfig, *, out_d
             perm = torch.randperm(len(data), generator=gen)
             d_losses, g_losses = [], []
             for b in range(iters_per_epoch):
+                governor.tick()
                 idx = perm[b * basket:(b + 1) * basket]
                 xr, yr = data.x[idx], data.y[idx]
                 if cfg.horizontal_flip:

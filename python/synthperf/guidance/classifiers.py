@@ -31,6 +31,7 @@ import torch
 from torch import nn
 
 from .._io import CheckpointError, checkpoint_paths, load_checkpoint, save_checkpoint
+from .._threads import ThreadGovernor
 from .adapters import KerasTorchClassifier, SmallResNet
 from .step import IMAGENET_MEAN, IMAGENET_STD
 
@@ -111,9 +112,11 @@ def train_digits_classifier(*, size: int = 16, width: int = 8, epochs: int = 15,
     model = SmallResNet(10, width=width)
     opt = torch.optim.Adam(model.parameters(), lr=lr)
     model.train()
+    governor = ThreadGovernor()
     for _ in range(epochs):
         order = train[torch.randperm(len(train), generator=g)]
         for i in range(0, len(order), batch_size):
+            governor.tick()
             idx = order[i:i + batch_size]
             loss = nn.functional.cross_entropy(model(norm(x[idx])), y[idx])
             opt.zero_grad(set_to_none=True)

@@ -27,6 +27,7 @@ import numpy as np
 
 from .._io import (CheckpointError, atomic_directory, atomic_write_text, checkpoint_exists, load_checkpoint,
                    save_checkpoint)
+from .._threads import ThreadGovernor
 
 N_CLASSES = 10
 TRAIN_VERSION = 1
@@ -157,7 +158,9 @@ def train_digits_diffusion(x_train: np.ndarray, y_train: np.ndarray, *, out_dir:
     losses: list[float] = []
     unet.train()
     t0 = time.perf_counter()
+    governor = ThreadGovernor()
     for _ in track(range(steps), "digits diffusion training"):
+        governor.tick()
         idx = torch.randint(0, len(data), (bs,), generator=gen)
         x0 = data[idx]
         lab = labels[idx].clone()

@@ -21,6 +21,7 @@ from typing import Any, Callable
 import numpy as np
 
 from .._io import atomic_write_bytes
+from .._threads import ThreadGovernor
 from .quality import _digits_split_cached, _features
 
 __all__ = ["DigitsFeatureNet", "digits_feature_extractor", "frechet_distance", "gaussian_frechet"]
@@ -89,8 +90,10 @@ def _trained(seed: int, epochs: int) -> DigitsFeatureNet:
     net = _torch_net(seed)
     opt = torch.optim.Adam(net.parameters(), lr=3e-3, weight_decay=1e-4)
     g = torch.Generator().manual_seed(seed)
+    governor = ThreadGovernor()
     for _ in range(epochs):
         for idx in torch.randperm(len(y), generator=g).split(64):
+            governor.tick()
             opt.zero_grad()
             torch.nn.functional.cross_entropy(net(x[idx]), y[idx]).backward()
             opt.step()
