@@ -167,6 +167,8 @@ def test_reads_upstream_fakes_csv_and_maps_the_columns(tmp_path):
     assert r.output_path == "n01443537/3.png"  # upstream's <output_dir> is the folder holding fakes.csv
     assert [x.row_id for x in shard(rows, 1, 2)] == [0]  # sharded by file position, as upstream
     assert read_plan(plan, steps=50, size=256)[0].steps == 50
+    with pytest.raises(ValueError, match="steps must be a positive integer"):
+        read_plan(plan, steps=0)
     # a pandas index column and a minimal upstream header (only the mapped columns)
     idx = _write(tmp_path, ",img_id,cls_index,prompt,fg_criterion,fg_scale,cfg,image_save_path\n"
                            "0,7,2,a fox,loss,0.1,1,out/n02119789/7.png\n")
