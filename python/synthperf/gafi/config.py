@@ -7,6 +7,21 @@ is upstream's default, e.g. ``optimizer: sgdw``; another value is an error), or 
 (upstream plumbing without meaning here, e.g. ``extra_name``; accepted and ignored). Any other
 key or section raises ValueError naming it. Missing keys keep the dataclass defaults.
 
+Command-line overrides (issue 16, one mechanism with ``synthperf run``: :mod:`synthperf._overrides`)
+are applied to the raw sections before validation, so they obey the same rules as the file:
+``SECTION.key=value``, ``+``/``++``/``~`` and ``-m`` sweeps, and upstream's per-key flags
+(``--epochs 2``, ``--mixed_precision``, ``--random_erasing False``, ``--seed 3``; upstream's
+``utils/parser.py``), which :func:`cli_overrides` maps to ``SECTION.key`` by
+:func:`flag_key` (the one section where the key is active; an ambiguous key must be dotted).
+
+Standing statistics (spec section 3): ``MODEL.standing_stats: N`` (int >= 0, beside the EMA
+keys; default 0 = off) is ``GANTrainConfig.standing_stats`` for ``train-gan``: every epoch's
+checkpointed sampler gets statistics re-estimated over N forward passes of the training batch
+size (:func:`synthperf.gafi.gan_train.apply_standing_stats`). It is this port's key, not
+upstream's: upstream's ``PIPELINE.apply_standing_stats`` / ``standing_stats_bs`` acted at
+sampling time with random batch sizes in [1, 192] and stay fixed at their upstream values
+(``false``), so an upstream file keeps its meaning.
+
 Values are type-checked against the dataclass field types (plus :data:`_EXTRA_TYPES` for keys
 that only the CLI reads) by the one shared coercion, :func:`synthperf._config.coerce` (the
 rules of ``synthperf run`` configs, without turning a scalar into a one-element list): a wrong
@@ -16,20 +31,24 @@ never accepted as a number; for float keys a numeric string is converted, becaus
 """
 from __future__ import annotations
 
+import copy
+import difflib
 import typing
 from dataclasses import fields
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 import yaml
 
-from .._config import coerce
+from .._config import coerce, safe_load_bounded
+from .._overrides import Override, apply_to, flags_to_overrides, parse_overrides
 from .classifier import ClassifierConfig
 from .gan import GANConfig
 from .gan_train import GANTrainConfig
 from .pipeline import PipelineConfig, expand_grid
 
-__all__ = ["load_yaml", "COMMANDS", "classifier_config", "gan_configs", "pipeline_config"]
+__all__ = ["load_yaml", "validate_sections", "flag_key", "cli_overrides", "COMMANDS", "classifier_config",
+           "gan_configs", "pipeline_config"]
 
 COMMANDS = ("train-classifier", "train-gan", "pipeline", "multigan", "cas")
 
@@ -39,7 +58,7 @@ _GAN_OPT = {"g_lr", "g_beta1", "g_beta2", "d_lr", "d_beta1", "d_beta2", "adam_ep
             "d_updates_per_step", "split_batch_d_steps", "random_labels", "batch_size", "epochs"}
 _GAN_MODEL = {"latent_dim", "shared_dim", "g_conv_dim", "g_depth", "apply_g_attn", "g_attn_res", "d_conv_dim",
               "d_depth", "apply_d_attn"}
-_GAN_EMA = {"apply_g_ema", "g_ema_decay", "g_ema_start", "diff_augment"}
+_GAN_EMA = {"apply_g_ema", "g_ema_decay", "g_ema_start", "diff_augment", "standing_stats"}
 _PIPE = {"ckpt_epochs", "stddev_search", "threshold_search", "steps", "filtering_attempts", "class_samples",
          "search_regen_every", "final_regen_every", "replace_fraction", "protocol", "batch_size"}
 
@@ -100,25 +119,41 @@ def _key_types() -> dict[str, dict[str, Any]]:
     return out
 
 
-def load_yaml(path: str | Path) -> dict[str, dict[str, Any]]:
-    """Parse and validate a config file; returns ``{section: {key: value}}`` (values coerced).
+def load_yaml(path: str | Path | None, overrides: Sequence[str | Override] = ()) -> dict[str, dict[str, Any]]:
+    """Parse and validate a config file (``None``: no file, all defaults) with command-line
+    ``overrides`` applied first (single-valued; :func:`cli_overrides` output or
+    :class:`~synthperf._overrides.Override` objects of one sweep job); returns
+    ``{section: {key: value}}`` (values coerced).
 
-    Raises FileNotFoundError (no file), ValueError (bad YAML, unknown section/key, an
-    unsupported value of a fixed upstream key) or TypeError (a value of the wrong type).
+    Raises FileNotFoundError (no file), ValueError (bad YAML, an alias bomb, unknown section/key,
+    an unsupported value of a fixed upstream key, a bad override) or TypeError (a value of the
+    wrong type).
     """
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"config file {str(path)!r} does not exist")
-    try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-    except yaml.YAMLError as exc:
-        raise ValueError(f"config file {str(path)!r} is not valid YAML: {exc}") from None
-    if not isinstance(raw, dict):
-        raise ValueError(f"config file {str(path)!r} must hold a mapping of sections")
+    where = "the command line"
+    raw: Any = {}
+    if path is not None:
+        path = Path(path)
+        if not path.is_file():
+            raise FileNotFoundError(f"config file {str(path)!r} does not exist")
+        where = repr(str(path))
+        try:
+            raw = safe_load_bounded(path.read_text(encoding="utf-8"), str(path)) or {}
+        except yaml.YAMLError as exc:
+            raise ValueError(f"config file {str(path)!r} is not valid YAML: {exc}") from None
+        if not isinstance(raw, dict):
+            raise ValueError(f"config file {str(path)!r} must hold a mapping of sections")
+    if overrides:
+        raw = apply_to(copy.deepcopy(raw), parse_overrides(list(overrides)))
+        where += " with its overrides" if path is not None else ""
+    return validate_sections(raw, where)
+
+
+def validate_sections(raw: dict, where: str = "config") -> dict[str, dict[str, Any]]:
+    """Check raw ``{section: {key: value}}`` data (module rules); ``where`` names it in errors."""
     out: dict[str, dict[str, Any]] = {}
     for section, body in raw.items():
         if section not in _ACTIVE:
-            raise ValueError(f"unknown config section {section!r} in {str(path)!r}; known: {sorted(_ACTIVE)}")
+            raise ValueError(f"unknown config section {section!r} in {where}; known: {sorted(_ACTIVE)}")
         body = {} if body is None else body
         if not isinstance(body, dict):
             raise ValueError(f"config section {section} must be a mapping, got {type(body).__name__}")
@@ -131,8 +166,8 @@ def load_yaml(path: str | Path) -> dict[str, dict[str, Any]]:
                     try:
                         body[key] = coerce(value, types_[key], f"{section}.{key}")
                     except (TypeError, ValueError) as exc:
-                        where, sep, rule = str(exc).partition(" must be ")  # "SECTION.key[i] must be ..."
-                        msg = f"config key {where} in {str(path)!r} must be {rule}" if sep else f"{exc} (in {str(path)!r})"
+                        where_, sep, rule = str(exc).partition(" must be ")  # "SECTION.key[i] must be ..."
+                        msg = f"config key {where_} in {where} must be {rule}" if sep else f"{exc} (in {where})"
                         raise type(exc)(msg) from None
                 continue
             if key in fixed:
@@ -141,8 +176,49 @@ def load_yaml(path: str | Path) -> dict[str, dict[str, Any]]:
                     raise ValueError(f"{section}.{key}={value!r} is not supported by this port (only {want!r})")
                 continue
             known = sorted(_ACTIVE[section] | set(fixed))
-            raise ValueError(f"unknown config key {section}.{key} in {str(path)!r}; known keys: {known}")
+            raise ValueError(f"unknown config key {section}.{key} in {where}; known keys: {known}")
+        if section == "MODEL" and body.get("standing_stats", 0) < 0:
+            raise ValueError(f"config key MODEL.standing_stats in {where} must be >= 0 (0 = off), "
+                             f"got {body['standing_stats']}")
         out[section] = body
+    return out
+
+
+def flag_key(name: str) -> str:
+    """An upstream per-key flag's key -> ``SECTION.key``: the one section where ``name`` is
+    active, else the one where it is a fixed upstream key. A dotted ``SECTION.key`` is returned
+    as it is. Raises ValueError naming ``--name`` when it is unknown (with close matches) or
+    active in several sections (listing the dotted spellings)."""
+    if "." in name:
+        return name
+    active = [s for s, keys in _ACTIVE.items() if name in keys]
+    if len(active) > 1:
+        raise ValueError(f"--{name} is a key of several sections ({', '.join(f'{s}.{name}' for s in active)}); "
+                         f"write one of them as SECTION.key=value")
+    if active:
+        return f"{active[0]}.{name}"
+    fixed = [s for s, keys in _FIXED.items() if name in keys]
+    if len(fixed) == 1:
+        return f"{fixed[0]}.{name}"
+    known = sorted({k for keys in _ACTIVE.values() for k in keys})
+    close = difflib.get_close_matches(name, known, n=3)
+    raise ValueError(f"--{name} is not a config key" + (f"; did you mean {', '.join('--' + c for c in close)}?"
+                                                         if close else f"; known keys: {', '.join(known)}"))
+
+
+def cli_overrides(args: Sequence[str]) -> list[str]:
+    """The extra command-line tokens of a ``synthperf gafi`` command as overrides with dotted
+    keys: upstream flags (``--epochs 2`` -> ``OPTIMIZATION.epochs=2``, bare ``--mixed_precision``
+    -> ``RUN.mixed_precision=true``) and Hydra-style tokens (``seed=3``, ``+RUN.device=cuda``,
+    ``~AUG.random_erasing``, ``OPTIMIZATION.epochs=2,4`` with ``-m``); a key without a section
+    is resolved by :func:`flag_key`."""
+    out = []
+    for text in flags_to_overrides(args, flag_key):
+        o = parse_overrides([text])[0]
+        key = o.key if o.key.split(".")[0] in _ACTIVE else flag_key(o.key)
+        prefix = {"set": "", "add": "+", "force": "++", "delete": "~"}[o.op]
+        rest = text[len(prefix):].partition("=")
+        out.append(f"{prefix}{key}{rest[1]}{rest[2]}")
     return out
 
 
