@@ -33,7 +33,7 @@ def _check_param(fn: Any, method: str, param: str) -> None:
     except (TypeError, ValueError):  # builtins / C extensions: trust them
         return
     if param not in params and not any(p.kind == p.VAR_POSITIONAL for p in params.values()):
-        raise AttributeError(f"model.{method}() is required to accept `{param}` as argument.")
+        raise AttributeError(f"`model.{method}()` is required to accept `{param}` as argument.")
 
 
 def check_embed_model(model: Any, method: str = "embed") -> None:

@@ -38,6 +38,9 @@ from ._model_io import (batch_input, cache_path, check_embed_model, embed_batche
 DEFAULT_Q = 0.99
 
 
+#: seapig 0.3.0's wording for the same input errors (both versions' messages are kept, spec §1.4)
+_B_TENSORS = " (Specify either pre-computed tensors (X and Y) or a model with a loader, but not both.)"
+
 class UncertaintyScore(torch.nn.Module, ABC):
     """Abstract score: ``fit``, ``score`` and ``select`` plus the threshold lifecycle.
 
@@ -254,11 +257,12 @@ class EmbeddingScore(UncertaintyScore):
         _, X = pick(("X", X), ("ref", ref))
         _, Y = pick(("Y", Y), ("cal", cal))
         if X is not None and (model is not None or loaders is not None):
-            raise ValueError("Cannot specify both embeddings (X/Y) and model+loaders. Pass one or the other.")
+            raise ValueError("Cannot specify both embeddings (X/Y) and model+loaders. Pass one or the other."
+                             + _B_TENSORS)
         if X is None and model is None and loaders is None:
             if Y is not None:
                 raise ValueError("Y/cal was given without reference embeddings: pass X= (or ref=) too")
-            raise ValueError("Must specify either embeddings (X) or model+loaders for fitting.")
+            raise ValueError("Must specify either embeddings (X) or model+loaders for fitting." + _B_TENSORS)
         if X is not None:
             ref_t = check_embeddings(X, "X (reference embeddings)")
             cal_t = None if Y is None else check_embeddings(Y, "Y (calibration embeddings)", dim=ref_t.shape[1])
@@ -291,15 +295,15 @@ class EmbeddingScore(UncertaintyScore):
     def _query_input(self, X, model, loader, outdir, prefix, query) -> torch.Tensor:
         _, X = pick(("X", X), ("query", query))
         if X is not None and (model is not None or loader is not None):
-            raise ValueError("Cannot specify both embeddings (X) and model+loader. Pass one or the other.")
+            raise ValueError("Cannot specify both embeddings (X) and model+loader. Pass one or the other." + _B_TENSORS)
         if X is not None:
             return X
         if model is None and loader is None:
-            raise ValueError("Must specify either embeddings (X) or model+loader.")
+            raise ValueError("Must specify either embeddings (X) or model+loader." + _B_TENSORS)
         if model is None:
             raise ValueError("model is required when not using precomputed embeddings.")
         if loader is None:
-            raise ValueError("loader is required when using a model.")
+            raise ValueError("loader is required when using a model." + _B_TENSORS)
         return load_or_embed(cache_path(outdir, prefix), model, loader)
 
     # -- public API ----------------------------------------------------------------------------

@@ -41,6 +41,8 @@ from ._common import LABEL_KEYS, LOGIT_KEYS, as_tensor, pick
 from ._model_io import cache_path, resolve_protocol, run_model, save_tensors
 from .base import UncertaintyScore
 
+#: seapig 0.3.0's wording for the same input errors (both versions' messages are kept, spec §1.9)
+_B_LOGITS = " (Specify either pre-computed logits or a model with a loader, but not both.)"
 TASKS = ("multiclass", "binary", "multilabel")
 
 
@@ -138,7 +140,7 @@ class LogitScore(UncertaintyScore):
         ``model.logits(x=)`` or ``model.extract(batch)["logit"]``; both are required together."""
         _, x = pick(("X", X), ("query", query))
         if x is not None and (model is not None or loader is not None):
-            raise ValueError("Cannot specify both query logits and model+loader. Pass one or the other.")
+            raise ValueError("Cannot specify both query logits and model+loader. Pass one or the other." + _B_LOGITS)
         if x is None and (model is not None or loader is not None):
             if model is None or loader is None:
                 raise ValueError("model and loader are both required to compute query logits")
@@ -247,12 +249,14 @@ class LogitScore(UncertaintyScore):
         if isinstance(src, dict) and labels is None:
             labels = next((src[k] for k in LABEL_KEYS if k in src), None)
         if src is not None and (model is not None or loader is not None):
-            raise ValueError("Cannot specify both precomputed logits and model+loader. Pass one or the other.")
+            raise ValueError("Cannot specify both precomputed logits and model+loader. Pass one or the other."
+                             + _B_LOGITS)
         if src is None:
             if model is None and loader is None:
-                raise ValueError("Must specify either logits or model+loader for fitting.")
+                raise ValueError("Must specify either logits or model+loader for fitting." + _B_LOGITS)
             if model is None or loader is None:
-                raise ValueError("model and loader are both required to compute logits")
+                raise ValueError("model and loader are both required to compute logits: "
+                                 "`model` and `loader` must be given together.")
             resolve_protocol(model, "logit")  # TypeError naming .logits()/.extract() before any work
             path = cache_path(outdir, prefix or "logits", "_train")
             if path is not None and path.is_file():

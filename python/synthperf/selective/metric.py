@@ -92,8 +92,6 @@ class RiskCoverageMetric(Metric):
             raise ValueError(f"risk must be 'generalized' or 'selective', got '{risk}'")
         if error_metric is not None and error_fn is not None:
             raise ValueError("pass either error_metric or error_fn, not both")
-        if error_fn is not None:
-            warnings.warn("`error_fn` is deprecated; use `error_metric` instead.", DeprecationWarning, stacklevel=2)
         if error_metric is not None and isinstance(error_metric, Metric) and not isinstance(error_metric, MetricCollection):
             error_metric = MetricCollection(error_metric)
         self.risk, self.n_bins = risk, int(n_bins)
@@ -132,7 +130,9 @@ class RiskCoverageMetric(Metric):
                 first = r if first is None else first
             self.residuals.append(first)
         else:
-            if self.error_fn is not None:
+            if self.error_fn is not None:  # warned on every update, as seapig does
+                warnings.warn("`error_fn` is deprecated; use `error_metric` instead.", DeprecationWarning,
+                              stacklevel=2)
                 r = self.error_fn(preds, target).reshape(B, -1).float().mean(dim=1)
             else:
                 r = (preds.float() - target.float()).abs().reshape(B, -1).mean(dim=1)
