@@ -30,6 +30,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from .._threads import ThreadGovernor
 from ._batch import Rows, check_sd_scheduler, is_corrupted, make_rows, retry_seed
 from ._diffusers_api import (FeedbackGuidedPipelineOutput, LibraryProgress, NoiseSource, check_callback,
                              check_output_args, expand_rows, per_row_strings, positive_count, postprocess,
@@ -468,7 +469,9 @@ class FeedbackGuidedPipeline(DiffusionPipeline, _GuidedSamplingMixin):
         guided_any = step is not None and bool((w != 0).any())
         acp = self.scheduler.alphas_cumprod.to(device=device, dtype=torch.float32)
         with self.progress_bar(total=len(timesteps)) as bar:
+            governor = ThreadGovernor()
             for i, t in enumerate(timesteps):
+                governor.tick()
                 if self.interrupt:
                     continue
                 do_cfg = self.do_classifier_free_guidance

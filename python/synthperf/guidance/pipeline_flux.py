@@ -33,6 +33,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from .._threads import ThreadGovernor
 from ._batch import Rows
 from ._diffusers_api import FeedbackGuidedPipelineOutput, NoiseSource, expand_rows, per_row_strings
 from .adapters import FluxDecoder, FluxDenoiser
@@ -222,7 +223,9 @@ class FeedbackGuidedFluxPipeline(FeedbackGuidedPipeline):
         guided_any = step is not None and bool((w != 0).any())
         self.scheduler.set_begin_index(0)
         with self.progress_bar(total=len(timesteps)) as bar:
+            governor = ThreadGovernor()
             for i, t in enumerate(timesteps):
+                governor.tick()
                 if self.interrupt:
                     continue
                 timestep = t.expand(B).to(latents.dtype)

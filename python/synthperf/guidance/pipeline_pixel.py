@@ -29,6 +29,7 @@ from typing import Any, Callable, Mapping, Sequence
 import torch
 from torch import nn
 
+from .._threads import ThreadGovernor
 from ._batch import Rows, check_sd_scheduler
 from ._diffusers_api import FeedbackGuidedPipelineOutput, NoiseSource, expand_rows
 from .adapters import PixelDecoder, PixelDenoiser
@@ -178,7 +179,9 @@ class FeedbackGuidedPixelPipeline(FeedbackGuidedPipeline):
         guided_any = step is not None and bool((w != 0).any())
         acp = self.scheduler.alphas_cumprod.to(device=device, dtype=torch.float32)
         with self.progress_bar(total=len(timesteps)) as bar:
+            governor = ThreadGovernor()
             for i, t in enumerate(timesteps):
+                governor.tick()
                 if self.interrupt:
                     continue
                 do_cfg = self.do_classifier_free_guidance
