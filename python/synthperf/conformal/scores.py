@@ -252,6 +252,16 @@ def lac_scores(probs: Any, labels: Any) -> np.ndarray:
     return (p.dtype.type(1.0) - py).astype(p.dtype, copy=False)
 
 
+def _finite(a: np.ndarray, name: str) -> np.ndarray:
+    """``a`` unchanged; ValueError naming ``name`` when it holds +-inf (NaN is refused by
+    float_array). Regression targets and point predictions must be finite: an infinite one
+    gives an infinite or NaN (inf - inf) score that silently decides the threshold (issue 17)."""
+    if not np.isfinite(a).all():
+        raise ValueError(f"{name} contains inf at index {np.argwhere(~np.isfinite(a))[0].tolist()}; "
+                         f"{name} must be finite")
+    return a
+
+
 def _same_leading(a: np.ndarray, b: np.ndarray, a_name: str, b_name: str) -> None:
     if a.shape != b.shape:
         raise ValueError(f"{a_name} has shape {a.shape} but {b_name} has shape {b.shape}; they must match")
@@ -260,13 +270,14 @@ def _same_leading(a: np.ndarray, b: np.ndarray, a_name: str, b_name: str) -> Non
 def cqr_scores(intervals: Any, y: Any) -> np.ndarray:
     """CQR scores ``max(lo - y, y - hi)`` (spec §4, MEPS).
 
-    intervals : float array [..., 2] of [lower, upper] quantile predictions
-    y : float array [...] of targets. Returns [...] in the common float dtype.
+    intervals : float array [..., 2] of [lower, upper] quantile predictions (+-inf allowed: a
+        trivial bound)
+    y : float array [...] of finite targets. Returns [...] in the common float dtype.
     """
     iv = float_array(intervals, "intervals")
     if iv.ndim < 1 or iv.shape[-1] != 2:
         raise ValueError(f"intervals must have a last axis of size 2 ([lower, upper]), got shape {iv.shape}")
-    yy = float_array(y, "y", allow_empty=True)
+    yy = _finite(float_array(y, "y", allow_empty=True), "y")
     _same_leading(iv[..., 0], yy, "intervals[..., 0]", "y")
     dt = np.result_type(iv.dtype, yy.dtype)
     lo, hi, yy = iv[..., 0].astype(dt, copy=False), iv[..., 1].astype(dt, copy=False), yy.astype(dt, copy=False)
@@ -275,8 +286,8 @@ def cqr_scores(intervals: Any, y: Any) -> np.ndarray:
 
 def abs_residual_scores(pred: Any, y: Any) -> np.ndarray:
     """Absolute residuals ``|pred - y|`` (spec §3: 1-D predictions), same shape as ``y``."""
-    pp = float_array(pred, "pred")
-    yy = float_array(y, "y")
+    pp = _finite(float_array(pred, "pred"), "pred")
+    yy = _finite(float_array(y, "y"), "y")
     _same_leading(pp, yy, "pred", "y")
     dt = np.result_type(pp.dtype, yy.dtype)
     return np.abs(pp.astype(dt, copy=False) - yy.astype(dt, copy=False))
@@ -391,7 +402,8 @@ def normalized_residual_scores(pred: Any, sigma: Any, y: Any) -> np.ndarray:
     """Normalized residuals ``|y - pred| / sigma`` (Lei et al. 2018, locally weighted split
     conformal). pred, sigma, y : float [n] (same shape); sigma > 0 and finite. The interval
     at threshold q is ``pred +- q * sigma``."""
-    pp, ss, yy = float_array(pred, "pred"), float_array(sigma, "sigma"), float_array(y, "y")
+    pp, ss = _finite(float_array(pred, "pred"), "pred"), float_array(sigma, "sigma")
+    yy = _finite(float_array(y, "y"), "y")
     _same_leading(pp, yy, "pred", "y")
     _same_leading(ss, yy, "sigma", "y")
     if not np.isfinite(ss).all() or (ss <= 0).any():
@@ -404,7 +416,7 @@ def gamma_scores(pred: Any, y: Any) -> np.ndarray:
     """Gamma (relative) residuals ``|y - pred| / pred`` for positive targets; pred : float
     [n] > 0, y : float [n]. The interval at threshold q is ``[pred (1 - q), pred (1 + q)]``.
     (MAPIE's "gamma" is the signed, asymmetric variant; this one is symmetric.)"""
-    pp, yy = float_array(pred, "pred"), float_array(y, "y")
+    pp, yy = float_array(pred, "pred"), _finite(float_array(y, "y"), "y")
     _same_leading(pp, yy, "pred", "y")
     if not np.isfinite(pp).all() or (pp <= 0).any():
         raise ValueError("pred must be finite and > 0 for gamma scores (positive targets)")
@@ -419,7 +431,7 @@ def cqr_asymmetric_scores(intervals: Any, y: Any) -> np.ndarray:
     iv = float_array(intervals, "intervals")
     if iv.ndim < 1 or iv.shape[-1] != 2:
         raise ValueError(f"intervals must have a last axis of size 2 ([lower, upper]), got shape {iv.shape}")
-    yy = float_array(y, "y", allow_empty=True)
+    yy = _finite(float_array(y, "y", allow_empty=True), "y")
     _same_leading(iv[..., 0], yy, "intervals[..., 0]", "y")
     dt = np.result_type(iv.dtype, yy.dtype)
     yy = yy.astype(dt, copy=False)

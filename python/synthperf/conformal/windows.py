@@ -34,6 +34,12 @@ from .._validation import open_unit_interval, positive_int
 #: "big_int": rows recomputed with big integers}, filled when the windows are computed.
 _RECHECKS: dict[tuple[int, int, float], dict[str, int]] = {}
 
+#: Largest (n_real + 1) * n_synth accepted: the windows cost O((n_real + 1) n_synth) recurrence
+#: steps (about 95 s single-threaded at (15, 10**8) = 1.6e9, where every row needs the
+#: double-double pass). Beyond this bound a call would run for hours or fail to allocate
+#: (issue 17: ``transport_windows(10**12, 10**13)`` raised MemoryError), so it is refused.
+MAX_WINDOW_WORK = 10 ** 10
+
 
 def _validate_sizes(n_real: int, n_synth: int, beta: float) -> tuple[int, int, float]:
     n_real = positive_int(n_real, "n_real", minimum=1)
@@ -41,6 +47,10 @@ def _validate_sizes(n_real: int, n_synth: int, beta: float) -> tuple[int, int, f
     if n_synth < n_real + 2:
         raise ValueError(f"n_synth must be >= n_real + 2 (upstream requires n_real + 1 < n_synth); "
                          f"got n_real={n_real}, n_synth={n_synth}")
+    if (n_real + 1) * n_synth > MAX_WINDOW_WORK:
+        raise ValueError(f"n_real={n_real}, n_synth={n_synth} is too large: the transport windows take "
+                         f"(n_real + 1) * n_synth = {(n_real + 1) * n_synth:.3g} steps, above the limit "
+                         f"{MAX_WINDOW_WORK:.0e} (hours of work); subsample the synthetic scores")
     if isinstance(beta, (list, tuple, np.ndarray)):
         raise TypeError(f"beta must be a scalar in (0, 1), got {beta!r}")
     beta_f = float(open_unit_interval(beta, "beta"))
@@ -105,7 +115,8 @@ def transport_windows(n_real: int, n_synth: int, beta: float) -> tuple[np.ndarra
     Parameters
     ----------
     n_real : int >= 1, number of real calibration scores n (m = n + 1 ranks).
-    n_synth : int >= n_real + 2, number of synthetic scores N.
+    n_synth : int >= n_real + 2, number of synthetic scores N; (n_real + 1) * n_synth must not
+        exceed :data:`MAX_WINDOW_WORK` (ValueError).
     beta : float in (0, 1), window slack.
 
     Returns

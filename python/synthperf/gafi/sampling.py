@@ -31,8 +31,10 @@ import numbers
 from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping, Sequence
 
+import numpy as np
 import torch
 
+from .._validation import positive_int
 from .data import ImageData
 
 __all__ = ["check_tau", "check_sigma", "sample_latent", "DSFStats", "DSFStallError", "generate_filtered",
@@ -70,10 +72,39 @@ def check_sigma(sigma: Any) -> float | tuple[float, float]:
     return s
 
 
+#: Largest n * latent_dim that :func:`sample_latent` draws at once (16 GiB of float32).
+MAX_LATENT_ELEMENTS = 2 ** 32
+
+
+def _check_counts(class_counts: Any, k: int) -> torch.Tensor:
+    """class_counts (an int, or k ints, each in [0, MAX_LATENT_ELEMENTS]) -> int64 (k,)."""
+    items = [class_counts] if isinstance(class_counts, numbers.Integral) else class_counts
+    if isinstance(items, (str, bytes)) or not isinstance(items, (list, tuple, np.ndarray, torch.Tensor)):
+        raise TypeError(f"class_counts must be an int or a sequence of {k} ints, got "
+                        f"{type(class_counts).__name__} {class_counts!r}")
+    vals = list(items.tolist() if isinstance(items, (np.ndarray, torch.Tensor)) else items)
+    if any(isinstance(v, bool) or not isinstance(v, numbers.Integral) for v in vals):
+        raise TypeError(f"class_counts must hold ints, got {class_counts!r}")
+    scalar = isinstance(class_counts, numbers.Integral)
+    if (not scalar and len(vals) != k) or any(not 0 <= int(v) <= MAX_LATENT_ELEMENTS for v in vals):
+        raise ValueError(f"class_counts must be an int >= 0 or {k} ints >= 0 (each at most "
+                         f"{MAX_LATENT_ELEMENTS}), got {class_counts!r}")
+    return torch.tensor([int(vals[0])] * k if scalar else [int(v) for v in vals], dtype=torch.int64)
+
+
 def sample_latent(n: int, latent_dim: int, sigma: float | tuple[float, float],
                   gen: torch.Generator | None = None) -> torch.Tensor:
-    """z (n, latent_dim) float32 ~ N(0, sigma^2 I) (Expansion Trick), on CPU."""
+    """z (n, latent_dim) float32 ~ N(0, sigma^2 I) (Expansion Trick), on CPU.
+
+    n : int >= 0, latent_dim : int >= 1 with n * latent_dim <= :data:`MAX_LATENT_ELEMENTS`
+    (ValueError/TypeError naming the argument, never a failed allocation).
+    """
     sigma = check_sigma(sigma)
+    n = positive_int(n, "n", minimum=0)
+    latent_dim = positive_int(latent_dim, "latent_dim", minimum=1)
+    if n * latent_dim > MAX_LATENT_ELEMENTS:
+        raise ValueError(f"n * latent_dim = {n} * {latent_dim} exceeds {MAX_LATENT_ELEMENTS} latent values "
+                         f"({4 * MAX_LATENT_ELEMENTS / 2 ** 30:.0f} GiB of float32); draw in smaller batches")
     z = torch.randn(n, latent_dim, generator=gen)
     if isinstance(sigma, tuple):
         s = torch.rand(n, 1, generator=gen) * (sigma[1] - sigma[0]) + sigma[0]
@@ -139,10 +170,8 @@ def generate_filtered(generator: Callable, classifier: Callable | None, class_co
         raise ValueError(f"class-count mismatch: generator has {k} classes, classifier has {kc}")
     if filter and classifier is None:
         raise ValueError("filter=True needs a classifier")
-    counts = torch.full((k,), int(class_counts), dtype=torch.int64) if isinstance(class_counts, numbers.Integral) \
-        else torch.as_tensor(list(class_counts), dtype=torch.int64)
-    if counts.shape != (k,) or bool((counts < 0).any()):
-        raise ValueError(f"class_counts must be an int >= 0 or {k} ints >= 0, got {class_counts!r}")
+    batch_size = positive_int(batch_size, "batch_size")
+    counts = _check_counts(class_counts, k)
     if gen is None:
         gen = torch.Generator().manual_seed(0 if seed is None else int(seed))
     if isinstance(generator, torch.nn.Module):
