@@ -53,12 +53,13 @@ def slurm_options(items: Optional[List[str]], cluster: Optional[str], partition:
 
     opts = slurm_cli_options(items)
     explicit = set(parse_slurm_options(items))
-    for flag, name, value in (("--slurm-cluster", "cluster", cluster), ("--slurm-partition", "slurm_partition", partition),
+    for flag, name, value in (("--slurm-cluster", "cluster", cluster),
+                              ("--slurm-partition", "slurm_partition", partition),
                               ("--slurm-time", "timeout_min", time_min)):
         if value is None:
             continue
         if name in explicit:
-            raise ValueError(f"{flag} and --slurm give {name} twice; keep one")
+            raise ValueError(f"{flag} and --slurm both set {flag.removeprefix('--slurm-')}; keep one")
         opts[name] = value
     opts.setdefault("timeout_min", 60)
     return opts
@@ -79,7 +80,7 @@ def run_plan(config: Path, overrides: List[str], *, multirun: bool, device: Opti
         device_resources(device)  # validates the spelling
         if "device" in {f.name for f in dataclasses.fields(schema_for(raw))}:
             if any(o.key == "device" for o in parsed):
-                raise ValueError("--device and the override device=... both set the device; keep one")
+                raise ValueError("--device and a device override both set the config's device; keep one")
             overrides = [*overrides, f"device={device}"]
     if multirun:
         overrides = sweep_to_grid(raw, overrides)
