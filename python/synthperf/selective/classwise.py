@@ -10,6 +10,11 @@ One KNN scorer per class, fitted on that class's reference (and calibration) row
   global threshold is the ``q``-quantile of the aggregated calibration scores.
 
 Without a calibration set the reference rows of class c are scored by scorer c leave-one-out.
+
+Model mode (seapig 0.3.0): ``fit(model=, loaders={"train", "cal"})`` takes the embeddings from
+the model (``.extract(batch)["embedding"]`` or ``.embed(x)``) and the labels from its output's or
+the batch's ``"label"``; ``score/select(model=, loader=)`` take the predicted labels from
+``extract``'s ``"prediction"`` (not needed with ``full_matrix=True``).
 """
 from __future__ import annotations
 
@@ -19,7 +24,8 @@ from typing import Any, Callable
 import torch
 
 from ._common import LABEL_KEYS, as_tensor, check_embeddings, check_q, pick, quantile_threshold
-from .base import UncertaintyScore
+from ._model_io import resolve_protocol, run_model
+from .base import _B_TENSORS, UncertaintyScore
 from .knn_scores import CosineScore, EuclideanScore, KNNScore, MahalanobisScore
 
 
@@ -28,9 +34,12 @@ class ClassWiseMode(str, Enum):
     MULTI_LABEL = "multi_label"
 
 
-def _split(x: Any, labels: Any, name: str) -> tuple[torch.Tensor, torch.Tensor]:
+def _split(x: Any, labels: Any, name: str, arg: str) -> tuple[torch.Tensor, torch.Tensor]:
     if isinstance(x, dict) and labels is None:
         labels = next((x[k] for k in LABEL_KEYS if k in x), None)
+    if labels is None and not isinstance(x, dict) and arg in ("ref", "cal"):  # seapig 0.3.0's dict-only API
+        raise TypeError(f"`{arg}` must be a dictionary with 'embedding' and 'label' (or pass the labels argument), "
+                        f"got {type(x).__name__}")
     emb = check_embeddings(x, f"{name} embeddings")
     if labels is None:
         raise ValueError(f"{name} needs labels: pass a dict with 'embedding' and 'label' or the labels argument")
@@ -40,6 +49,43 @@ def _split(x: Any, labels: Any, name: str) -> tuple[torch.Tensor, torch.Tensor]:
     if y.is_floating_point() and not torch.equal(y, y.round()):
         raise TypeError(f"{name} labels must be integer class indices or 0/1 indicators")
     return emb, y.long()
+
+
+def _from_model(model: Any, loader: Any, what: str, *, labels: bool = False,
+                predictions: bool = False) -> tuple[torch.Tensor, Any, Any]:
+    """(embeddings (N, D), labels or None, predictions or None) of ``loader`` through ``model``."""
+    if model is None or loader is None:
+        raise ValueError(f"{what}: `model` and `loader` must be given together." + _B_TENSORS)
+    zs, ys = run_model(model, loader, "embedding", desc="Embedding")
+    if not zs:
+        raise ValueError(f"{what}: no batches found in loader")
+    emb = torch.cat([z.detach().cpu() for z in zs])
+    y = torch.cat([torch.as_tensor(v).cpu() for v in ys]) if labels and all(v is not None for v in ys) else None
+    pred = None
+    if predictions:
+        method, key = resolve_protocol(model, "embedding")
+        if key is None:
+            raise ValueError(f"{what}: class-wise scores need predicted labels; a model with .embed() gives none, "
+                             "pass prediction= or use a model whose extract(batch) returns 'prediction'")
+        zs, _ = run_model(_PredictionView(model), loader, "embedding", desc="Predicting")
+        pred = torch.cat([z.detach().cpu() for z in zs])
+    return emb, y, pred
+
+
+class _PredictionView:
+    """A model whose ``extract(batch)["embedding"]`` is the wrapped model's ``"prediction"``."""
+
+    def __init__(self, model: Any) -> None:
+        self._model = model
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._model, name)
+
+    def extract(self, batch: Any) -> dict[str, Any]:
+        out = self._model.extract(batch)
+        if not isinstance(out, dict) or "prediction" not in out:
+            raise KeyError("model.extract() output has no 'prediction' for the class-wise scores")
+        return {"embedding": out["prediction"]}
 
 
 class ClassWiseScore(UncertaintyScore):
@@ -54,7 +100,8 @@ class ClassWiseScore(UncertaintyScore):
         if not (isinstance(base_score_cls, type) and issubclass(base_score_cls, KNNScore)):
             raise TypeError("Class-wise scores are currently only supported for KNNScore.")
         if not callable(aggregation) and aggregation not in ("mean", "max", "min"):
-            raise ValueError(f"aggregation must be 'mean', 'max', 'min' or a callable, got {aggregation!r}")
+            raise ValueError(f"Unknown aggregation {aggregation!r}: aggregation must be 'mean', 'max', 'min' "
+                             "or a callable")
         base_score_cls(**base_kwargs)  # validate k, stat, ... now (ValueError/TypeError naming them), not at fit
         self.base_score_cls, self.base_kwargs = base_score_cls, base_kwargs
         self.global_pca, self.aggregation = global_pca, aggregation
@@ -85,20 +132,32 @@ class ClassWiseScore(UncertaintyScore):
         return (y == c) if self.mode_ == ClassWiseMode.SINGLE_LABEL else (y[:, c] == 1)
 
     def fit(self, X: Any = None, Y: Any = None, *, ref: Any = None, cal: Any = None, labels: Any = None,
-            cal_labels: Any = None) -> "ClassWiseScore":
-        """Fit on ``X`` (dict ``{"embedding", "label"}`` or embeddings + ``labels``) and optional ``Y``."""
-        _, X = pick(("X", X), ("ref", ref))
-        _, Y = pick(("Y", Y), ("cal", cal))
+            cal_labels: Any = None, model: Any = None, loaders: Any = None) -> "ClassWiseScore":
+        """Fit on ``X`` (dict ``{"embedding", "label"}`` or embeddings + ``labels``) and optional ``Y``,
+        or on ``model`` + ``loaders`` (``"train"``, optional ``"cal"``/``"val"``; module notes)."""
+        x_arg, X = pick(("X", X), ("ref", ref))
+        y_arg, Y = pick(("Y", Y), ("cal", cal))
+        if (X is not None or Y is not None) and (model is not None or loaders is not None):
+            raise ValueError("Cannot specify both embeddings (X/Y) and model+loaders." + _B_TENSORS)
+        if model is not None or loaders is not None:
+            if model is None or not isinstance(loaders, dict) or "train" not in loaders:
+                raise ValueError("model mode needs model= and loaders= (a dict with a 'train' loader)" + _B_TENSORS)
+            e, y_ref, _ = _from_model(model, loaders["train"], "loaders['train']", labels=True)
+            X = {"embedding": e, "label": y_ref}
+            cal_key = "cal" if "cal" in loaders else ("val" if "val" in loaders else None)
+            if cal_key is not None:
+                e, y_cal, _ = _from_model(model, loaders[cal_key], f"loaders[{cal_key!r}]", labels=True)
+                Y = {"embedding": e, "label": y_cal}
         if X is None:
-            raise ValueError("Must specify reference embeddings with labels (X= or ref=)")
-        emb, y = _split(X, labels, "reference")
+            raise ValueError("Must specify reference embeddings with labels (X= or ref=)" + _B_TENSORS)
+        emb, y = _split(X, labels, "reference", x_arg)
         self.mode_ = ClassWiseMode.SINGLE_LABEL if y.ndim == 1 else ClassWiseMode.MULTI_LABEL
         if self.global_pca is not None:
             self.global_pca.fit(emb)
         emb = self._proj(emb)
         cal_e = cal_y = None
         if Y is not None:
-            cal_e, cal_y = _split(Y, cal_labels, "calibration")
+            cal_e, cal_y = _split(Y, cal_labels, "calibration", y_arg)
             if (cal_y.ndim == 1) != (y.ndim == 1):
                 raise ValueError("reference and calibration labels must both be 1-D (single label) or 2-D (multi label)")
             cal_e = self._proj(cal_e)
@@ -141,7 +200,8 @@ class ClassWiseScore(UncertaintyScore):
 
     def set_threshold(self, q: float = 0.99) -> dict[int, torch.Tensor] | torch.Tensor:
         q = check_q(q, allow_one=True)
-        self._check_ready("set_threshold()")
+        if not self.is_trained():
+            raise RuntimeError("fit() must be called before setting thresholds: ClassWiseScore is not fitted")
         self.class_thresholds_ = {c: self.scorers[str(c)].set_threshold(q) for c in self.classes_}
         self.threshold = quantile_threshold(self.scores, q)
         self.threshold_q_ = q
@@ -152,10 +212,18 @@ class ClassWiseScore(UncertaintyScore):
             return self.class_thresholds_
         return self.threshold
 
-    def _query(self, X: Any, query: Any, prediction: Any) -> tuple[torch.Tensor, torch.Tensor | None]:
+    def _query(self, X: Any, query: Any, prediction: Any, model: Any = None, loader: Any = None,
+               full_matrix: bool = False) -> tuple[torch.Tensor, torch.Tensor | None]:
         _, x = pick(("X", X), ("query", query))
+        if x is not None and (model is not None or loader is not None):
+            raise ValueError("Cannot specify both query embeddings and model+loader." + _B_TENSORS)
+        if not self.is_trained():
+            raise RuntimeError("fit() must be called before scoring: ClassWiseScore is not fitted")
+        if x is None and (model is not None or loader is not None):
+            emb, _, pred = _from_model(model, loader, "score()", predictions=prediction is None and not full_matrix)
+            x = {"embedding": emb, "prediction": pred if prediction is None else prediction}
         if x is None:
-            raise ValueError("score() needs query embeddings (X= or query=)")
+            raise ValueError("score() needs query embeddings (X= or query=) or model= and loader=" + _B_TENSORS)
         if isinstance(x, dict) and prediction is None:
             prediction = x.get("prediction", x.get("predictions"))
         self._check_ready("score()/select()")
@@ -163,9 +231,11 @@ class ClassWiseScore(UncertaintyScore):
         pred = None if prediction is None else as_tensor(prediction, "prediction").long()
         return emb, pred
 
-    def score(self, X: Any = None, *, query: Any = None, prediction: Any = None, full_matrix: bool = False) -> torch.Tensor:
-        """(N,) scores (single: predicted class's scorer; multi: aggregated) or (N, C) with ``full_matrix``."""
-        emb, pred = self._query(X, query, prediction)
+    def score(self, X: Any = None, *, query: Any = None, prediction: Any = None, full_matrix: bool = False,
+              model: Any = None, loader: Any = None) -> torch.Tensor:
+        """(N,) scores (single: predicted class's scorer; multi: aggregated) or (N, C) with ``full_matrix``;
+        query embeddings from ``X``/``query`` or from ``model`` + ``loader``."""
+        emb, pred = self._query(X, query, prediction, model, loader, full_matrix)
         full = self._full(emb)
         if full_matrix:
             return full
@@ -176,15 +246,21 @@ class ClassWiseScore(UncertaintyScore):
         col = {c: j for j, c in enumerate(self.classes_)}
         unknown = set(pred.tolist()) - set(col)
         if unknown:
-            raise ValueError(f"predicted classes {sorted(unknown)} were not seen in fit (classes {self.classes_})")
+            raise ValueError(f"Unknown class labels in y: {sorted(unknown)} (predicted classes not seen in fit; "
+                             f"classes {self.classes_})")
         j = torch.tensor([col[int(p)] for p in pred.tolist()], dtype=torch.long)
         return full[torch.arange(full.shape[0]), j]
 
     def select(self, X: Any = None, *, query: Any = None, prediction: Any = None,
-               full_matrix: bool = False) -> dict[str, torch.Tensor]:
+               full_matrix: bool = False, model: Any = None, loader: Any = None) -> dict[str, torch.Tensor]:
         self._check_ready("select()")
         if self.class_thresholds_ is None:
             self._default_threshold()
+        if model is not None or loader is not None:  # run the model once, then select on its outputs
+            if X is not None or query is not None:
+                raise ValueError("Cannot specify both query embeddings and model+loader." + _B_TENSORS)
+            emb, _, pred = _from_model(model, loader, "select()", predictions=prediction is None and not full_matrix)
+            query, prediction = emb, (pred if prediction is None else prediction)
         s = self.score(X, query=query, prediction=prediction, full_matrix=full_matrix)
         thr_c = torch.stack([self.class_thresholds_[c].float() for c in self.classes_])
         if full_matrix:
