@@ -42,7 +42,7 @@ def main(argv: list[str]) -> int:
     if "--json" in argv:
         i = argv.index("--json")
         out, argv = argv[i + 1], argv[:i] + argv[i + 2:]
-    mods = argv or list(MODULES)
+    mods = argv or [m for m in MODULES if not m.startswith("_")]
     results, seconds = {}, {}
     for m in mods:
         t0 = time.monotonic()
