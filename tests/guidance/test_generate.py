@@ -252,3 +252,19 @@ def test_image_size_resizes_saved_pngs(assets, tmp_path):
     bad = runner.invoke(app, ["generate", "--plan", str(plan), "--model-dir", str(assets / "sd"),
                               "--image-size", "0"])
     assert bad.exit_code == 2 and "--image-size must be a positive int" in _text(bad)
+
+
+@pytest.mark.parametrize("bad", ["/abs/x.png", "../up/x.png", "a/../../x.png"])
+def test_resolve_output_refuses_escapes(tmp_path, bad):
+    """Second check behind read_plan: an output path outside the output folder raises."""
+    from synthperf.guidance.plan import PlanRow
+    import dataclasses
+
+    fields = {f.name for f in dataclasses.fields(PlanRow)}
+    row = object.__new__(PlanRow)
+    for f in fields:
+        object.__setattr__(row, f, None)
+    object.__setattr__(row, "row_id", 3)
+    object.__setattr__(row, "output_path", bad)
+    with pytest.raises(ValueError, match="output_path"):
+        resolve_output(row, tmp_path)

@@ -42,8 +42,13 @@ SIDECAR_VERSION = 1
 
 
 def resolve_output(row: PlanRow, base_dir: Path) -> Path:
+    """``base_dir / row.output_path``; a path that is absolute or climbs out of ``base_dir`` (``..``)
+    raises ValueError (the plan reader refuses them first; this is the second check)."""
     p = Path(row.output_path)
-    return p if p.is_absolute() else base_dir / p
+    if p.is_absolute() or p.drive or ".." in p.parts:
+        raise ValueError(f"row {row.row_id}: output_path must be a relative path inside the output folder, "
+                         f"got {row.output_path!r}")
+    return Path(base_dir) / p
 
 
 def sidecar_path(png: Path) -> Path:
