@@ -65,8 +65,9 @@ def test_load_results_errors(tmp_path, run_dir):
         load_results(copy)
 
 
-@pytest.mark.xfail(strict=True, raises=pa.ArrowInvalid, reason="the store still writes run.yaml, config.yaml, checksum sidecars and "
-                                       "reports beside the chunks (requested of the store's owner in "
-                                       "/work/notes/D_to_A.md); delete this marker when that lands")
+@pytest.mark.xfail(strict=True, raises=pa.ArrowInvalid,
+                   reason="the store still writes run.yaml, config.yaml, checksum sidecars and reports beside "
+                          "the chunks (requested of the store's owner in /work/notes/D_to_A.md); delete this "
+                          "marker when that lands")
 def test_pd_read_parquet_reads_a_run_directory(run_dir):
     frame_equal(_sorted(pd.read_parquet(run_dir)), _sorted(load_results(run_dir)))
