@@ -156,3 +156,18 @@ def test_sample_latent_sizes_checked(n, dim, err):
     with pytest.raises(err, match="n|latent_dim"):
         sample_latent(n, dim, 1.0)
     assert tuple(sample_latent(0, 3, 1.0).shape) == (0, 3)
+
+
+@pytest.mark.parametrize("fn,args,name", [
+    ("gamma_scores", lambda t: (np.array([1e-40, 1.0], t), np.array([1.0, 1.0], t)), "pred"),
+    ("normalized_residual_scores", lambda t: (np.zeros(2, t), np.array([1e-45, 1.0], t), np.ones(2, t)), "sigma"),
+])
+def test_tiny_float32_divisors_raise_instead_of_infinite_scores(fn, args, name):
+    """A positive float32 divisor of 1e-40 passed the > 0 check and gave an inf score (the
+    conformal analogue of the float32 gamma 1e-50 defect); float64 keeps the finite score."""
+    from synthperf import conformal
+
+    with pytest.raises(ValueError, match=f"{name} = .*too small.*float32"):
+        getattr(conformal, fn)(*args(np.float32))
+    out = getattr(conformal, fn)(*args(np.float64))
+    assert np.isfinite(out).all() and out[0] > 1e39

@@ -262,6 +262,18 @@ def _finite(a: np.ndarray, name: str) -> np.ndarray:
     return a
 
 
+def _finite_ratio(out: np.ndarray, divisor: np.ndarray, name: str) -> np.ndarray:
+    """``out`` = residual / ``divisor``; ValueError naming ``name`` when a tiny positive divisor
+    made it overflow to inf in ``out``'s dtype (e.g. a float32 1e-40: issue 17, like the float32
+    gamma 1e-50 of the discrete score)."""
+    bad = ~np.isfinite(out)
+    if bad.any():
+        i = tuple(int(v) for v in np.argwhere(bad)[0])
+        raise ValueError(f"{name} = {float(divisor[i])!r} (entry {i}) is too small: the score overflows "
+                         f"{out.dtype}; pass float64 inputs or a larger {name}")
+    return out
+
+
 def _same_leading(a: np.ndarray, b: np.ndarray, a_name: str, b_name: str) -> None:
     if a.shape != b.shape:
         raise ValueError(f"{a_name} has shape {a.shape} but {b_name} has shape {b.shape}; they must match")
@@ -409,7 +421,9 @@ def normalized_residual_scores(pred: Any, sigma: Any, y: Any) -> np.ndarray:
     if not np.isfinite(ss).all() or (ss <= 0).any():
         raise ValueError("sigma must be finite and > 0 (a spread prediction per sample)")
     dt = np.result_type(pp.dtype, ss.dtype, yy.dtype)
-    return np.abs(yy.astype(dt) - pp.astype(dt)) / ss.astype(dt)
+    with np.errstate(over="ignore"):
+        out = np.abs(yy.astype(dt) - pp.astype(dt)) / ss.astype(dt)
+    return _finite_ratio(out, ss, "sigma")
 
 
 def gamma_scores(pred: Any, y: Any) -> np.ndarray:
@@ -421,7 +435,9 @@ def gamma_scores(pred: Any, y: Any) -> np.ndarray:
     if not np.isfinite(pp).all() or (pp <= 0).any():
         raise ValueError("pred must be finite and > 0 for gamma scores (positive targets)")
     dt = np.result_type(pp.dtype, yy.dtype)
-    return np.abs(yy.astype(dt) - pp.astype(dt)) / pp.astype(dt)
+    with np.errstate(over="ignore"):
+        out = np.abs(yy.astype(dt) - pp.astype(dt)) / pp.astype(dt)
+    return _finite_ratio(out, pp, "pred")
 
 
 def cqr_asymmetric_scores(intervals: Any, y: Any) -> np.ndarray:
