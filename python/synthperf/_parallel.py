@@ -108,6 +108,7 @@ SLURM_KEYS: dict[str, tuple[str, str]] = {
                                            "comment", "nodelist", "mail_type", "mail_user", "wckey",
                                            "mem_per_cpu", "mem_per_gpu", "cpus_per_gpu", "gpus_per_task")},
 }
+SLURM_KEYS.update({f"slurm_{k}": v for k, v in list(SLURM_KEYS.items()) if v[0] == f"slurm_{k}"})  # submitit names
 _MEM_UNITS = {"": 1.0, "k": 2.0**-20, "m": 2.0**-10, "g": 1.0, "t": 2.0**10}
 
 
@@ -333,7 +334,8 @@ def _ray(items: list, fn: Callable, workers: int, res: dict, address: str | None
             ray.shutdown()
 
 
-def _slurm(items: list, fn: Callable, workers: int, res: Mapping[str, Any] | None, log_dir, options: dict, desc: str) -> list:
+def _slurm(items: list, fn: Callable, workers: int, res: Mapping[str, Any], log_dir, options: dict,
+           desc: str) -> list:
     try:
         import submitit
     except ImportError:
