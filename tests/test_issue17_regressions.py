@@ -171,3 +171,29 @@ def test_tiny_float32_divisors_raise_instead_of_infinite_scores(fn, args, name):
         getattr(conformal, fn)(*args(np.float32))
     out = getattr(conformal, fn)(*args(np.float64))
     assert np.isfinite(out).all() and out[0] > 1e39
+
+
+# -- YAML alias bomb: every YAML reader and the CLI ---------------------------------------------
+
+_BOMB = "".join(f"{c}: &{c} [" + ",".join([f"*{p}"] * 9 if p else ['"lol"'] * 9) + "]\n"
+                for p, c in zip([None] + list("abcdefgh"), "abcdefghi")) + "experiment: sppi\n"
+
+
+def test_alias_bomb_refused_by_gafi_config_and_synthperf_run(tmp_path):
+    """A 450-byte alias bomb hung ``synthperf run`` (the deep copy ran before the key check); the
+    GaFi YAML reader must refuse it too. Both run in children under a timeout."""
+    path = tmp_path / "bomb.yaml"
+    path.write_text(_BOMB)
+    assert len(_BOMB.encode()) < 600
+    out = _child(f"""
+        from synthperf.gafi.config import load_yaml
+        try:
+            load_yaml({str(path)!r})
+        except ValueError as e:
+            print("REJECTED", e)
+        """, timeout=60)
+    assert "REJECTED" in out.stdout and "alias" in out.stdout, out.stdout + out.stderr
+    cli = subprocess.run([sys.executable, "-m", "synthperf", "run", str(path)], capture_output=True, text=True,
+                         timeout=60, env={"OMP_NUM_THREADS": "1", "PATH": "/usr/bin:/bin"})
+    assert cli.returncode == 2, cli.stderr
+    assert cli.stderr.startswith("error:") and "alias" in cli.stderr and "Traceback" not in cli.stderr

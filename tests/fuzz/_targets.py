@@ -74,6 +74,18 @@ def conformal() -> list[Target]:
         t.append(Target(name, (lambda fn: lambda **a: fn(**a))(fn),
                         lambda r, n: {"pred": r.random(n) + 0.5, "y": r.random(n) + 0.5},
                         arrays={"pred": ARR_INF, "y": ARR_INF}, layouts=("pred", "y")))
+    t.append(Target("normalized_residual_scores", lambda **a: c.normalized_residual_scores(**a),
+                    lambda r, n: {"pred": r.random(n), "sigma": r.random(n) + 0.5, "y": r.random(n)},
+                    arrays={"pred": ARR_INF, "sigma": ARR_INF, "y": ARR_INF}, layouts=("pred", "sigma", "y"),
+                    scalars={"sigma": [0.0, -1.0, float("nan")]},
+                    extra=[("sigma", lambda a: {k: v.astype(np.float32) for k, v in a.items()}
+                            | {"sigma": np.full(a["y"].shape, 1e-45, np.float32)})]))
+    t.append(Target("gamma_scores_float32", lambda **a: c.gamma_scores(**a),
+                    lambda r, n: {"pred": (r.random(n) + 0.5).astype(np.float32), "y": r.random(n).astype(np.float32)},
+                    extra=[("pred", lambda a: {**a, "pred": np.full(a["y"].shape, 1e-40, np.float32)})]))
+    t.append(Target("cqr_asymmetric_scores", lambda **a: c.cqr_asymmetric_scores(**a),
+                    lambda r, n: {"intervals": np.sort(r.random((n, 2)), 1), "y": r.random(n)},
+                    arrays={"intervals": ARR, "y": ARR_INF}, layouts=("intervals", "y")))
     t.append(Target("cqr_scores", lambda **a: c.cqr_scores(**a),
                     lambda r, n: {"intervals": np.sort(r.random((n, 2)), 1), "y": r.random(n)},
                     arrays={"intervals": ARR, "y": ARR_INF}, layouts=("intervals", "y")))  # +-inf bounds are valid
