@@ -268,9 +268,9 @@ class EmbeddingScore(UncertaintyScore):
             cal_t = None if Y is None else check_embeddings(Y, "Y (calibration embeddings)", dim=ref_t.shape[1])
             return ref_t, cal_t
         if model is None:
-            raise ValueError("model is required when not using precomputed embeddings.")
+            raise ValueError("model is required when not using precomputed embeddings." + _B_TENSORS)
         if loaders is None:
-            raise ValueError("loaders is required when using a model.")
+            raise ValueError("loaders is required when using a model." + _B_TENSORS)
         if not isinstance(loaders, Mapping):
             raise TypeError(f"loaders must be a dict with keys 'train' and optionally 'val' (or 'cal'), "
                             f"got {type(loaders).__name__}")
@@ -301,7 +301,7 @@ class EmbeddingScore(UncertaintyScore):
         if model is None and loader is None:
             raise ValueError("Must specify either embeddings (X) or model+loader." + _B_TENSORS)
         if model is None:
-            raise ValueError("model is required when not using precomputed embeddings.")
+            raise ValueError("model is required when not using precomputed embeddings." + _B_TENSORS)
         if loader is None:
             raise ValueError("loader is required when using a model." + _B_TENSORS)
         return load_or_embed(cache_path(outdir, prefix), model, loader)
@@ -360,12 +360,16 @@ class EmbeddingScore(UncertaintyScore):
         if self.cal_embeddings is not None:
             self.cal_embeddings = self.pca.transform(self.cal_embeddings)
 
-    def plot_embs(self, query_embeddings: Any = None, method: str = "tsne", method_args: dict | None = None):
+    def plot_embs(self, query_embeddings: Any = None, method: str = "tsne", method_args: dict | None = None, *,
+                  query: Any = None):
         """2-D map (``"tsne"``, or ``"umap"`` when umap-learn is installed) of the reference embeddings
         (as stored, i.e. after any PCA) and ``query_embeddings`` (M, D, original space); returns a
         ``matplotlib.figure.Figure`` (coordinates in ``fig.embedding_xy_``). ValueError for another
-        method, ImportError naming the missing package. t-SNE is O(N²): subsample large sets."""
+        method, ImportError naming the missing package. t-SNE is O(N²): subsample large sets.
+        ``query=`` is seapig 0.3.0's name for ``query_embeddings``."""
         from ._plots import plot_embeddings
+
+        _, query_embeddings = pick(("query_embeddings", query_embeddings), ("query", query))
 
         if self.ref_embeddings is None:
             raise ValueError("nothing to plot: call fit(...) first")

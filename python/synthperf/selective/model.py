@@ -86,7 +86,8 @@ class SelectiveInferenceTask(LightningModule):
         if target_key is not None and target_key not in TARGET_KEYS:
             raise ValueError(f"target_key must be one of {TARGET_KEYS} or None, got {target_key!r}")
         if rc_metric is not None and not isinstance(rc_metric, RiskCoverageMetric):
-            raise TypeError("rc_metric must be a synthperf RiskCoverageMetric instance or None.")
+            raise TypeError("rc_metric must be a seapig RiskCoverageMetric instance or None. "
+                            "(synthperf.selective.RiskCoverageMetric is seapig's)")
         self.task = copy.deepcopy(task).eval()
         self.score = score
         self.input_key = input_key

@@ -95,7 +95,8 @@ class RiskCoverage:
         try:
             from matplotlib.figure import Figure
         except ImportError as exc:
-            raise ImportError("matplotlib is not installed; install it to plot (pip install matplotlib)") from exc
+            raise ImportError("matplotlib is required for plotting: matplotlib is not installed; install it "
+                              "(pip install matplotlib)") from exc
 
         fig = Figure(figsize=(6, 4))
         ax = fig.add_subplot()

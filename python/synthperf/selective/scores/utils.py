@@ -21,4 +21,5 @@ def _tensor(x: Any, key: str) -> torch.Tensor | None:
         if key not in x:
             raise KeyError(f"Expected tensor or dict of tensors with key `{key}`; got keys {sorted(map(str, x))}")
         return x[key]
-    raise TypeError(f"Expected a torch.Tensor or a dict of tensors with key `{key}`, got {type(x).__name__}")
+    raise TypeError(f"Expected a tensor or dict of tensors (a torch.Tensor, or a dict with key `{key}`), "
+                    f"got {type(x).__name__}")

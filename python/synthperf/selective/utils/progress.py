@@ -72,6 +72,8 @@ def track(iterable: Iterable[_T], total: int | None = None, desc: str = "Working
     if not _progress.progress_enabled():
         yield from iterable
         return
+    if _backend not in BACKENDS:
+        raise ValueError(f"Unknown backend {_backend!r}: the progress backend must be one of {BACKENDS}")
     if _backend == "tqdm" and _progress._interactive():
         try:
             from tqdm import tqdm
