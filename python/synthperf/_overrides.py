@@ -4,22 +4,18 @@ subpackage.
 
 Grammar (the unambiguous part of Hydra's override grammar):
 
-==================  ======================================================================
-``key=value``       set ``key`` (dotted keys reach nested sections: ``data.age_range=0-20``);
-                    the schema, not the file, decides which keys exist, so a key the file
-                    omits can be set (its dataclass default is replaced)
-``+key=value``      add a key the config file does not have; an error if it has it
-``++key=value``     set or add, never an error
-``~key``            delete ``key`` from the config (its schema default applies again);
-                    ``~key=value`` deletes only if the current value equals ``value``;
-                    an error if the key is absent
-``key=a,b,c``       a sweep. With ``-m/--multirun``: one job per value, the Cartesian
-                    product over every swept key (the first swept key varies slowest).
-                    Without ``-m`` a comma list is an error naming the key, whatever the
-                    key's type: a list value is written ``key=[a,b]`` and a string with a
-                    comma is quoted ``key='a,b'`` (as Hydra does). Commas inside ``[]``,
-                    ``{}`` or quotes never split.
-==================  ======================================================================
+- ``key=value``: set ``key`` (dotted keys reach nested sections: ``data.age_range=0-20``); the
+  schema, not the file, decides which keys exist, so a key the file omits can be set (its
+  dataclass default is replaced).
+- ``+key=value``: add a key the config file does not have; an error if it has it.
+- ``++key=value``: set or add, never an error.
+- ``~key``: delete ``key`` from the config (its schema default applies again);
+  ``~key=value`` deletes only if the current value equals ``value``; an error if it is absent.
+- ``key=a,b,c``: a sweep. With ``-m/--multirun``: one job per value, the Cartesian product
+  over every swept key (the first swept key varies slowest). Without ``-m`` a comma list is an
+  error naming the key, whatever the key's type: a list value is written ``key=[a,b]`` and a
+  string with a comma is quoted ``key='a,b'`` (as Hydra does). Commas inside ``[]``, ``{}`` or
+  quotes never split.
 
 Every value is parsed with ``yaml.safe_load`` semantics by
 :func:`synthperf._config.safe_load_bounded` (``false`` is a bool, ``1e-4`` a string that float
