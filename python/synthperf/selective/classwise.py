@@ -217,6 +217,13 @@ class ClassWiseScore(UncertaintyScore):
         _, x = pick(("X", X), ("query", query))
         if x is not None and (model is not None or loader is not None):
             raise ValueError("Cannot specify both query embeddings and model+loader." + _B_TENSORS)
+        if isinstance(x, dict):  # seapig 0.3.0's query dict, checked before the fitted state as there
+            if "embedding" not in x:
+                raise KeyError("Key `embedding` must be in `query`.")
+            if prediction is None and not full_matrix and "prediction" not in x and "predictions" not in x:
+                raise KeyError("Key `prediction` must be in `query` if `full_matrix=False`.")
+        elif x is not None and not hasattr(x, "shape"):
+            raise TypeError(f"`query` must be a dictionary. (or embeddings with prediction=), got {type(x).__name__}")
         if not self.is_trained():
             raise RuntimeError("fit() must be called before scoring: ClassWiseScore is not fitted")
         if x is None and (model is not None or loader is not None):
@@ -229,6 +236,9 @@ class ClassWiseScore(UncertaintyScore):
         self._check_ready("score()/select()")
         emb = self._proj(check_embeddings(x, "query embeddings", dim=self.n_features_in_))
         pred = None if prediction is None else as_tensor(prediction, "prediction").long()
+        if pred is not None and self.mode_ == ClassWiseMode.SINGLE_LABEL and pred.ndim != 1:
+            raise ValueError(f"Model was fit in 'single_label' mode but received labels of shape "
+                             f"{tuple(pred.shape)}: predictions must be 1-D class indices")
         return emb, pred
 
     def score(self, X: Any = None, *, query: Any = None, prediction: Any = None, full_matrix: bool = False,
