@@ -152,3 +152,13 @@ def test_multirun_jobs_go_to_slurm_with_resources(tmp_path, monkeypatch):
                               "gpus_per_node": 1, "mem_gb": 16.0, "slurm_partition": "gpu"}
     assert [(j.command, j.out, j.cfg["RUN"]) for j in seen["jobs"]] == [
         ("train-gan", str(tmp_path / "sweep" / str(i)), {"seed": s, "device": "cuda"}) for i, s in enumerate((1, 2, 3))]
+
+
+def test_local_multirun_runs_every_job_into_its_folder(tmp_path):
+    f = _write(tmp_path / "cls.yaml", CLS)
+    r = _invoke("train-classifier", "-c", f, "-o", tmp_path / "m", "--epochs", "1", "--seed", "1,2", "-m")
+    assert r.exit_code == 0, r.output
+    assert "job 0:" in r.output and "job 1:" in r.output
+    hists = [pd.read_parquet(tmp_path / "m" / str(i) / "classifier" / "history.parquet") for i in (0, 1)]
+    assert [h["epoch"].tolist() for h in hists] == [[1], [1]]
+    assert not hists[0].equals(hists[1])                  # different seeds, different training
