@@ -26,7 +26,7 @@ _CFG = typer.Option(None, "--cfg", help="'job': print the resolved config and th
                                         "running nothing (as Hydra's --cfg job; same as --dry-run).")
 _DRY = typer.Option(False, "--dry-run", help="Print the resolved config and the grid (YAML); run and write nothing.")
 _SLURM = typer.Option(None, "--slurm", help="Slurm/submitit parameter KEY=VALUE (repeatable): gpus, mem (32G), "
-                                            "account, partition, time (minutes or H:M:S), qos, constraint, cpus, "
+                                            "account, partition, time (minutes or 2:00:00), qos, constraint, cpus, "
                                             "cluster (slurm | local), ...; cpus_per_task defaults to --threads.")
 _DEVICE = typer.Option(None, "--device", help="cpu | cuda: with cuda each Ray task asks for num_gpus=1 and each Slurm "
                                               "job for one GPU; also sets the config's device key when it has one.")
