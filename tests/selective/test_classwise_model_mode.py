@@ -48,7 +48,7 @@ def test_model_mode_matches_tensor_mode():
 
 def test_model_mode_input_errors():
     net = _Net()
-    x, y = torch.randn(10, 3), torch.randint(0, 2, (10,))
+    x, y = torch.randn(10, 3), torch.arange(10) % 2
     s = EuclideanClassWiseScore(k=2)
     with pytest.raises(ValueError, match="not both"):
         s.fit(ref={"embedding": x, "label": y}, model=net, loaders={"train": _loader(x, y)})

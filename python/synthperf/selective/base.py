@@ -21,6 +21,7 @@ files under ``outdir`` (``{prefix}-embeddings-{train|val}.safetensors`` for fit,
 """
 from __future__ import annotations
 
+import inspect
 import warnings
 from abc import ABC, abstractmethod
 from pathlib import Path
@@ -326,7 +327,11 @@ class EmbeddingScore(UncertaintyScore):
         self.n_features_in_ = int(ref_t.shape[1])
         self.trained = self.calibrated = False
         self.threshold = None
-        self._fit_impl(q)
+        if inspect.signature(self._fit_impl).parameters:
+            self._fit_impl(q)
+        elif type(self).fit is EmbeddingScore.fit:
+            self._fit_impl()
+        # else: a seapig-A subclass whose own fit() calls super().fit(...) and then self._fit_impl()
         return self
 
     def _check_query(self, X: Any) -> torch.Tensor:
