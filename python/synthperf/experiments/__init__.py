@@ -11,7 +11,7 @@ from typing import Any
 
 from .config import ConfigError, apply_overrides, expand_grid, load_config, parse_override, resolve
 from .runner import RunSummary, run_experiment
-from .results import load_results  # layout-agnostic reader of a run directory (issue 16)
+from .store import load_results
 
 _LAZY = {"write_report": ".reports", "plot_results": ".reports", "run_demo": ".demo"}
 

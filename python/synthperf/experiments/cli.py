@@ -163,7 +163,7 @@ def plot_command(
     import pandas as pd
 
     from .reports import filter_results, plot_results
-    from .results import load_results
+    from .store import load_results
 
     frames = []
     for r in results:
