@@ -39,14 +39,75 @@ def _f32(x: torch.Tensor) -> torch.Tensor:
     return x.to(torch.promote_types(x.dtype, torch.float32))
 
 
+def _compiling() -> bool:
+    """True while Dynamo traces: the data-dependent checks below are skipped there (the eager
+    call validates; a compiled graph must not break or sync on them)."""
+    return bool(torch.compiler.is_compiling())
+
+
+def check_float_tensor(x: Any, name: str, *, ndim: int | None = None, min_ndim: int = 1) -> torch.Tensor:
+    """``x`` (torch tensor, numpy array or nested list) as a float tensor, gradients kept.
+
+    numpy input of any layout (Fortran, transposed, negative strides) is copied C-contiguous
+    first; float16/bfloat16/integers stay as given (the criteria upcast to >= float32).
+    Raises TypeError (non-real dtype) or ValueError (wrong ndim, empty, NaN/inf), naming ``name``.
+    """
+    if not isinstance(x, torch.Tensor):
+        x = torch.from_numpy(np.ascontiguousarray(float_array(x, name, allow_empty=True)))
+    if x.dtype == torch.bool or x.dtype.is_complex or not (x.dtype.is_floating_point or x.dtype in _INT_DTYPES):
+        raise TypeError(f"{name} must hold real numbers, got dtype {x.dtype}")
+    if (ndim is not None and x.ndim != ndim) or x.ndim < min_ndim:
+        want = f"{ndim}-D" if ndim is not None else f"at least {min_ndim}-D"
+        raise ValueError(f"{name} must be {want}, got shape {tuple(x.shape)}")
+    if x.numel() == 0:
+        raise ValueError(f"{name} is empty (shape {tuple(x.shape)})")
+    if not x.dtype.is_floating_point:
+        x = x.to(torch.float32)
+    if not _compiling() and not bool(torch.isfinite(x.detach()).all()):
+        kind = "NaN" if bool(torch.isnan(x.detach()).any()) else "inf"
+        raise ValueError(f"{name} contains {kind}; every value must be finite")
+    return x
+
+
+def check_labels(y: Any, n: int, n_classes: int | None = None, *, name: str = "y",
+                 rows_of: str = "logits") -> torch.Tensor:
+    """``y`` as a (n,) int64 tensor of class indices in [0, n_classes) (TypeError for float or
+    bool labels, ValueError for a wrong shape/length or a class out of range, naming ``name``)."""
+    if not isinstance(y, torch.Tensor):
+        y = torch.from_numpy(np.ascontiguousarray(int_array(y, name)))
+    if y.dtype not in _INT_DTYPES:
+        raise TypeError(f"{name} must hold integer class indices, got dtype {y.dtype}")
+    if y.ndim != 1:
+        raise ValueError(f"{name} must be 1-D (one class per sample), got shape {tuple(y.shape)}")
+    if y.shape[0] != n:
+        raise ValueError(f"{name} has {y.shape[0]} entries but {rows_of} has {n} rows")
+    y = y.long()
+    if not _compiling() and n:
+        lo, hi = int(y.min()), int(y.max())
+        if lo < 0 or (n_classes is not None and hi >= n_classes):
+            bad = lo if lo < 0 else hi
+            raise ValueError(f"{name} holds class {bad}, outside [0, {n_classes if n_classes is not None else 'K'})"
+                             + (f" for {rows_of} with {n_classes} classes" if n_classes is not None else ""))
+    return y
+
+
+_INT_DTYPES = (torch.int8, torch.uint8, torch.int16, torch.int32, torch.int64)
+
+
 def loss_criterion(logits: torch.Tensor, y: torch.Tensor, features: torch.Tensor | None = None) -> torch.Tensor:
-    """C = -log p_y per sample, (B,) float32 (spec §3 ``loss``)."""
-    return F.cross_entropy(_f32(logits), y.long(), reduction="none")
+    """C = -log p_y per sample, (B,) float32 (spec §3 ``loss``).
+
+    logits (B, K) float (tensor or numpy), finite; y (B,) integer classes in [0, K).
+    ValueError/TypeError naming ``logits`` or ``y`` otherwise.
+    """
+    lg = check_float_tensor(logits, "logits", ndim=2)
+    return F.cross_entropy(_f32(lg), check_labels(y, lg.shape[0], lg.shape[1]), reduction="none")
 
 
 def entropy_criterion(logits: torch.Tensor, y: torch.Tensor, features: torch.Tensor | None = None) -> torch.Tensor:
-    """C = H(softmax(logits)) per sample, (B,) float32 (spec §3 ``entropy``)."""
-    logp = torch.log_softmax(_f32(logits), dim=-1)
+    """C = H(softmax(logits)) per sample, (B,) float32 (spec §3 ``entropy``); logits (B, K)
+    float, finite (``y`` is not read)."""
+    logp = torch.log_softmax(_f32(check_float_tensor(logits, "logits", ndim=2)), dim=-1)
     return -(logp.exp() * logp).sum(dim=-1)
 
 
@@ -94,6 +155,8 @@ class HardnessCriterion(torch.nn.Module):
         Every class in [0, K) needs at least one sample (K = n_classes or max(label)+1).
         """
         X = float_array(features, "features", ndim=2).astype(np.float64)
+        if not np.isfinite(X).all():
+            raise ValueError("features contains inf; every feature must be finite")
         yl = int_array(labels, "labels", ndim=1)
         if X.shape[0] != yl.shape[0]:
             raise ValueError(f"features has {X.shape[0]} rows but labels has {yl.shape[0]}")
@@ -135,8 +198,9 @@ class HardnessCriterion(torch.nn.Module):
         if features is None:
             raise ValueError("criterion 'hardness' needs classifier features: wrap the classifier in "
                              "FeatureClassifier(backbone, head) or give it forward_with_features()")
-        f = _f32(features)
-        d = f - self.means_.to(device=f.device, dtype=f.dtype)[y.long()]
+        f = _f32(check_float_tensor(features, "features", ndim=2))
+        yl = check_labels(y, f.shape[0], self.n_classes_, rows_of="features")
+        d = f - self.means_.to(device=f.device, dtype=f.dtype)[yl]
         P = self.precision_.to(device=f.device, dtype=f.dtype)
         return 0.5 * ((d @ P) * d).sum(dim=-1)
 

@@ -25,7 +25,8 @@ from typing import Sequence
 import torch
 from torch import nn
 
-from .criteria import Criterion, evaluate_criteria, needs_features
+from .._validation import positive_int
+from .criteria import Criterion, check_float_tensor, check_labels, evaluate_criteria, needs_features
 
 GUIDANCE_MODES: tuple[str, ...] = ("latent_shift_normalized", "eps_shift")
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -95,7 +96,7 @@ class FeedbackGuidanceStep(nn.Module):
         self._criteria_modules = nn.ModuleList([c for c in self.criteria if isinstance(c, nn.Module)])
         self.want_features = any(needs_features(c) for c in self.criteria)
         self.mode = mode
-        self.classifier_size = classifier_size
+        self.classifier_size = None if classifier_size is None else positive_int(classifier_size, "classifier_size")
         self.register_buffer("mean", torch.tensor(list(mean), dtype=torch.float32).view(1, -1, 1, 1), persistent=False)
         self.register_buffer("std", torch.tensor(list(std), dtype=torch.float32).view(1, -1, 1, 1), persistent=False)
 
@@ -121,6 +122,19 @@ class FeedbackGuidanceStep(nn.Module):
             return p.dtype
         return torch.float32
 
+    def check_inputs(self, z, y, w, crit_index) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(z, y, w, crit_index) validated: z (B, ...) finite float, made contiguous; y (B,) int
+        classes >= 0 (the upper bound is checked by the criterion against K); w (B,) finite
+        float; crit_index (B,) int in [0, len(criteria)). Tensors keep their device and dtype."""
+        z = check_float_tensor(z, "z", min_ndim=2).contiguous()
+        B = z.shape[0]
+        y = check_labels(y, B, None, rows_of="z")
+        w = check_float_tensor(w, "w", ndim=1)
+        if w.shape[0] != B:
+            raise ValueError(f"w has {w.shape[0]} entries but z has {B} rows (one guidance scale per sample)")
+        crit_index = check_labels(crit_index, B, len(self.criteria), name="crit_index", rows_of="z")
+        return z, y, w, crit_index
+
     def _objective(self, z: torch.Tensor, y: torch.Tensor, crit_index: torch.Tensor, noise_coef: torch.Tensor,
                    cond: tuple[torch.Tensor, ...]) -> tuple[torch.Tensor, torch.Tensor]:
         x0_hat = self.denoiser(z, *cond)                                   # §2 b-c
@@ -141,7 +155,14 @@ class FeedbackGuidanceStep(nn.Module):
         denoiser's remaining tensor arguments. Returns (delta, C): delta has z's shape and
         dtype (the latent increment, or the eps increment in ``eps_shift`` mode), C (B,)
         float32 is the criterion at the guided estimate.
+
+        Eager calls validate first (:meth:`check_inputs`: ValueError/TypeError naming z, y, w or
+        crit_index; numpy input is accepted and any layout is made C-contiguous, so a Fortran,
+        strided or reversed z gives exactly the contiguous answer). Under ``torch.compile`` the
+        checks are skipped (no graph break, no host sync); validate once before compiling.
         """
+        if not torch.compiler.is_compiling():
+            z, y, w, crit_index = self.check_inputs(z, y, w, crit_index)
         with torch.enable_grad():
             zg = z.detach().requires_grad_(True)
             total, C = self._objective(zg, y, crit_index, noise_coef, cond)
