@@ -76,13 +76,17 @@ def _gamma_vector(gamma: Any, d: int, dtype: np.dtype, name: str = "gamma") -> n
 
 def _check_variances_in_dtype(g: np.ndarray, cast: np.ndarray, name: str) -> None:
     """The kernels compute in the scores' dtype: a variance that under/overflows there (e.g.
-    1e-50 in float32 becomes 0 and gives NaN) is rejected after the cast, naming it."""
-    bad = ~np.isfinite(cast) | (cast <= 0)
+    1e-50 in float32 becomes 0 and gives NaN) is rejected after the cast, naming it. So is a
+    subnormal one (float64 1e-320 < finfo.tiny): its reciprocal 1/gamma overflows to inf in
+    the logits and the score, giving NaN (issue 17); finfo.tiny (2.2e-308 float64, 1.2e-38
+    float32) is the smallest variance whose reciprocal stays finite."""
+    bad = ~np.isfinite(cast) | ~(cast >= np.finfo(cast.dtype).tiny)
     if bad.any():
         i = np.unravel_index(int(np.flatnonzero(bad.reshape(-1))[0]), g.shape)
         raise ValueError(f"{name} = {float(g[i])!r} (entry {tuple(int(v) for v in i)}) is not representable as a "
-                         f"positive finite {cast.dtype} (it becomes {float(cast[i])!r}); use float64 inputs or "
-                         f"a variance within the {cast.dtype} range")
+                         f"positive finite normal {cast.dtype} >= {float(np.finfo(cast.dtype).tiny):.3g} (it becomes "
+                         f"{float(cast[i])!r}, and 1/{name} overflows); use float64 inputs or a variance within "
+                         f"the {cast.dtype} range")
 
 
 def _validate_pair(x: Any, data: Any, x_name: str = "x") -> tuple[np.ndarray, np.ndarray]:
@@ -146,7 +150,8 @@ def _gamma_tensor(gamma: Any, d: int, dtype: Any, device: Any) -> Any:
     if g.shape[0] != d:
         raise ValueError(f"gamma has {g.shape[0]} entries but the data have d = {d} dimensions")
     cast = g.to(dtype)
-    if not bool((torch.isfinite(g) & (g > 0) & torch.isfinite(cast) & (cast > 0)).all()):
+    tiny = torch.finfo(cast.dtype).tiny  # subnormal variances overflow 1/gamma (see _check_variances_in_dtype)
+    if not bool((torch.isfinite(g) & (g > 0) & torch.isfinite(cast) & (cast >= tiny)).all()):
         _gamma_vector(g.detach().cpu().numpy(), d, _np_dtype(dtype))  # raises the host message
     return cast.contiguous()
 
