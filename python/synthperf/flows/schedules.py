@@ -31,6 +31,7 @@ import numpy as np
 from numpy.typing import ArrayLike
 
 from .._validation import float_array, positive_int, real_scalar
+from ._sizes import check_alloc
 
 G_TYPES = ("orig", "constant_inflation_gap")
 FORMS = ("code", "paper")
@@ -42,7 +43,11 @@ def pca_eigenbasis(x: ArrayLike) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 
     Signs are fixed so each column's largest-magnitude entry is positive (deterministic).
     """
-    arr = float_array(x, "x", ndim=2).astype(np.float64)
+    # C order first: np.cov/mean on a Fortran or transposed view sum in another order and
+    # change the last bits, so every layout gives exactly the contiguous answer (issue 17)
+    arr = np.ascontiguousarray(float_array(x, "x", ndim=2), dtype=np.float64)
+    if not np.isfinite(arr).all():
+        raise ValueError("x contains inf; every sample must be finite for a covariance")
     if arr.shape[0] < 2:
         raise ValueError(f"x needs at least 2 samples for a covariance, got {arr.shape[0]}")
     mean = arr.mean(axis=0)
@@ -59,7 +64,7 @@ def pca_eigenbasis(x: ArrayLike) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 def g_vector(data_dim: int, dims_to_keep: int, *, g_type: str = "orig", inflation_gap: float = 1.0,
              g_rescaling: float = 1.0) -> np.ndarray:
     """The per-eigendimension rate vector g [d] (§1.2 "g vector"), float64."""
-    d = positive_int(data_dim, "data_dim")
+    d = check_alloc(positive_int(data_dim, "data_dim"), "data_dim")
     k = positive_int(dims_to_keep, "dims_to_keep")
     if k > d:
         raise ValueError(f"dims_to_keep = {k} exceeds data_dim = {d}; keep at most data_dim dimensions")

@@ -17,6 +17,7 @@ import numpy as np
 
 from .._validation import positive_int, real_scalar
 from ..ops.discrete_score import pfode_step, snapshot_slots
+from ._sizes import check_alloc
 
 #: Solver names; each is one of the kernels' update rules (``ops.discrete_score.UPDATE_RULES``).
 SOLVERS: tuple[str, ...] = ("euler", "heun")
@@ -38,7 +39,7 @@ def save_steps(n_steps: int, save_every: int) -> np.ndarray:
 
 def ifs_times(n: int, h: float) -> np.ndarray:
     """'ifs' grid [n], ascending: t_k = k T/(n-1) with T = n h (§1.4)."""
-    n = positive_int(n, "n", minimum=2)
+    n = check_alloc(positive_int(n, "n", minimum=2), "n")
     h = real_scalar(h, "h", allow_inf=False)
     if h <= 0:
         raise ValueError(f"h must be > 0, got {h}")
@@ -46,8 +47,13 @@ def ifs_times(n: int, h: float) -> np.ndarray:
 
 
 def vp_ode_times(n: int, end_time: float = 15.01, eps_s: float = 1e-2) -> np.ndarray:
-    """'vp_ode' grid [n], descending T -> eps_s (generation order; melt uses it reversed)."""
-    n = positive_int(n, "n", minimum=2)
+    """'vp_ode' grid [n], descending T -> eps_s (generation order; melt uses it reversed).
+
+    ``0 <= eps_s < end_time``: the grid t_k = T + k/(n-1) (eps_s - T) is linear in eps_s
+    (spec §1.4 'vp_ode': no log or ratio of eps_s), and gamma(t) = gamma0 exp(rho (1+g) t) > 0
+    at t = 0 (§1.2), so eps_s = 0 is a valid grid ending at t = 0 (as the 'ifs' grid does).
+    """
+    n = check_alloc(positive_int(n, "n", minimum=2), "n")
     T = real_scalar(end_time, "end_time", allow_inf=False)
     e = real_scalar(eps_s, "eps_s", allow_inf=False)
     if not 0 <= e < T:

@@ -23,6 +23,7 @@ from __future__ import annotations
 import numpy as np
 
 from .._validation import positive_int
+from ._sizes import check_alloc
 
 TOY_DATASETS: dict[str, int] = {
     "circles": 2, "moons": 2, "sine2": 2, "swirl": 3, "s_curve": 3, "alt_swirl": 3, "alt_s_curve": 3,
@@ -93,6 +94,9 @@ def make_toy(name: str, n: int, *, seed: int = 0, augment_to: int | None = None,
     if name not in TOY_DATASETS:
         raise ValueError(f"unknown toy dataset {name!r}: expected one of {sorted(TOY_DATASETS)}")
     n = positive_int(n, "n", minimum=2)
+    dim = 3 if augment_to is None else check_alloc(positive_int(augment_to, "augment_to"), "augment_to",
+                                                   bytes_per=8 * 3)  # the [augment_to, d <= 3] embedding
+    check_alloc(n, "n", bytes_per=8 * 2 * max(dim, 3))  # the raw draw and the float64 [n, d] result
     rng = np.random.default_rng(seed)
     if name in ("alt_swirl", "alt_s_curve"):
         raw = (_swirl_raw if name == "alt_swirl" else _s_curve_raw)(n, rng)
