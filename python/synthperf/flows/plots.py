@@ -21,6 +21,7 @@ from typing import Any
 
 import numpy as np
 
+from .._io import save_figure
 from .._validation import positive_int
 
 
@@ -126,7 +127,4 @@ def plot_flow_trajectories(net: Any, out_stem: str | Path, *, x01: Any = None, y
     ax.legend(fontsize=7, ncol=2)
     out = Path(out_stem)
     out.parent.mkdir(parents=True, exist_ok=True)
-    paths = [out.parent / f"{out.name}.png", out.parent / f"{out.name}.pdf"]
-    fig.savefig(paths[0], dpi=130)
-    fig.savefig(paths[1])
-    return paths
+    return save_figure(fig, out, dpi=130)  # <stem>.png + <stem>.pdf, each written atomically

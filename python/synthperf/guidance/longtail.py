@@ -29,6 +29,8 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from .._io import save_figure
+
 ARMS: tuple[str, ...] = ("real", "unguided", "loss", "entropy", "hardness")
 GENERATOR_DATA: tuple[str, ...] = ("longtail", "balanced")
 
@@ -235,10 +237,7 @@ def plot_longtail(df, path: str | os.PathLike) -> list[Path]:
     ax.set_title(f"long-tailed digits top-up (generator trained on: {gd}; n={int(s['n_seeds'].max())} seeds)")
     fig.tight_layout()
     base = Path(path)
+    if base.suffix.lower() in (".png", ".pdf"):  # PATH.png / PATH.pdf name the stem PATH
+        base = base.with_suffix("")
     base.parent.mkdir(parents=True, exist_ok=True)
-    paths = []
-    for ext in ("png", "pdf"):
-        p = base.with_suffix(f".{ext}")
-        fig.savefig(p, dpi=150)
-        paths.append(p)
-    return paths
+    return save_figure(fig, base, dpi=150)  # PATH.png + PATH.pdf, each written atomically
