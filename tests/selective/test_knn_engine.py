@@ -93,7 +93,8 @@ def test_factory_string_opt_in_and_invalid():
     import faiss
 
     assert isinstance(idx.index_, faiss.IndexHNSWFlat)
-    assert isinstance(KNNIndex().build(ref).index_, faiss.IndexFlatL2)
+    assert isinstance(KNNIndex().build(ref).index_, knn_mod.ExactKNN)  # exact torch engine by default
+    assert isinstance(KNNIndex(engine="faiss").build(ref).index_._faiss, faiss.IndexFlatL2)
     d, i = idx.search(ref[:20], 1)
     assert (i[:, 0] == torch.arange(20)).float().mean() >= 0.9  # approximate, but finds itself
     with pytest.raises(ValueError, match="factory"):
@@ -134,7 +135,7 @@ def test_gpu_path_taken_when_faiss_has_gpus(monkeypatch):
     assert not knn_mod.faiss_gpu_usable("cpu")
     rng = np.random.default_rng(4)
     ref, q = rng.standard_normal((40, 4)).astype(np.float32), rng.standard_normal((6, 4)).astype(np.float32)
-    idx = KNNIndex(device="cuda:0").build(ref)
+    idx = KNNIndex(device="cuda:0", engine="faiss").build(ref)
     assert idx.on_gpu_ and calls == [0]
     rd, _ = brute_force_knn(ref, q, 2)
     np.testing.assert_allclose(idx.search(q, 2)[0].numpy(), rd, rtol=1e-4, atol=1e-5)
@@ -218,7 +219,7 @@ def test_faiss_gpu_index_matches_reference():
         pytest.skip("the installed faiss is a CPU build (install the faiss-gpu extra)")
     rng = np.random.default_rng(10)
     ref, q = rng.standard_normal((3000, 16)).astype(np.float32), rng.standard_normal((500, 16)).astype(np.float32)
-    idx = KNNIndex(device="cuda").build(torch.from_numpy(ref).cuda())
+    idx = KNNIndex(device="cuda", engine="faiss").build(torch.from_numpy(ref).cuda())
     assert idx.on_gpu_
     d, i = idx.search(torch.from_numpy(q).cuda(), 4)
     assert d.device.type == "cuda"

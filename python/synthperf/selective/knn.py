@@ -25,6 +25,7 @@ of shape (N_query, k), on the query's device.
 """
 from __future__ import annotations
 
+import json
 import warnings
 from pathlib import Path
 from typing import Any
@@ -32,12 +33,15 @@ from typing import Any
 import numpy as np
 import torch
 
+from .._io import atomic_write_bytes, atomic_write_text
 from ..backend import resolve_backend
 from ..progress import track
 from .._validation import positive_int
 from ._common import check_embeddings, logger
+from .knn_exact import ExactKNN, ShardedReference, data_fingerprint
 
-SUPPORTED_BACKENDS = ("reference", "cpu")
+SUPPORTED_BACKENDS = ("reference", "cpu", "cuda")
+ENGINES = ("torch", "faiss")
 METRICS = ("l2", "ip")
 
 
@@ -124,6 +128,48 @@ def brute_force_knn(ref: np.ndarray, query: np.ndarray, k: int, *, metric: str =
     return (dist if metric == "l2" else -dist), idx
 
 
+class _FaissScreenKNN(ExactKNN):
+    """ExactKNN whose screening step is a faiss flat index (CPU BLAS path, or faiss-gpu's
+    GpuIndexFlat) on the centred/scaled float32 data; re-ranking and certificate are shared."""
+
+    def __init__(self, *, gpu_device: torch.device | None = None, **kw: Any) -> None:
+        super().__init__(**kw)
+        self.gpu_device = gpu_device
+        self.on_gpu_ = False
+        self._gpu_res = None
+
+    def build(self, ref: Any) -> "_FaissScreenKNN":
+        super().build(ref)
+        faiss = import_faiss()
+        data = np.ascontiguousarray(self._rt.T.float().cpu().numpy())
+        index = faiss.IndexFlatL2(self.d_) if self.metric == "l2" else faiss.IndexFlatIP(self.d_)
+        if faiss_gpu_usable(self.gpu_device):
+            self._gpu_res = faiss.StandardGpuResources()
+            index, self.on_gpu_ = faiss.index_cpu_to_gpu(self._gpu_res, self.gpu_device.index or 0, index), True
+        index.add(data)
+        self._faiss = index
+        self._sdtype = torch.float32
+        return self
+
+    def _screen(self, qs: torch.Tensor, kp: int, nb: int, self_start: int | None):
+        extra = 1 if self_start is not None else 0
+        kk = min(kp + extra, self.ntotal_)
+        d, i = self._faiss.search(np.ascontiguousarray(qs.float().cpu().numpy()), kk)
+        v = torch.from_numpy(d).to(self._dev).double()
+        i = torch.from_numpy(i.astype(np.int64)).to(self._dev)
+        if self.metric == "l2":  # faiss returns ||q'||^2 + key; back to key space
+            v = v - (qs.double() ** 2).sum(1, keepdim=True)
+        else:
+            v = -v
+        v[i < 0] = float("inf")
+        if self_start is not None:
+            own = i == (self_start + torch.arange(i.shape[0], device=self._dev))[:, None]
+            v[own] = float("inf")
+            v, o = v.sort(dim=1, stable=True)
+            v, i = v[:, :kk - extra], i.gather(1, o)[:, :kk - extra]
+        return v, i
+
+
 class KNNIndex:
     """An exact (or factory-string approximate) k-NN index over a reference matrix.
 
@@ -131,33 +177,47 @@ class KNNIndex:
     -------------------------
     metric : ``"l2"`` (squared Euclidean, default) or ``"ip"`` (inner product).
     index_factory : faiss factory string for an approximate index (``"HNSW32"``, ``"IVF64,Flat"``);
-        None (default) means exact ``IndexFlat``.
-    chunk_size : query rows per faiss call (bounds the result memory; default 16384).
-    device : where the index lives; CUDA uses faiss-gpu when available, else the CPU index.
-        None means the reference's device at ``build`` time.
-    backend : ``"reference"`` (numpy brute force), ``"cpu"``/``"auto"``/None (faiss).
+        None (default) means exact search (:mod:`synthperf.selective.knn_exact`).
+    chunk_size : query rows per search call (bounds the result memory; default 16384).
+    device : where the index lives (None: the reference's device at ``build`` time).
+    backend : ``"reference"`` (numpy brute force), ``"cpu"`` or ``"cuda"`` (the exact torch
+        engine on that device; CUDA data or ``device="cuda"`` select CUDA under ``"auto"``/None).
+    engine : exact screening engine: ``"torch"`` (blocked GEMM + streaming top-k', default) or
+        ``"faiss"`` (faiss flat index; faiss-gpu on a CUDA device). Both re-rank in float64 and
+        certify the result (module notes of ``knn_exact``).
+    margin, precision : screening candidates beyond k, screening dtype (``ExactKNN``).
 
-    Fitted attributes: ``ntotal_`` (reference rows), ``d_`` (dimension), ``index_`` (the faiss
-    index, or the float32 reference array for the reference backend), ``on_gpu_``.
+    Fitted attributes: ``ntotal_``, ``d_``, ``index_`` (the engine: ``ExactKNN``, a faiss index
+    for factory strings, or the float32 array for the reference backend), ``on_gpu_``,
+    ``fingerprint_`` (SHA-256 of the indexed data, :func:`knn_exact.data_fingerprint`; None for shards).
+    Distances are float64 when the reference is float64, else float32.
     """
 
     def __init__(self, *, metric: str = "l2", index_factory: str | None = None, chunk_size: int = 16384,
-                 device: torch.device | str | None = None, backend: str | None = None) -> None:
+                 device: torch.device | str | None = None, backend: str | None = None, engine: str = "torch",
+                 margin: int = 8, precision: str = "auto") -> None:
         if metric not in METRICS:
             raise ValueError(f"metric must be one of {METRICS}, got {metric!r}")
         if index_factory is not None and not isinstance(index_factory, str):
             raise TypeError(f"index_factory must be a faiss factory string or None, got {type(index_factory).__name__}")
+        if engine not in ENGINES:
+            raise ValueError(f"engine must be one of {ENGINES}, got {engine!r}")
         self.metric = metric
         self.index_factory = index_factory
         self.chunk_size = positive_int(chunk_size, "chunk_size")
         self.device = torch.device(device) if device is not None else None
+        self._backend_arg = backend
         self.backend = resolve_backend(backend, supported=SUPPORTED_BACKENDS, kernel="selective KNN")
         if self.backend == "reference" and index_factory is not None:
             raise ValueError("index_factory needs the faiss backend; backend='reference' is exact brute force")
+        self.engine, self.margin, self.precision = engine, margin, precision
+        ExactKNN(metric=metric, margin=margin, precision=precision)  # validates margin/precision
         self.index_ = None
         self.ntotal_ = 0
         self.d_ = 0
         self.on_gpu_ = False
+        self.fingerprint_: str | None = None
+        self._dtype = torch.float32
         self._gpu_res = None
 
     # -- building ---------------------------------------------------------------------------
@@ -166,8 +226,6 @@ class KNNIndex:
 
     def _new_cpu_index(self, d: int, train_data: np.ndarray):
         faiss = import_faiss()
-        if self.index_factory is None:
-            return faiss.IndexFlatL2(d) if self.metric == "l2" else faiss.IndexFlatIP(d)
         try:
             index = faiss.index_factory(d, self.index_factory, self._faiss_metric(faiss))
         except RuntimeError as exc:
@@ -177,7 +235,7 @@ class KNNIndex:
         return index
 
     def _maybe_to_gpu(self, index):
-        """Move a flat CPU index to the GPU when ``device`` is CUDA and faiss has GPUs."""
+        """Move a CPU faiss index to the GPU when ``device`` is CUDA and faiss has GPUs."""
         if not faiss_gpu_usable(self.device):
             return index, False
         faiss = import_faiss()
@@ -185,24 +243,63 @@ class KNNIndex:
             self._gpu_res = faiss.StandardGpuResources()
         return faiss.index_cpu_to_gpu(self._gpu_res, self.device.index or 0, index), True
 
+    def _engine_device(self, ref_device: torch.device) -> torch.device:
+        if self.backend == "cuda":
+            if not torch.cuda.is_available():
+                if self._backend_arg == "cuda":
+                    raise ValueError("backend='cuda' needs a CUDA build of torch that sees a GPU "
+                                     "(torch.cuda.is_available() is False)")
+                return torch.device("cpu")
+            return self.device if self.device is not None and self.device.type == "cuda" else torch.device("cuda")
+        if self._backend_arg in (None, "auto") and self.device is not None and self.device.type == "cuda" \
+                and torch.cuda.is_available():
+            return self.device
+        if self._backend_arg in (None, "auto") and ref_device.type == "cuda":
+            return ref_device
+        return torch.device("cpu")
+
     def build(self, ref: Any, *, check_finite: bool = True) -> "KNNIndex":
-        """Index the reference matrix ``ref`` (N, D); returns self. ``check_finite=False`` skips
-        the NaN/inf scan for data the caller already validated."""
+        """Index the reference ``ref``: an (N, D) array/tensor or a :class:`ShardedReference`
+        (memory-mapped ``.npy`` shards, exact engines only); returns self. ``check_finite=False``
+        skips the NaN/inf scan for data the caller already validated."""
+        if isinstance(ref, ShardedReference):
+            if self.backend == "reference" or self.index_factory is not None or self.engine != "torch":
+                raise ValueError("a ShardedReference needs the exact torch engine (backend 'cpu'/'cuda', "
+                                 "engine='torch', no index_factory)")
+            self.index_ = ExactKNN(metric=self.metric, margin=self.margin, precision=self.precision,
+                                   device=self._engine_device(torch.device("cpu"))).build(ref)
+            self.d_, self.ntotal_, self._dtype = ref.dim, len(ref), ref.dtype
+            self.fingerprint_ = None
+            return self
         ref_t = check_embeddings(ref, "ref", check_finite=check_finite)
         if self.device is None and ref_t.device.type == "cuda":
-            self.device = ref_t.device  # CUDA embeddings: use faiss-gpu when it sees a GPU
-        data = np.ascontiguousarray(ref_t.detach().cpu().numpy(), dtype=np.float32)
-        self.d_, self.ntotal_ = data.shape[1], data.shape[0]
+            self.device = ref_t.device  # CUDA embeddings: keep the search on that device
+        self.d_, self.ntotal_ = int(ref_t.shape[1]), int(ref_t.shape[0])
+        self._dtype = ref_t.dtype
+        self.fingerprint_ = data_fingerprint(ref_t)
         if self.backend == "reference":
-            self.index_ = data
+            self.index_ = np.ascontiguousarray(ref_t.detach().cpu().numpy(), dtype=np.float64)
             return self
+        if self.index_factory is None:
+            dev = self._engine_device(ref_t.device)
+            if self.engine == "faiss":
+                self.index_ = _FaissScreenKNN(metric=self.metric, margin=self.margin, precision="float32",
+                                              device=torch.device("cpu"), gpu_device=self.device).build(ref_t.detach().cpu())
+                self.on_gpu_ = self.index_.on_gpu_
+            else:
+                self.index_ = ExactKNN(metric=self.metric, margin=self.margin, precision=self.precision,
+                                       device=dev).build(ref_t.detach())
+                self.on_gpu_ = dev.type == "cuda"
+            logger.debug("built exact %s index: %d x %d (gpu=%s)", self.engine, self.ntotal_, self.d_, self.on_gpu_)
+            return self
+        data = np.ascontiguousarray(ref_t.detach().cpu().numpy(), dtype=np.float32)
         index = self._new_cpu_index(self.d_, data)
         index, self.on_gpu_ = self._maybe_to_gpu(index)
         starts = range(0, data.shape[0], self.chunk_size)
         for s in track(starts, "Indexing", total=len(starts)):
             index.add(data[s:s + self.chunk_size])
         self.index_ = index
-        logger.debug("built %s index: %d x %d (gpu=%s)", self.index_factory or "flat", *data.shape, self.on_gpu_)
+        logger.debug("built %s index: %d x %d (gpu=%s)", self.index_factory, *data.shape, self.on_gpu_)
         return self
 
     # -- searching --------------------------------------------------------------------------
@@ -221,7 +318,8 @@ class KNNIndex:
 
         query : (M, D). With ``exclude_self=True`` the query must be the reference itself
         (M = ntotal) and row i's own entry is excluded (leave-one-out, see module notes).
-        Returns (distances float32 (M, k), indices int64 (M, k)) on the query's device.
+        Returns (distances (M, k), indices int64 (M, k)) on the query's device; distances are
+        float64 when the reference or the query is float64, else float32.
         """
         self._check_fitted()
         k = positive_int(k, "k")
@@ -229,24 +327,28 @@ class KNNIndex:
         if exclude_self and q_t.shape[0] != self.ntotal_:
             raise ValueError(f"exclude_self=True needs the reference itself as query ({self.ntotal_} rows), "
                              f"got {q_t.shape[0]} rows")
-        q = np.ascontiguousarray(q_t.detach().cpu().numpy(), dtype=np.float32)
+        out_dtype = np.float64 if torch.float64 in (self._dtype, q_t.dtype) else np.float32
         extra = 1 if exclude_self else 0
-        kk = k + extra
-        n = q.shape[0]
-        out_d = np.empty((n, k), dtype=np.float32)
+        n = q_t.shape[0]
+        out_d = np.empty((n, k), dtype=out_dtype)
         out_i = np.empty((n, k), dtype=np.int64)
         starts = range(0, n, self.chunk_size)
+        exact = isinstance(self.index_, ExactKNN)
+        q = None if exact else np.ascontiguousarray(q_t.detach().cpu().numpy(),
+                                                    dtype=np.float64 if self.backend == "reference" else np.float32)
         for s in track(starts, "KNN search", total=len(starts)):
             e = min(s + self.chunk_size, n)
-            if self.backend == "reference":
+            if exact:
+                d, i = self.index_.search(q_t[s:e].detach(), k, exclude_self=exclude_self, row_offset=s)
+                d, i = d.cpu().numpy(), i.cpu().numpy()
+            elif self.backend == "reference":
                 d, i = brute_force_knn(self.index_, q[s:e], k, metric=self.metric,
                                        self_offset=s if exclude_self else None)
-                d = d.astype(np.float32)
-                d[i < 0] = 0.0
             else:
-                d, i = self._search_chunk(q[s:e], kk)
+                d, i = self._search_chunk(q[s:e], k + extra)
                 if exclude_self:
                     d, i = _drop_self(d, i, np.arange(s, e, dtype=np.int64))
+            d = np.where(i < 0, 0.0, d)
             out_d[s:e], out_i[s:e] = d, i
         _pad_and_check(out_d, out_i, k, self.metric, self.ntotal_ - extra)
         if self.metric == "l2":
@@ -257,22 +359,35 @@ class KNNIndex:
     # -- persistence ------------------------------------------------------------------------
     def _cpu_index(self):
         faiss = import_faiss()
-        if self.backend == "reference":
+        if isinstance(self.index_, ExactKNN) or self.backend == "reference":
+            data = self._data_f32()
             index = faiss.IndexFlatL2(self.d_) if self.metric == "l2" else faiss.IndexFlatIP(self.d_)
-            index.add(self.index_)
+            index.add(data)
             return index
         return faiss.index_gpu_to_cpu(self.index_) if self.on_gpu_ else self.index_
 
+    def _data_f32(self) -> np.ndarray:
+        if isinstance(self.index_, ExactKNN):
+            if self.index_._ref is None:
+                raise ValueError("an index over a ShardedReference cannot be saved; keep the shards instead")
+            return np.ascontiguousarray(self.index_._ref.detach().cpu().numpy(), dtype=np.float32)
+        return np.ascontiguousarray(self.index_, dtype=np.float32)
+
     def save(self, path: str | Path) -> Path:
-        """Write the index to ``path`` (faiss binary format; parent folders are created)."""
+        """Write the index to ``path`` (faiss binary format, float32) and its metadata (data
+        fingerprint, metric, shape, dtype) to ``path + '.json'``, both atomically."""
         self._check_fitted()
         p = Path(path)
-        p.parent.mkdir(parents=True, exist_ok=True)
-        import_faiss().write_index(self._cpu_index(), str(p))
+        faiss = import_faiss()
+        atomic_write_bytes(p, faiss.serialize_index(self._cpu_index()).tobytes())
+        meta = {"fingerprint": self.fingerprint_, "metric": self.metric, "shape": [self.ntotal_, self.d_],
+                "dtype": str(self._dtype).replace("torch.", ""), "index_factory": self.index_factory}
+        atomic_write_text(meta_path(p), json.dumps(meta))
         return p
 
     def load(self, path: str | Path) -> "KNNIndex":
-        """Replace the contents by the index stored at ``path``; returns self."""
+        """Replace the contents by the index stored at ``path``; returns self. ``fingerprint_``
+        is read from the metadata sidecar (None when it is missing: an index of unknown data)."""
         faiss = import_faiss()
         p = Path(path)
         if not p.is_file():
@@ -285,11 +400,30 @@ class KNNIndex:
         if file_metric != self.metric:
             raise ValueError(f"index file {p} uses metric {file_metric!r} but this index expects {self.metric!r}")
         self.d_, self.ntotal_ = int(index.d), int(index.ntotal)
+        self.fingerprint_ = None
+        mp = meta_path(p)
+        if mp.is_file():
+            try:
+                self.fingerprint_ = json.loads(mp.read_text(encoding="utf-8")).get("fingerprint")
+            except (ValueError, AttributeError):
+                self.fingerprint_ = None
+        self._dtype = torch.float32
+        flat = isinstance(index, (faiss.IndexFlatL2, faiss.IndexFlatIP)) or type(index).__name__.startswith("IndexFlat")
         if self.backend == "reference":
-            self.index_ = index.reconstruct_n(0, index.ntotal).astype(np.float32)
+            self.index_ = index.reconstruct_n(0, index.ntotal).astype(np.float64)
+        elif flat and self.index_factory is None:
+            data = torch.from_numpy(index.reconstruct_n(0, index.ntotal).astype(np.float32))
+            self.index_ = ExactKNN(metric=self.metric, margin=self.margin, precision=self.precision,
+                                   device=self._engine_device(torch.device("cpu"))).build(data)
         else:
             self.index_, self.on_gpu_ = self._maybe_to_gpu(index)
         return self
+
+
+def meta_path(path: str | Path) -> Path:
+    """The metadata sidecar of an index file: ``<path>.json``."""
+    p = Path(path)
+    return p.with_name(p.name + ".json")
 
 
 def knn_search(ref: Any, query: Any, k: int, *, exclude_self: bool = False, metric: str = "l2",

@@ -17,7 +17,9 @@ stat one of
 
 Σ is the unbiased (N-1) covariance of the reference (one global covariance, as seapig).
 Reference self-scores (no calibration set) use exact leave-one-out neighbours
-(:mod:`synthperf.selective.knn`). KNN scores are float32 (the faiss index is float32).
+(:mod:`synthperf.selective.knn`). KNN scores are float32, float64 for float64 embeddings
+(never cast down: issue 17). ``save_index`` files carry a data fingerprint (``<file>.json``);
+a file built from other data is rebuilt with a warning instead of reused.
 """
 from __future__ import annotations
 
@@ -33,6 +35,7 @@ from .._validation import positive_int, real_scalar
 from ._common import logger, quantile_threshold
 from .base import EmbeddingScore
 from .knn import KNNIndex
+from .knn_exact import data_fingerprint
 
 STATS = ("max", "mean", "median", "min", "rms")
 
@@ -63,14 +66,15 @@ class KNNScore(EmbeddingScore):
     save_index : False, True (writes ``{ident}_index.bin`` in the working directory) or a
         ``.bin`` path; an existing file is loaded instead of rebuilding (with a warning).
     index_factory : faiss factory string for an approximate index (default exact flat).
-    chunk_size, device, backend : passed to :class:`~synthperf.selective.knn.KNNIndex`.
+    chunk_size, device, backend, engine : passed to :class:`~synthperf.selective.knn.KNNIndex`
+        (exact torch engine by default; ``engine="faiss"`` screens with a faiss flat index).
     """
 
     ident = "knn"
 
     def __init__(self, k: int = 1, stat: str = "max", pca: Any = None, save_index: bool | str | Path = False, *,
                  index_factory: str | None = None, chunk_size: int = 16384, device: Any = None,
-                 backend: str | None = None) -> None:
+                 backend: str | None = None, engine: str = "torch") -> None:
         super().__init__(pca=pca)
         self.k = positive_int(k, "k")
         if not isinstance(stat, str) or stat not in STATS:
@@ -78,6 +82,7 @@ class KNNScore(EmbeddingScore):
         self.stat = stat
         self.index_factory = index_factory
         self.chunk_size = positive_int(chunk_size, "chunk_size")
+        self.engine = engine
         self.device = device
         self.backend = backend_option(backend)  # None: the process setting (synthperf.backend) at fit time
         self.ident = f"{type(self).ident}-k{self.k}-{'full' if pca is None else 'pca'}"
@@ -100,7 +105,7 @@ class KNNScore(EmbeddingScore):
         """Learn any transform of the embedding space from the reference (Mahalanobis)."""
 
     def _to_space(self, x: torch.Tensor) -> torch.Tensor:
-        return x.float()
+        return x if x.dtype == torch.float64 else x.float()  # float64 is never cast down (issue 17)
 
     def _to_distance(self, sq: torch.Tensor) -> torch.Tensor:
         return sq.sqrt()
@@ -108,7 +113,7 @@ class KNNScore(EmbeddingScore):
     # -- internals -----------------------------------------------------------------------------
     def _new_index(self) -> KNNIndex:
         return KNNIndex(metric=self._index_metric, index_factory=self.index_factory, chunk_size=self.chunk_size,
-                        device=self.device, backend=self.backend)
+                        device=self.device, backend=self.backend, engine=self.engine)
 
     def _squared(self, X: torch.Tensor, *, exclude_self: bool = False, index: KNNIndex | None = None):
         """(squared distances (N, k), indices (N, k)) of (PCA-projected) X in the index space."""
@@ -160,12 +165,11 @@ class KNNScore(EmbeddingScore):
             self.ref_embeddings = ref
             self._fit_space(ref)
         self.index = self._new_index()
-        if self.index_path is not None and self.index_path.is_file():
-            warnings.warn(f"Index file {self.index_path} already exists. Loading existing index from disk.",
-                          UserWarning, stacklevel=3)
-            self.index.load(self.index_path)
+        space = self._to_space(ref)
+        if self.index_path is not None and self.index_path.is_file() and self._reuse_index(space):
+            pass
         else:
-            self.index.build(self._to_space(ref), check_finite=self._rescan(ref))
+            self.index.build(space, check_finite=self._rescan(ref))
             if self.index_path is not None:
                 self.index.save(self.index_path)
         self.set_trained()
@@ -174,6 +178,32 @@ class KNNScore(EmbeddingScore):
             self.set_calibrated()
         else:
             self.scores = self._reduce(self._squared(ref, exclude_self=True)[0])
+
+    def _reuse_index(self, space: torch.Tensor) -> bool:
+        """Load ``index_path`` when its metadata fingerprint equals the data's (issue 17): True
+        when loaded; False (with a warning) when it is stale, corrupt or of unknown data."""
+        fp = data_fingerprint(space)
+        try:
+            loaded = self._new_index().load(self.index_path)
+        except ValueError as exc:
+            warnings.warn(f"Index file {self.index_path} cannot be used ({exc}); rebuilding it.", UserWarning,
+                          stacklevel=4)
+            return False
+        if loaded.fingerprint_ != fp:
+            why = "has no fingerprint metadata" if loaded.fingerprint_ is None else "was built from other data"
+            warnings.warn(f"Index file {self.index_path} {why} (fingerprint mismatch); rebuilding it from the "
+                          "current reference embeddings.", UserWarning, stacklevel=4)
+            return False
+        warnings.warn(f"Index file {self.index_path} already exists. Loading existing index from disk.",
+                      UserWarning, stacklevel=4)
+        if space.dtype == torch.float64 or self.index_factory is None:
+            # the file stores float32; the exact engines rebuild from the identical data (cheap)
+            # so float64 data keep their precision
+            self.index.build(space, check_finite=False)
+            self.index.fingerprint_ = fp
+        else:
+            self.index = loaded
+        return True
 
     def _score_embeddings(self, X: torch.Tensor) -> torch.Tensor:
         if self.pca is not None:
@@ -193,7 +223,8 @@ class CosineScore(KNNScore):
     ident = "cosine"
 
     def _to_space(self, x: torch.Tensor) -> torch.Tensor:
-        return F.normalize(x.double(), p=2.0, dim=1, eps=1e-12).float()
+        out = F.normalize(x.double(), p=2.0, dim=1, eps=1e-12)
+        return out if x.dtype == torch.float64 else out.float()
 
     def _to_distance(self, sq: torch.Tensor) -> torch.Tensor:
         return 0.5 * sq
@@ -271,4 +302,5 @@ class MahalanobisScore(KNNScore):
 
     def _to_space(self, x: torch.Tensor) -> torch.Tensor:
         W = self.whiten.to(x.device)
-        return (x.double() @ W.T).float()
+        out = x.double() @ W.T
+        return out if x.dtype == torch.float64 else out.float()
