@@ -268,3 +268,31 @@ def test_resolve_output_refuses_escapes(tmp_path, bad):
     object.__setattr__(row, "output_path", bad)
     with pytest.raises(ValueError, match="output_path"):
         resolve_output(row, tmp_path)
+
+
+def test_generate_cli_slurm_and_device_use_the_shared_resource_options(tmp_path, monkeypatch):
+    """`guidance generate --slurm KEY=VALUE` goes through _parallel.slurm_cli_options (cpus_per_task
+    from the thread setting, gpus/mem spelled as everywhere) and --device cuda asks for a GPU."""
+    import synthperf.guidance.generate as gen_mod
+    import synthperf.guidance.plan as plan_mod
+    from synthperf import _native, _parallel
+
+    seen = {}
+
+    def fake_run_generation(job, **kw):
+        seen.update(kw, defaults=_parallel._DEFAULT_RESOURCES.get())
+        return []
+
+    monkeypatch.setattr(gen_mod, "run_generation", fake_run_generation)
+    monkeypatch.setattr(plan_mod, "read_plan", lambda p: [])
+    (tmp_path / "model").mkdir()
+    args = ["generate", "--plan", str(tmp_path / "plan.csv"), "--model-dir", str(tmp_path / "model"),
+            "--executor", "slurm", "--slurm", "gpus=2", "--slurm", "mem=16G", "--slurm", "cluster=local",
+            "--device", "cuda"]
+    res = runner.invoke(app, args)
+    assert res.exit_code == 0, res.output
+    assert seen["slurm"] == {"gpus_per_node": 2, "mem_gb": 16.0, "cluster": "local",
+                             "cpus_per_task": max(1, _native.max_threads())}
+    assert seen["defaults"] == {"gpus": 1}
+    res = runner.invoke(app, args[:-4] + ["--slurm", "bogus=1"])
+    assert res.exit_code == 2 and "--slurm" in res.stderr and "Traceback" not in res.output

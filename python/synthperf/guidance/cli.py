@@ -32,19 +32,6 @@ from .._cli_errors import user_errors
 app = typer.Typer(help="Feedback-guided synthesis: generation plans, sharded resumable generation.",
                   no_args_is_help=True, add_completion=False)
 
-def _parse_kv(items: List[str], option: str) -> dict:
-    out: dict = {}
-    for item in items:
-        key, sep, value = item.partition("=")
-        if not sep or not key:
-            raise ValueError(f"{option} takes KEY=VALUE, got {item!r}")
-        try:
-            out[key] = json.loads(value)
-        except json.JSONDecodeError:
-            out[key] = value
-    return out
-
-
 @app.command("plan")
 @user_errors
 def plan_cmd(
@@ -112,8 +99,9 @@ def generate_cmd(
     processes: int = typer.Option(1, "--processes", help="local executor: parallel processes."),
     address: Optional[str] = typer.Option(None, "--address", help="ray: cluster address."),
     log_dir: Optional[Path] = typer.Option(None, "--log-dir", help="slurm: submitit log folder."),
-    slurm: List[str] = typer.Option([], "--slurm", help="slurm: KEY=VALUE submitit parameter (repeatable; "
-                                    "cluster=local runs the array locally)."),
+    slurm: List[str] = typer.Option([], "--slurm", help="slurm: KEY=VALUE (repeatable: gpus, mem, time, account, partition, "
+                                    "...; cpus_per_task defaults to the thread setting; cluster=local runs the "
+                                    "array locally)."),
 ) -> None:
     """Generate (a shard of) a plan: PNG + JSON sidecar per row, atomically; resumes."""
     from .generate import GenerateJob, run_generation, run_job
@@ -133,8 +121,16 @@ def generate_cmd(
             raise ValueError("--worker runs one shard in this process; drop it to use --executor slurm|ray")
         summaries = [json.loads(run_job(job))]
     else:
-        summaries = run_generation(job, executor=executor, workers=workers, processes=processes, address=address,
-                                   log_dir=log_dir, slurm=_parse_kv(slurm, "--slurm"))
+        from .._parallel import device_resources, local_gpu_count, resource_defaults, slurm_cli_options
+
+        gpus = device_resources(device)
+        if gpus and executor == "ray" and address is None and local_gpu_count() == 0:
+            raise ValueError(f"--device {device} with a local Ray asks for a GPU, and this machine has none "
+                             "(pass --address of a cluster with GPUs, or --device cpu)")
+        with resource_defaults(gpus or None):
+            summaries = run_generation(job, executor=executor, workers=workers, processes=processes,
+                                       address=address, log_dir=log_dir,
+                                       slurm=slurm_cli_options(slurm) if slurm or executor == "slurm" else {})
     for s in summaries:
         typer.echo(f"worker {s['worker']}/{s['workers']}: {s['rows']} rows, {s['done']} generated, "
                    f"{s['skipped']} already finished, {s['corrupted']} corrupted")
