@@ -27,6 +27,20 @@ def test_matches_float64_brute_force_small_blocks(metric, margin):
     np.testing.assert_allclose(d.numpy(), rd, rtol=1e-12, atol=1e-12)  # float64 re-ranking
 
 
+@pytest.mark.parametrize("n", [64, 416, 2048, 2051])
+def test_grouped_block_topk_equals_topk(n):
+    from synthperf.selective.knn_exact import _block_topk
+
+    g = torch.Generator().manual_seed(n)
+    K = torch.randn(37, n, generator=g)
+    K[:, ::5] = K[:, :1]  # many ties
+    v, i = _block_topk(K, 13)
+    want = K.topk(13, dim=1, largest=False).values
+    torch.testing.assert_close(v.sort(1).values, want, rtol=0, atol=0)
+    torch.testing.assert_close(K.gather(1, i), v, rtol=0, atol=0)
+    assert all(len(set(r.tolist())) == 13 for r in i)
+
+
 def test_certificate_falls_back_on_near_ties():
     """Points on a sphere around the query: gaps far below float32 screening error -> the
     certificate fails and the float64 brute force gives the exact order."""

@@ -17,8 +17,9 @@ stat one of
 
 Σ is the unbiased (N-1) covariance of the reference (one global covariance, as seapig).
 Reference self-scores (no calibration set) use exact leave-one-out neighbours
-(:mod:`synthperf.selective.knn`). KNN scores are float32, float64 for float64 embeddings
-(never cast down: issue 17). ``save_index`` files carry a data fingerprint (``<file>.json``);
+(:mod:`synthperf.selective.knn`). KNN scores are float32 as in seapig (spec §10), reduced from
+neighbour distances that float64 embeddings keep in float64 end to end (issue 17: the
+neighbours at scale 1e-30 or offset 1e8 are exact; only the final score is rounded). ``save_index`` files carry a data fingerprint (``<file>.json``);
 a file built from other data is rebuilt with a warning instead of reused.
 """
 from __future__ import annotations
@@ -133,8 +134,10 @@ class KNNScore(EmbeddingScore):
     def _reduce(self, sq: torch.Tensor) -> torch.Tensor:
         """Score from squared neighbour distances (N, k): stat(g(sq)) (module notes)."""
         if self.stat == "rms" and type(self)._to_distance is KNNScore._to_distance:
-            return sq.mean(dim=1).sqrt()  # d = sqrt(sq): rms = sqrt(mean(sq)) without the round trip
-        return reduce_stat(self._to_distance(sq), self.stat)
+            out = sq.mean(dim=1).sqrt()  # d = sqrt(sq): rms = sqrt(mean(sq)) without the round trip
+        else:
+            out = reduce_stat(self._to_distance(sq), self.stat)
+        return out.float()  # seapig's score dtype (spec §10); computed from exact float64 distances
 
     def knn_search(self, query: torch.Tensor, offset: int = 0):
         """seapig's ``knn_search``: neighbours of ``query`` (input space). ``offset=1`` means the
