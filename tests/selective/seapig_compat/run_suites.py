@@ -79,7 +79,9 @@ def run_suite(suite: str, pytest_args: list[str] | None = None, keep: Path | Non
         junit = root / "junit.xml"
         env = dict(os.environ)
         env["PYTHONPATH"] = os.pathsep.join([str(SHIM), str(root), env.get("PYTHONPATH", "")]).rstrip(os.pathsep)
-        for key in ("SEAPIG_PROGRESS", "SEAPIG_LOG_LEVEL", "SEAPIG_PROGRESS_BACKEND"):
+        # as a user runs them: neither seapig's nor synthperf's switches (synthperf's conftest sets SYNTHPERF_PROGRESS)
+        for key in ("SEAPIG_PROGRESS", "SEAPIG_LOG_LEVEL", "SEAPIG_PROGRESS_BACKEND", "SYNTHPERF_PROGRESS",
+                    "SYNTHPERF_PROGRESS_BACKEND"):
             env.pop(key, None)
         env.setdefault("MPLBACKEND", "Agg")
         cmd = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-o", "addopts=",
