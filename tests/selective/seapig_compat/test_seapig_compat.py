@@ -3,6 +3,7 @@ seapig side by side on identical inputs (skipped without a seapig interpreter)."
 from __future__ import annotations
 
 import importlib.util
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -45,7 +46,7 @@ def test_side_by_side_with_seapig(tmp_path):
     probe = subprocess.run([py, "-c", "import seapig"], capture_output=True)
     if probe.returncode != 0:
         pytest.skip(f"{py} cannot import seapig")
-    rows = sbs.compare(py, None, tmp_path)
+    rows = sbs.compare(py, os.environ.get("SEAPIG_GIT_SRC"), tmp_path)  # API A too when a seapig git tree is given
     assert rows
     bad = [r for r in rows if not r["ok"] and "explained" not in r]
     assert not bad, sbs.table(bad)
