@@ -93,9 +93,12 @@ def run_suite(suite: str, pytest_args: list[str] | None = None, keep: Path | Non
     counts = {k: sum(v == k for v in outcomes.values()) for k in ("passed", "failed", "error", "skipped")}
     bad = {n: s for n, s in outcomes.items() if s in ("failed", "error")}
     unexpected = sorted(n for n in bad if n not in known)
-    stale = sorted(n for n in known if n in outcomes and outcomes[n] not in ("failed", "error"))
+    passing = sorted(n for n in known if n in outcomes and outcomes[n] not in ("failed", "error"))
+    # KNN-engine entries belong to another owner's work in progress: reported, not fatal, when they pass
+    stale = [n for n in passing if known[n][0] != "knn-owner"]
+    stale_knn = [n for n in passing if known[n][0] == "knn-owner"]
     return {"suite": suite, "counts": counts, "outcomes": outcomes, "unexpected": unexpected,
-            "stale_known": stale, "known_failing": sorted(n for n in bad if n in known), "rc": proc.returncode,
+            "stale_known": stale, "stale_knn": stale_knn, "known_failing": sorted(n for n in bad if n in known), "rc": proc.returncode,
             "tail": tail}
 
 
@@ -124,6 +127,8 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"   {kind}: {n} -- {reason}")
         for n in r["unexpected"]:
             print(f"   UNEXPECTED {r['outcomes'][n]}: {n}")
+        for n in r["stale_knn"]:
+            print(f"   KNN entry now passes (update known_failures.py): {n}")
         for n in r["stale_known"]:
             print(f"   STALE known failure (now {r['outcomes'][n]}): {n}")
         if not r["outcomes"]:
