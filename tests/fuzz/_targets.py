@@ -192,7 +192,10 @@ def flows() -> list[Target]:
          Target("ifs_times", lambda **a: f.ifs_times(**a), lambda r, n: {"n": n, "h": 0.01},
                 scalars={"n": "count", "h": "positive"}),
          Target("vp_ode_times", lambda **a: f.vp_ode_times(**a), lambda r, n: {"n": n},
-                scalars={"n": "count", "end_time": "positive", "eps_s": "positive"})]
+                # eps_s = 0 is valid (spec §1.4: the grid is linear in eps_s; gamma(0) = gamma0 > 0), so its
+                # bad values are the negative, non-finite, non-numeric and >= end_time ones
+                scalars={"n": "count", "end_time": "positive",
+                         "eps_s": [-1.0, float("nan"), float("inf"), None, "1", True, 15.01, 20.0]})]
 
     def schedule_from(x):
         sched, W = f.InflationSchedule.from_data(x)
@@ -209,9 +212,8 @@ def guidance() -> list[Target]:
     from synthperf.guidance.criteria import HardnessCriterion, entropy_criterion, loss_criterion
     from synthperf.guidance.step import FeedbackGuidanceStep
 
-    def crit(fn):
-        return lambda logits, y: fn(torch.as_tensor(logits) if isinstance(logits, np.ndarray) else logits,
-                                    torch.as_tensor(y) if isinstance(y, np.ndarray) else y)
+    def crit(fn):  # numpy goes in as given: the criteria convert it (any layout, issue 17)
+        return lambda logits, y: fn(logits, y)
 
     def hard(features, labels):
         return HardnessCriterion().fit(features, labels, n_classes=3).means_
@@ -231,8 +233,7 @@ def guidance() -> list[Target]:
              z=None, y=None, w=None):
         st = FeedbackGuidanceStep(torch.nn.Identity(), torch.nn.Identity(), clf, [loss_criterion], mode=mode,
                                   mean=mean, std=std, classifier_size=classifier_size)
-        return st(torch.as_tensor(z), torch.as_tensor(y), torch.as_tensor(w), torch.zeros(len(y), dtype=torch.int64),
-                  torch.tensor(0.5))
+        return st(z, y, w, torch.zeros(len(y), dtype=torch.int64), torch.tensor(0.5))  # numpy as given
 
     return [Target("loss_criterion", crit(loss_criterion),
                    lambda r, n: {"logits": r.standard_normal((n, 3)).astype(np.float32), "y": r.integers(0, 3, n)},

@@ -29,6 +29,7 @@ from .. import _io
 from .._validation import float_array, positive_int
 from ..ops.discrete_score import TABLE_KEYS, integrate_discrete
 from ..progress import progress_task
+from ._sizes import check_alloc
 from .schedules import InflationSchedule
 from .solvers import GRIDS, SOLVERS, check_solver, ifs_times, save_steps, time_grid, vp_ode_times
 
@@ -202,7 +203,7 @@ def sample_latent(schedule: InflationSchedule, n: int, *, eps: float | None = No
     A float ``eps`` is upstream's diag([A0^2]*k + [A0^2 eps]*(d-k)); with ``t_end`` given it is
     checked against the melt and warns when generation would explode.
     """
-    n = positive_int(n, "n")
+    n = check_alloc(positive_int(n, "n"), "n", bytes_per=8 * schedule.data_dim)  # before any allocation
     if t_end is None:
         if eps is None and not schedule.is_prp:
             raise ValueError("eps=None (melt-matched PRR latent) needs t_end, the end time of the melt")

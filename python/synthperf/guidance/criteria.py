@@ -45,12 +45,14 @@ def _compiling() -> bool:
     return bool(torch.compiler.is_compiling())
 
 
-def check_float_tensor(x: Any, name: str, *, ndim: int | None = None, min_ndim: int = 1) -> torch.Tensor:
+def check_float_tensor(x: Any, name: str, *, ndim: int | None = None, min_ndim: int = 1,
+                       finite: bool = True) -> torch.Tensor:
     """``x`` (torch tensor, numpy array or nested list) as a float tensor, gradients kept.
 
     numpy input of any layout (Fortran, transposed, negative strides) is copied C-contiguous
     first; float16/bfloat16/integers stay as given (the criteria upcast to >= float32).
-    Raises TypeError (non-real dtype) or ValueError (wrong ndim, empty, NaN/inf), naming ``name``.
+    Raises TypeError (non-real dtype) or ValueError (wrong ndim, empty, NaN/inf unless
+    ``finite=False``), naming ``name``.
     """
     if not isinstance(x, torch.Tensor):
         x = torch.from_numpy(np.ascontiguousarray(float_array(x, name, allow_empty=True)))
@@ -63,7 +65,7 @@ def check_float_tensor(x: Any, name: str, *, ndim: int | None = None, min_ndim: 
         raise ValueError(f"{name} is empty (shape {tuple(x.shape)})")
     if not x.dtype.is_floating_point:
         x = x.to(torch.float32)
-    if not _compiling() and not bool(torch.isfinite(x.detach()).all()):
+    if finite and not _compiling() and not bool(torch.isfinite(x.detach()).all()):
         kind = "NaN" if bool(torch.isnan(x.detach()).any()) else "inf"
         raise ValueError(f"{name} contains {kind}; every value must be finite")
     return x
@@ -101,14 +103,29 @@ def loss_criterion(logits: torch.Tensor, y: torch.Tensor, features: torch.Tensor
     ValueError/TypeError naming ``logits`` or ``y`` otherwise.
     """
     lg = check_float_tensor(logits, "logits", ndim=2)
-    return F.cross_entropy(_f32(lg), check_labels(y, lg.shape[0], lg.shape[1]), reduction="none")
+    return _loss(lg, check_labels(y, lg.shape[0], lg.shape[1]), features)
 
 
 def entropy_criterion(logits: torch.Tensor, y: torch.Tensor, features: torch.Tensor | None = None) -> torch.Tensor:
     """C = H(softmax(logits)) per sample, (B,) float32 (spec §3 ``entropy``); logits (B, K)
     float, finite (``y`` is not read)."""
-    logp = torch.log_softmax(_f32(check_float_tensor(logits, "logits", ndim=2)), dim=-1)
+    return _entropy(check_float_tensor(logits, "logits", ndim=2), y, features)
+
+
+def _loss(logits: torch.Tensor, y: torch.Tensor, features: torch.Tensor | None = None) -> torch.Tensor:
+    return F.cross_entropy(_f32(logits), y.long(), reduction="none")
+
+
+def _entropy(logits: torch.Tensor, y: torch.Tensor, features: torch.Tensor | None = None) -> torch.Tensor:
+    logp = torch.log_softmax(_f32(logits), dim=-1)
     return -(logp.exp() * logp).sum(dim=-1)
+
+
+# The pipeline path (evaluate_criteria) calls these kernels without the value checks: a NaN
+# image (fp16 overflow) must give a NaN criterion for its row only, so that the sample is
+# regenerated once and then reported corrupted (spec §2 post-loop, §9 samples never couple).
+loss_criterion.unchecked = _loss
+entropy_criterion.unchecked = _entropy
 
 
 class HardnessCriterion(torch.nn.Module):
@@ -198,9 +215,17 @@ class HardnessCriterion(torch.nn.Module):
         if features is None:
             raise ValueError("criterion 'hardness' needs classifier features: wrap the classifier in "
                              "FeatureClassifier(backbone, head) or give it forward_with_features()")
-        f = _f32(check_float_tensor(features, "features", ndim=2))
-        yl = check_labels(y, f.shape[0], self.n_classes_, rows_of="features")
-        d = f - self.means_.to(device=f.device, dtype=f.dtype)[yl]
+        f = check_float_tensor(features, "features", ndim=2)
+        return self.unchecked(logits, check_labels(y, f.shape[0], self.n_classes_, rows_of="features"), f)
+
+    def unchecked(self, logits: torch.Tensor, y: torch.Tensor, features: torch.Tensor | None) -> torch.Tensor:
+        """:meth:`forward` without the value checks (NaN features give NaN rows; see evaluate_criteria)."""
+        self._check_fitted()
+        if features is None:
+            raise ValueError("criterion 'hardness' needs classifier features: wrap the classifier in "
+                             "FeatureClassifier(backbone, head) or give it forward_with_features()")
+        f = _f32(features)
+        d = f - self.means_.to(device=f.device, dtype=f.dtype)[y.long()]
         P = self.precision_.to(device=f.device, dtype=f.dtype)
         return 0.5 * ((d @ P) * d).sum(dim=-1)
 
@@ -292,10 +317,17 @@ def evaluate_criteria(fns: Sequence[Criterion], crit_index: torch.Tensor, logits
 
     Every distinct criterion runs on the whole batch and ``torch.where`` selects, so shapes
     stay static (friendly to torch.compile) and the gradient of unselected values is zero.
+    Shapes and class labels are checked (eagerly; ValueError naming ``logits``/``y``), values
+    are not: a NaN row (a NaN image) gives a NaN criterion for that row only (spec §2
+    post-loop regeneration), through each built-in's ``unchecked`` kernel.
     """
+    if logits.ndim != 2:
+        raise ValueError(f"logits must be 2-D (B, K), got shape {tuple(logits.shape)}")
+    if not _compiling():
+        y = check_labels(y, logits.shape[0], logits.shape[1])
     out = None
     for j, fn in enumerate(fns):
-        c = _f32(fn(logits, y, features))
+        c = _f32(getattr(fn, "unchecked", fn)(logits, y, features))
         if c.shape != (logits.shape[0],):
             raise ValueError(f"criterion {getattr(fn, '__name__', fn)!r} must return shape ({logits.shape[0]},), "
                              f"got {tuple(c.shape)}")

@@ -78,13 +78,20 @@ class FeedbackGuidanceStep(nn.Module):
     mean, std : per-channel classifier normalisation (ImageNet by default).
     classifier_size : resize the rescaled image to this square size before the classifier
         (None = upstream: the classifier sees the full decoded resolution).
+    nonfinite_z : "raise" (default) refuses a z holding NaN/inf (ValueError naming z);
+        "propagate" lets such rows through, giving NaN delta and C for those rows only, as a
+        sampling loop needs so that a sample that overflowed (fp16) mid-loop is regenerated
+        once and then reported corrupted (spec §2 post-loop, §9: samples never couple).
     """
 
     def __init__(self, denoiser: nn.Module, decoder: nn.Module, classifier: nn.Module,
                  criteria: Sequence[Criterion], *, mode: str = "latent_shift_normalized",
                  mean: Sequence[float] = IMAGENET_MEAN, std: Sequence[float] = IMAGENET_STD,
-                 classifier_size: int | None = None) -> None:
+                 classifier_size: int | None = None, nonfinite_z: str = "raise") -> None:
         super().__init__()
+        if nonfinite_z not in ("raise", "propagate"):
+            raise ValueError(f"nonfinite_z must be 'raise' or 'propagate', got {nonfinite_z!r}")
+        self.nonfinite_z = nonfinite_z
         if mode not in GUIDANCE_MODES:
             raise ValueError(f"unknown guidance mode {mode!r}: expected one of {GUIDANCE_MODES}")
         if len(mean) != len(std):
@@ -123,10 +130,11 @@ class FeedbackGuidanceStep(nn.Module):
         return torch.float32
 
     def check_inputs(self, z, y, w, crit_index) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-        """(z, y, w, crit_index) validated: z (B, ...) finite float, made contiguous; y (B,) int
+        """(z, y, w, crit_index) validated: z (B, ...) float, finite unless ``nonfinite_z='propagate'``,
+        made contiguous; y (B,) int
         classes >= 0 (the upper bound is checked by the criterion against K); w (B,) finite
         float; crit_index (B,) int in [0, len(criteria)). Tensors keep their device and dtype."""
-        z = check_float_tensor(z, "z", min_ndim=2).contiguous()
+        z = check_float_tensor(z, "z", min_ndim=2, finite=self.nonfinite_z == "raise").contiguous()
         B = z.shape[0]
         y = check_labels(y, B, None, rows_of="z")
         w = check_float_tensor(w, "w", ndim=1)
