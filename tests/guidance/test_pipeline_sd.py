@@ -180,3 +180,24 @@ def test_from_local_round_trip(comps, tmp_path):
     a = FeedbackGuidedPipeline(**comps, classifier=TinyClassifier())("cat", 1, seeds=4, fg_scale=0.1, **KW)
     b = loaded("cat", 1, seeds=4, fg_scale=0.1, **KW)
     assert (a.images - b.images).abs().max() <= 1e-5
+
+
+def test_latents_gone_nan_mid_loop_fail_one_row_not_the_batch(comps):
+    """A row whose latents turn NaN during guidance (e.g. an fp16 overflow) stays NaN for that row
+    only: the guided step propagates it (``nonfinite_z="propagate"``) and the post-loop rule
+    (spec §2) regenerates that one sample; the other row is untouched."""
+    calls = {"n": 0}
+
+    def poison_first_row_once(pipe, i, t, kw):
+        calls["n"] += 1
+        if calls["n"] == 1:
+            lat = kw["latents"].clone()
+            lat[0] = float("nan")
+            return {"latents": lat}
+        return {}
+
+    fp = FeedbackGuidedPipeline(**comps, classifier=TinyClassifier())
+    out = fp(["cat", "dog"], [0, 1], seeds=[1, 2], fg_scale=0.5, guidance_freq=1, callback_on_step_end=poison_first_row_once,
+             **dict(KW, num_inference_steps=3))
+    assert out.regenerated.tolist() == [True, False]
+    assert not out.corrupted.any() and np.isfinite(out.criterion).all()

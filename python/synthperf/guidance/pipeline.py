@@ -130,7 +130,9 @@ class _GuidedSamplingMixin:
                classifier_size, compile)
         if key not in cache:
             step = FeedbackGuidanceStep(denoiser, decoder, self.classifier, fns, mode=mode, mean=mean, std=std,
-                                        classifier_size=classifier_size)
+                                        classifier_size=classifier_size, nonfinite_z="propagate")
+            # a row whose latents go NaN mid-loop stays NaN alone; the post-loop rule (spec §2)
+            # regenerates it once, instead of one bad row failing the whole batch
             if compile:
                 step = compile_step(step, backend="inductor" if compile is True else str(compile))
             cache[key] = (step, denoiser, decoder, fns)  # keep referenced objects alive for the id() key
