@@ -1,27 +1,32 @@
-"""Exact k-nearest-neighbour engine on faiss (spec ``seapig.md`` §2, issue 4 "KNN engine").
+"""Exact k-nearest-neighbour index (spec ``seapig.md`` §2; issue 4 "KNN engine", issue 15 item 3, issue 17).
 
 Differences from seapig, on purpose:
 
-- **Exact by default at any size** (``IndexFlatL2`` / ``IndexFlatIP``); seapig switched to
-  HNSW above 10k references (recall@5 = 0.84). Approximate indexes are opt-in through a faiss
-  factory string, e.g. ``index_factory="HNSW32"`` or ``"IVF256,Flat"``.
-- **Leave-one-out by identity.** ``search(ref, k, exclude_self=True)`` asks for ``k + 1``
-  neighbours of every reference row and removes the column whose index *is* that row; only when
-  the row itself is not among them (possible with exact duplicates ranking first, or with an
-  approximate index) the last column is dropped. A duplicate point therefore stays a neighbour
-  at distance 0, as it should; seapig dropped "the first neighbour" whatever it was.
-- **Padding.** When fewer than ``k`` neighbours exist (``k`` > reference size, or ``k`` >=
-  size with leave-one-out) the missing columns repeat the farthest neighbour found (index -1)
-  and a ``UserWarning`` is issued; faiss alone returns ``FLT_MAX`` there.
-- **Chunked queries** bound memory (``chunk_size`` rows per faiss call) and drive the progress bar.
-- **GPU:** with ``device`` a CUDA device and a faiss build that sees GPUs, the flat index is
-  moved with ``faiss.index_cpu_to_gpu`` (a ``GpuIndexFlat``); everything else is shared code.
+- **Exact by default at any size**, certified: :mod:`synthperf.selective.knn_exact` screens with a
+  blocked float32 GEMM and a streaming top-k', re-ranks in float64 and proves the result with a
+  rounding-error bound (rows it cannot prove are brute-forced in float64). seapig switched to
+  HNSW above 10k references (recall@5 = 0.84). ``engine="faiss"`` screens with a faiss flat index
+  instead (same re-ranking; faiss-gpu on a CUDA device). Approximate indexes are opt-in through a
+  faiss factory string, e.g. ``index_factory="HNSW32"`` or ``"IVF256,Flat"`` (not certified).
+- **float64 stays float64** (issue 17): data are centred and scaled before screening, distances
+  are float64 for float64 references, so scale 1e-30 or offset 1e8 give the exact neighbours.
+- **Leave-one-out by identity.** ``search(ref, k, exclude_self=True)`` masks each row's own
+  column (exact engines) or removes the column whose index *is* that row (faiss factory
+  indexes; when the row is not among the k + 1 found, the last column is dropped). A duplicate
+  point therefore stays a neighbour at distance 0; seapig dropped "the first neighbour".
+- **Padding.** When fewer than ``k`` neighbours exist the missing columns repeat the farthest
+  neighbour found (index -1) and a ``UserWarning`` is issued; faiss alone returns ``FLT_MAX``.
+- **Chunked queries** bound memory (``chunk_size`` rows per call) and drive the progress bar;
+  :class:`~synthperf.selective.knn_exact.ShardedReference` streams memory-mapped ``.npy`` shards.
+- **Persistence.** ``save`` writes a faiss flat/factory index plus ``<file>.json`` with the SHA-256
+  fingerprint of the indexed data; scores rebuild a file whose fingerprint differs.
 
 Backends (``synthperf.backend.resolve_backend``): ``"reference"`` is a numpy brute force in
-float64 (ties broken by reference index), the ground truth of the tests; ``"cpu"`` (and
-``"auto"``) is faiss. Distances are **squared** L2 for ``metric="l2"`` and inner products
-(descending) for ``metric="ip"``; the returned tensors are float32 distances and int64 indices
-of shape (N_query, k), on the query's device.
+float64 (ties broken by reference index), the ground truth of the tests; ``"cpu"`` / ``"cuda"``
+(and ``"auto"``, CUDA when data or ``device`` are on a GPU) run the exact engine there.
+Distances are **squared** L2 for ``metric="l2"`` and inner products (descending) for
+``metric="ip"``; the returned tensors are float32 (float64 for float64 data) distances and int64
+indices of shape (N_query, k), on the query's device.
 """
 from __future__ import annotations
 
