@@ -21,8 +21,6 @@ FUNCS = {"np.save", "numpy.save", "torch.save", "json.dump", "np.savetxt", "nump
 SAFE_TARGETS = {"buf", "fh", "f", "tmp", "handle", "stream"}
 #: (file, writing method) -> reason, for files owned elsewhere (keyed without line numbers)
 KNOWN_IN_PLACE = {
-    ("selective/knn.py", "write_index"): "faiss write_index in place: a killed save leaves a torn index",
-    ("selective/cli.py", "savetxt"): "the scores CSV is written in place by np.savetxt",
 }
 
 

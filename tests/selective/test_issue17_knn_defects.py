@@ -1,6 +1,5 @@
-"""Issue 17 "Found by a fuzz": KNN defects still present in selective/knn*.py (owned by the KNN
-helper, not fixed here). Strict xfail: each test fails today for the stated reason and turns
-into an XPASS failure as soon as the defect is fixed, so the marker must then be removed."""
+"""Issue 17 "Found by a fuzz": regression tests for the KNN defects (float64 embeddings cast to
+float32 silently; ``save_index`` reusing a stale index on a fit with other data)."""
 from __future__ import annotations
 
 import numpy as np
@@ -10,7 +9,6 @@ torch = pytest.importorskip("torch")
 pytest.importorskip("faiss")
 
 
-@pytest.mark.xfail(strict=True, reason="selective/knn.py casts float64 embeddings to float32 silently")
 @pytest.mark.parametrize("scale,offset", [(1e-30, 0.0), (1.0, 1e8)])
 def test_float64_embeddings_give_the_exact_neighbours(scale, offset):
     """Brute-force float64 neighbours at scale 1e-30 / offset 1e8 (float32 makes all distances 0)."""
@@ -24,8 +22,6 @@ def test_float64_embeddings_give_the_exact_neighbours(scale, offset):
     np.testing.assert_array_equal(idx[:, 0].numpy(), want)
 
 
-@pytest.mark.xfail(strict=True, reason="selective/knn_scores.py: save_index reuses a stale index on a fit with "
-                                       "other data (no fingerprint of the data)")
 def test_save_index_second_fit_with_other_data_rebuilds(tmp_path):
     from synthperf.selective import EuclideanScore
 

@@ -76,6 +76,9 @@ def select_command(
     sc, sel = res["score"].cpu().numpy(), res["selected"].cpu().numpy()
     out.parent.mkdir(parents=True, exist_ok=True)
     table = np.column_stack([np.arange(sc.shape[0]), sc, sel.astype(int)])
-    np.savetxt(out, table, delimiter=",", header="index,score,selected", comments="", fmt=["%d", "%.8g", "%d"])
+    from .._io import atomic_write
+
+    atomic_write(out, lambda fh: np.savetxt(fh, table, delimiter=",", header="index,score,selected", comments="",
+                                            fmt=["%d", "%.8g", "%d"]))  # a killed run leaves no torn CSV
     typer.echo(json.dumps({"score": s.ident, "threshold": thr, "q": q, "calibrated": s.is_calibrated(),
                            "n_query": int(sc.shape[0]), "accepted": float(sel.mean()), "out": str(out)}))
