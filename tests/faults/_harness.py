@@ -8,6 +8,9 @@ package writes through the shared layer):
   ``mid``: after writing half of the temp file (a kill during a write), ``after``: right after the
   file was published (a kill between two files, e.g. between a shard and its sidecar or between
   the tensors and the JSON of a checkpoint);
+- ``SYNTHPERF_FAULT_PAUSE=<n>:<flag file>``: before the n-th atomic write create ``<flag file>.waiting``
+  and wait (at most 300 s) until ``<flag file>`` exists: the process is then mid-run, holding
+  whatever lock it holds, so a concurrent second writer can be started at a known moment;
 - ``SYNTHPERF_FAULT_KILL_AFTER_S=<seconds>``: SIGKILL this process after that long (timing kills
   also hit writes that do not go through the shared layer).
 """
@@ -29,9 +32,16 @@ def install() -> None:
     kill = os.environ.get("SYNTHPERF_FAULT_KILL")
     n_kill, phase = (int(kill.split(":")[0]), kill.split(":")[1]) if kill else (0, "")
     count = [0]
+    pause = os.environ.get("SYNTHPERF_FAULT_PAUSE")
+    n_pause, flag = (int(pause.split(":", 1)[0]), pause.split(":", 1)[1]) if pause else (0, "")
 
     def atomic_write(path, writer):
         count[0] += 1
+        if count[0] == n_pause:
+            open(flag + ".waiting", "w").close()
+            deadline = time.time() + 300
+            while not os.path.exists(flag) and time.time() < deadline:
+                time.sleep(0.02)
         if log_path:
             with open(log_path, "a", encoding="utf-8") as fh:
                 fh.write(f"{count[0]} {os.fspath(path)}\n")

@@ -143,7 +143,8 @@ def test_lock_refuses_a_second_writer_naming_dir_and_holder(tmp_path):
         with pytest.raises(OutputLockedError):
             run_experiment(write_config(tmp_path), out, report=False)
     assert (out / LOCK_NAME).read_text() == ""  # released: the record is cleared
-    RunLock(out).acquire()  # and can be taken again (released when this object is collected)
+    with RunLock(out):  # and can be taken again
+        assert json.loads((out / LOCK_NAME).read_text())["pid"] == os.getpid()
 
 
 def test_stale_lock_of_a_dead_pid_is_taken_over(tmp_path, caplog):
