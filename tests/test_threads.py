@@ -174,3 +174,42 @@ def test_governor_never_overrides_a_user_choice(restore_threads, monkeypatch):
 def test_governor_bad_interval(bad):
     with pytest.raises(ValueError, match="interval_s"):
         _threads.ThreadGovernor(interval_s=bad)
+    with pytest.raises(ValueError, match="retune_s"):
+        _threads.ThreadGovernor(retune_s=bad)
+
+
+@pytest.mark.parametrize("kw", [{"probe_steps": 0}, {"probe_steps": 2.0}, {"probe_steps": True}, {"warmup": -1}])
+def test_governor_bad_counts(kw):
+    with pytest.raises(ValueError, match=next(iter(kw))):
+        _threads.ThreadGovernor(**kw)
+
+
+def test_governor_keeps_the_faster_count(restore_threads, monkeypatch):
+    """Steps timed at each candidate count (cap and 1): the faster is kept, and re-timed after
+    ``retune_s``; on a machine where 2 threads are slower for small ops it settles on 1."""
+    monkeypatch.setenv(_threads.AUTO_MARKER, "1")
+    torch.set_num_threads(2)
+    step_s = {2: 0.30, 1: 0.10}
+    state = {"t": 0.0, "own": 0.0}
+    monkeypatch.setattr(_threads.time, "perf_counter", lambda: state["t"])
+    monkeypatch.setattr(_threads, "_cpu_times", lambda: (state["own"] * 100, state["t"] * 200))
+    monkeypatch.setattr(_threads, "_own_cpu_seconds", lambda: state["own"])
+    monkeypatch.setattr(_threads.os, "cpu_count", lambda: 2)
+    monkeypatch.setattr(_threads, "available_cores", lambda: 2)
+    gov = _threads.ThreadGovernor(interval_s=1.0, probe_steps=4, warmup=1, retune_s=50.0)
+    seen = []
+    for _ in range(60):
+        gov.tick()
+        n = torch.get_num_threads()
+        seen.append(n)
+        state["t"] += step_s[n]
+        state["own"] += step_s[n] * n * 0.5  # this process only: nobody else is busy
+    assert gov.timings == pytest.approx({2: 0.30, 1: 0.10})
+    assert 2 in seen[:10] and set(seen[20:]) == {1}
+    step_s[1] = 0.50  # the machine changed: after retune_s the counts are timed again
+    for _ in range(200):
+        gov.tick()
+        n = torch.get_num_threads()
+        state["t"] += step_s[n]
+        state["own"] += step_s[n] * n * 0.5
+    assert torch.get_num_threads() == 2 and gov.timings[1] == pytest.approx(0.50)

@@ -200,26 +200,49 @@ def configure_threads(n: int | None = None, *, workers: int = 1, sample_s: float
 
 
 class ThreadGovernor:
-    """Keeps torch's intra-op thread count at the cores free *now*, inside a long loop.
+    """Keeps torch's intra-op thread count, inside a long loop, at the count that runs the loop's
+    steps fastest among those the free cores allow.
 
-    Load on a shared machine comes and goes within a stage; a training loop of small ops that
-    keeps 2 threads while another process takes a core waits at every barrier (measured: 300
-    flows steps 7 s on 1 thread, 23-85 s on 2 threads beside a busy process). Call
-    :meth:`tick` once per step: at most every ``interval_s`` seconds it reads ``/proc/stat``
-    without sleeping (the CPU time other processes used since the last look) and sets
-    ``torch.set_num_threads`` to the free cores (the rule of :func:`free_cores`). It acts only when the thread count is
-    automatic (:func:`configure_threads` with no count and no user environment variable);
-    a user's ``SYNTHPERF_NUM_THREADS`` / ``OMP_NUM_THREADS`` / ``--threads`` is never changed.
-    Returns nothing; ``changes`` counts the re-sizings.
+    Two effects decide it on a small CPU machine. Load comes and goes within a stage, and a loop
+    of small ops that keeps 2 threads while another process takes a core waits at every barrier.
+    And even on idle cores, ops this small can run slower on 2 threads than on 1 (measured on the
+    2-vCPU machine: 300 flows steps 7 s on 1 thread, 23 s on 2 at light load; the quiet demo's
+    flows training took 139 s on 2 threads against 33 s on 1). So, called once per step,
+    :meth:`tick`:
+
+    - every ``interval_s`` seconds reads ``/proc/stat`` without sleeping (the CPU time other
+      processes used since the last look) and caps the count at the free cores (the rule of
+      :func:`free_cores`), re-tuning when that cap changes;
+    - times the steps (the time between ticks) at each candidate count, the cap and 1
+      (``warmup`` steps skipped, then the median of ``probe_steps``), keeps the faster, and
+      times them again every ``retune_s`` seconds.
+
+    It acts only when the thread count is automatic (:func:`configure_threads` with no count
+    and no user environment variable); a user's ``SYNTHPERF_NUM_THREADS`` /
+    ``OMP_NUM_THREADS`` / ``--threads`` is never changed. A changing count can change float
+    round-off, so bit-reproducible runs pin the count. ``changes`` counts the re-sizings and
+    ``timings`` holds the last probe's median step seconds per count.
     """
 
-    def __init__(self, interval_s: float = 1.0) -> None:
-        if not (isinstance(interval_s, (int, float)) and not isinstance(interval_s, bool)
-                and math.isfinite(interval_s) and interval_s > 0):
-            raise ValueError(f"interval_s must be a positive number, got {interval_s!r}")
-        self.interval_s = float(interval_s)
+    def __init__(self, interval_s: float = 1.0, *, probe_steps: int = 8, warmup: int = 2,
+                 retune_s: float = 30.0) -> None:
+        for name, v in (("interval_s", interval_s), ("retune_s", retune_s)):
+            if not (isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) and v > 0):
+                raise ValueError(f"{name} must be a positive number, got {v!r}")
+        for name, v, lo in (("probe_steps", probe_steps, 1), ("warmup", warmup, 0)):
+            if isinstance(v, bool) or not isinstance(v, int) or v < lo:
+                raise ValueError(f"{name} must be an integer >= {lo}, got {v!r}")
+        self.interval_s, self.retune_s = float(interval_s), float(retune_s)
+        self.probe_steps, self.warmup = probe_steps, warmup
         self.active = os.environ.get(AUTO_MARKER) == "1" and "torch" in sys.modules
         self.changes = 0
+        self.timings: dict[int, float] = {}
+        self._cap = available_cores()
+        self._queue: list[int] = []
+        self._steps: list[float] = []
+        self._seen = 0
+        self._tuned_at = -math.inf
+        self._last_tick: float | None = None
         self._mark()
 
     def _mark(self) -> None:
@@ -227,25 +250,66 @@ class ThreadGovernor:
         self._own = _own_cpu_seconds()
         self._t = time.perf_counter()
 
-    def tick(self) -> None:
-        if not self.active or time.perf_counter() - self._t < self.interval_s:
-            return
-        first, own0, t0 = self._times, self._own, self._t
-        self._mark()
-        if first is None or self._times is None:
-            return
-        d_busy, d_total = self._times[0] - first[0], self._times[1] - first[1]
-        if d_total <= 0:
-            return
-        ncpu = os.cpu_count() or 1
-        own = max(0.0, (self._own - own0) / max(self._t - t0, 1e-9))
-        other = max(0.0, d_busy / d_total * ncpu - own)
-        avail = available_cores()
-        n = max(1, min(avail, avail - int(math.floor(other + 0.75))))
+    def _set(self, n: int) -> None:
         torch = sys.modules["torch"]
         if n != torch.get_num_threads():
             torch.set_num_threads(n)
             self.changes += 1
+
+    def _free_now(self) -> int | None:
+        first, own0 = self._times, self._own
+        t0 = self._t
+        self._mark()
+        if first is None or self._times is None:
+            return None
+        d_busy, d_total = self._times[0] - first[0], self._times[1] - first[1]
+        if d_total <= 0:
+            return None
+        ncpu = os.cpu_count() or 1
+        own = max(0.0, (self._own - own0) / max(self._t - t0, 1e-9))
+        other = max(0.0, d_busy / d_total * ncpu - own)
+        avail = available_cores()
+        return max(1, min(avail, avail - int(math.floor(other + 0.75))))
+
+    def _start_probe(self, now: float) -> None:
+        self._queue = sorted({self._cap, 1}, reverse=True)
+        self.timings = {}
+        self._begin(self._queue[0])
+        self._tuned_at = now
+
+    def _begin(self, n: int) -> None:
+        self._set(n)
+        self._steps, self._seen = [], 0
+
+    def tick(self) -> None:
+        if not self.active:
+            return
+        now = time.perf_counter()
+        step = None if self._last_tick is None else now - self._last_tick
+        self._last_tick = now
+        if now - self._t >= self.interval_s:
+            free = self._free_now()
+            if free is not None and free != self._cap:
+                self._cap = free
+                self._start_probe(now)
+                return
+        if not self._queue:
+            if now - self._tuned_at >= self.retune_s:
+                self._start_probe(now)
+            return
+        if step is None:
+            return
+        self._seen += 1
+        if self._seen > self.warmup:
+            self._steps.append(step)
+        if len(self._steps) < self.probe_steps:
+            return
+        ordered = sorted(self._steps)
+        self.timings[self._queue.pop(0)] = ordered[len(ordered) // 2]
+        if self._queue:
+            self._begin(self._queue[0])
+        else:
+            self._set(min(self.timings, key=lambda n: (self.timings[n], n)))
 
 
 @contextmanager

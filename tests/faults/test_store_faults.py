@@ -24,7 +24,7 @@ from typer.testing import CliRunner
 
 from synthperf._io import is_temp_file
 from synthperf.experiments import run_experiment
-from synthperf.experiments.lock import LOCK_NAME, OutputLockedError, RunLock
+from synthperf._lock import LOCK_NAME, OutputLockedError, RunLock
 from synthperf.experiments.store import chunk_files, chunk_path, load_results, sidecar_path  # the verifying reader
 
 from .conftest import HARNESS, env, sorted_frame, synthperf, write_config

@@ -406,3 +406,19 @@ def test_dataset_tool_and_coverage_options_checked_first(tmp_path, monkeypatch):
         r = CliRunner().invoke(app, ["coverage", "--out", str(tmp_path / "c.json"), *args])
         assert r.exit_code == 2 and r.stderr.startswith("error: ") and words in r.stderr, (args, r.output)
     assert not (tmp_path / "c.json").exists()
+
+
+def test_second_writer_on_a_flows_folder_is_refused(tmp_path):
+    """flows train/simulate hold the run lock (synthperf._lock) on their output folder: a second
+    writer is refused with an error naming the folder, and the first one's files are untouched."""
+    from synthperf._lock import OutputLockedError, RunLock
+    from synthperf.flows.api import simulate, train
+
+    out = tmp_path / "o"
+    with RunLock(out):
+        with pytest.raises(OutputLockedError, match=str(out)):
+            train(out, data_name="circles", steps=2, batch=8, width=8, depth=1)
+        with pytest.raises(OutputLockedError, match=str(out)):
+            simulate(out, data_name="circles", steps=3, total_samples=8, save_freq=1)
+    assert sorted(p.name for p in out.iterdir()) == [".synthperf.lock"]
+    train(out, data_name="circles", steps=2, batch=8, width=8, depth=1)  # free again once released

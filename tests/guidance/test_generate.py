@@ -296,3 +296,32 @@ def test_generate_cli_slurm_and_device_use_the_shared_resource_options(tmp_path,
     assert seen["defaults"] == {"gpus": 1}
     res = runner.invoke(app, args[:-4] + ["--slurm", "bogus=1"])
     assert res.exit_code == 2 and "--slurm" in res.stderr and "Traceback" not in res.output
+
+
+def test_is_finished_checks_the_png_hash(tmp_path):
+    """A same-size bit flip, a zeroed image or a sidecar without the hash (version 1) is not a
+    finished row: resume regenerates it instead of reusing a damaged image."""
+    import hashlib
+    import json as _json
+
+    from synthperf.guidance.generate import png_bytes, sidecar_path
+    from synthperf.guidance.plan import PlanRow
+
+    row = object.__new__(PlanRow)
+    object.__setattr__(row, "row_id", 7)
+    object.__setattr__(row, "seed", 11)
+    data = png_bytes(torch.rand(3, 8, 8, generator=torch.Generator().manual_seed(0)))
+    png = tmp_path / "x.png"
+    png.write_bytes(data)
+    meta = {"row_id": 7, "seed": 11, "png_bytes": len(data), "png_sha256": hashlib.sha256(data).hexdigest()}
+    sidecar_path(png).write_text(_json.dumps(meta))
+    assert is_finished(row, png)
+    flipped = bytearray(data)
+    flipped[len(data) // 2] ^= 0x01
+    png.write_bytes(bytes(flipped))
+    assert not is_finished(row, png)
+    png.write_bytes(bytes(len(data)))
+    assert not is_finished(row, png)
+    png.write_bytes(data)
+    sidecar_path(png).write_text(_json.dumps({k: v for k, v in meta.items() if k != "png_sha256"}))
+    assert not is_finished(row, png)

@@ -119,6 +119,9 @@ def run_command(
     slurm_time: Optional[int] = typer.Option(None, "--slurm-time", help="Minutes; same as --slurm time=... "
                                                                          "(default 60)."),
     no_report: bool = typer.Option(False, "--no-report", help="Skip plots and report.md."),
+    force: bool = typer.Option(False, "--force", help="Take over the run directory's lock when its holder "
+                               "cannot be shown alive (e.g. recorded on another host); a live holder on "
+                               "this host is still refused."),
 ) -> None:
     """Run (or resume) an experiment grid; finished chunks are skipped."""
     from .._parallel import device_resources, local_gpu_count, resource_defaults
@@ -146,7 +149,7 @@ def run_command(
     typer.echo(f"run directory: {target}")
     with resource_defaults(resources or None):
         summary = run_experiment(config, target, effective, executor=executor, workers=workers,
-                                 address=address, slurm=slurm_opts, report=not no_report)
+                                 address=address, slurm=slurm_opts, report=not no_report, force=force)
     typer.echo(f"{summary.points} grid point(s), {summary.chunks} chunk(s), {summary.computed} computed now; "
                f"results in {summary.out}" + (f"; report {summary.report}" if summary.report else ""))
 

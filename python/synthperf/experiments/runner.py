@@ -1,6 +1,6 @@
 """``run``: config -> grid points -> chunked tasks -> executor -> result store -> report.
 
-Resume is the default, and it trusts nothing on disk: under the run lock (:mod:`.lock`; a
+Resume is the default, and it trusts nothing on disk: under the run lock (:mod:`synthperf._lock`; a
 second process on the same ``out`` is refused) every planned shard is verified with
 :func:`.store.check_chunk`. Intact shards are skipped; a damaged one (truncated, bit-flipped,
 zeroed, a directory or a foreign file in its place, no sidecar, another config's) is removed,
@@ -29,7 +29,7 @@ import yaml
 from .._io import is_temp_file, remove_stale_temps
 from .config import load_config, resolve, to_dict
 from .executors import execute
-from .lock import RunLock
+from .._lock import RunLock
 from .store import (atomic_write_bytes, check_chunk, chunk_path, config_digest, discard_chunk, point_dir,
                     sidecar_path, strays, write_point_config)
 from .tasks import Task, plan_chunks
@@ -121,7 +121,7 @@ def run_experiment(config: str | os.PathLike | Mapping[str, Any], out: str | os.
                    report: bool = True, force: bool = False) -> RunSummary:
     """Run (or resume) every grid point of ``config`` into ``out``; see the module docstring.
 
-    ``force``: take over a run lock whose holder cannot be shown alive (:class:`.lock.RunLock`).
+    ``force``: take over a run lock whose holder cannot be shown alive (:class:`synthperf._lock.RunLock`).
     Raises :class:`.lock.OutputLockedError` (an ``OSError``) when another run holds ``out``.
     """
     raw = load_config(config) if isinstance(config, (str, os.PathLike)) else dict(config)

@@ -19,6 +19,7 @@ spec §1.3, stored in the checkpoint as ``data_mean`` and undone by :func:`simul
 from __future__ import annotations
 
 import time
+from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Optional
@@ -26,6 +27,7 @@ from typing import Any, Optional
 import numpy as np
 
 from .._io import checkpoint_paths
+from .._lock import RunLock
 from .._validation import positive_int, real_scalar
 from .pfode import Trajectory, run_simulations
 from .schedules import InflationSchedule
@@ -278,8 +280,9 @@ def _train(outdir, data_name, data, images, labels, dims_to_keep, rho, gamma0, g
             return (fit_es[idx], lab[idx]) if num_classes else fit_es[idx]
 
     t0 = time.perf_counter()
-    state = train_loop(net, sample, cfg, checkpoint_dir=outdir, resume=resume, name=name,
-                       steps_per_epoch=steps_per_epoch)
+    with RunLock(outdir):  # one writer per checkpoint folder (a second run is refused, naming the holder)
+        state = train_loop(net, sample, cfg, checkpoint_dir=outdir, resume=resume, name=name,
+                           steps_per_epoch=steps_per_epoch)
     losses = state.losses or [float("nan")]
     return TrainResult(checkpoint=Path(outdir) / f"{name}.json", net=state.ema.eval(), steps=state.step,
                        final_loss=float(np.mean(losses[-50:])), seconds=time.perf_counter() - t0)
@@ -355,9 +358,10 @@ def simulate(save_dir: str | Path | None = None, *, data_name: str | None = None
                              "label in [0, num_classes)")
         flow = DenoiserFlow(net.denoise, labels=lab if net.num_classes else None)
         x_flow = x if mean is None else x - mean
-    trajectories = run_simulations(
-        flow, sch, W, x_flow, data_name=tag, save_dir=save_dir, steps=steps, h=h, grid=grid, end_time=end_time,
-        eps_s=eps_s, solver=solver, eps=eps, save_freq=save_freq, seed=seed, checkpoint_every=checkpoint_every,
-        extra_params={"network": str(network) if isinstance(network, (str, Path)) else None,
-                      "data_mean": None if mean is None else mean.tolist()})
+    with RunLock(save_dir) if save_dir is not None else nullcontext():  # one writer per output folder
+        trajectories = run_simulations(
+            flow, sch, W, x_flow, data_name=tag, save_dir=save_dir, steps=steps, h=h, grid=grid, end_time=end_time,
+            eps_s=eps_s, solver=solver, eps=eps, save_freq=save_freq, seed=seed, checkpoint_every=checkpoint_every,
+            extra_params={"network": str(network) if isinstance(network, (str, Path)) else None,
+                          "data_mean": None if mean is None else mean.tolist()})
     return SimulationResult(trajectories, x, lab, mean, sch)

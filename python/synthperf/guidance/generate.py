@@ -26,6 +26,7 @@ per shard), through :func:`synthperf._parallel.execute`.
 """
 from __future__ import annotations
 
+import hashlib
 import io
 import json
 import math
@@ -35,10 +36,11 @@ from typing import Any, Mapping, Sequence
 
 from .. import _io
 from .._io import atomic_write_bytes
+from .._lock import RunLock
 from .._parallel import EXECUTORS, execute
 from .plan import PlanRow, read_plan, shard
 
-SIDECAR_VERSION = 1
+SIDECAR_VERSION = 2  # 2: the sidecar records the PNG's SHA-256
 
 
 def resolve_output(row: PlanRow, base_dir: Path) -> Path:
@@ -56,12 +58,16 @@ def sidecar_path(png: Path) -> Path:
 
 
 def is_finished(row: PlanRow, png: Path) -> bool:
-    """Sidecar valid for this row (same row id and plan seed) and the PNG has the recorded size."""
+    """Sidecar valid for this row (same row id and plan seed) and the PNG has the recorded size and
+    SHA-256 (a bit-flipped, zeroed or swapped image is regenerated, never reused; a sidecar from
+    before version 2, without the hash, does not vouch for its image)."""
     side = sidecar_path(png)
     try:
         meta = json.loads(side.read_text(encoding="utf-8"))
-        return (meta.get("row_id") == row.row_id and meta.get("seed") == row.seed
-                and png.stat().st_size == meta.get("png_bytes"))
+        if not (meta.get("row_id") == row.row_id and meta.get("seed") == row.seed
+                and png.stat().st_size == meta.get("png_bytes") and isinstance(meta.get("png_sha256"), str)):
+            return False
+        return hashlib.sha256(png.read_bytes()).hexdigest() == meta["png_sha256"]
     except (OSError, ValueError, AttributeError):
         return False
 
@@ -199,6 +205,7 @@ def generate_rows(pipe, rows: Sequence[PlanRow], base_dir: Path, *, info: Any = 
             atomic_write_bytes(png, data)
             value = float(out.criterion[j])
             meta = {"version": SIDECAR_VERSION, **asdict(r), "image": png.name, "png_bytes": len(data),
+                    "png_sha256": hashlib.sha256(data).hexdigest(),
                     "kept_seed": int(out.seeds[j]), "criterion_value": value if math.isfinite(value) else None,
                     "corrupted": bool(out.corrupted[j]), "regenerated": bool(out.regenerated[j])}
             atomic_write_bytes(sidecar_path(png), json.dumps(meta, indent=1).encode("utf-8"))
@@ -217,11 +224,15 @@ def run_job(job: GenerateJob) -> str:
 
         hardness = HardnessCriterion.load(job.hardness)
     custom = _custom_criteria(job.custom_criteria)
-    pipe, info = load_pipeline(job)
-    counts = generate_rows(pipe, rows, plan_path.resolve().parent, info=info if job.classifier else None,
-                           hardness=hardness, custom_criteria=custom, batch_size=job.batch_size,
-                           compile=job.compile, max_sequence_length=job.max_sequence_length,
-                           image_size=job.image_size)
+    base = plan_path.resolve().parent
+    # one writer per shard: a second process on the same shard is refused (OutputLockedError naming
+    # the folder and the holder); the shards of one plan still run side by side
+    with RunLock(base / ".synthperf-locks" / f"shard{job.worker}of{job.workers}"):
+        pipe, info = load_pipeline(job)
+        counts = generate_rows(pipe, rows, base, info=info if job.classifier else None,
+                               hardness=hardness, custom_criteria=custom, batch_size=job.batch_size,
+                               compile=job.compile, max_sequence_length=job.max_sequence_length,
+                               image_size=job.image_size)
     return json.dumps({"worker": job.worker, "workers": job.workers, "rows": len(rows), **counts})
 
 
