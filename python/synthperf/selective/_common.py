@@ -49,6 +49,8 @@ def as_tensor(x: Any, name: str, *, keys: tuple[str, ...] = EMBEDDING_KEYS) -> t
     if isinstance(x, np.ndarray):
         if x.dtype == object:
             raise ValueError(f"{name} is ragged or has mixed types (object array)")
+        if x.dtype.kind not in "biufc":
+            raise TypeError(f"{name} must hold numbers, got a numpy array of dtype {x.dtype}")
         return torch.from_numpy(np.ascontiguousarray(x))
     raise TypeError(f"{name} must be a torch.Tensor, numpy array or dict of tensors, got {type(x).__name__}")
 

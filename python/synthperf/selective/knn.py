@@ -45,6 +45,10 @@ from .._validation import positive_int
 from ._common import check_embeddings, logger
 from .knn_exact import ExactKNN, ShardedReference, data_fingerprint
 
+#: bounds on a search's k and result size (distances + indices), checked before allocating
+MAX_K = 2**31 - 1
+MAX_RESULT_ELEMENTS = 2**32
+
 SUPPORTED_BACKENDS = ("reference", "cpu", "cuda")
 ENGINES = ("torch", "faiss")
 METRICS = ("l2", "ip")
@@ -335,6 +339,9 @@ class KNNIndex:
         out_dtype = np.float64 if torch.float64 in (self._dtype, q_t.dtype) else np.float32
         extra = 1 if exclude_self else 0
         n = q_t.shape[0]
+        if k > MAX_K or n * k > MAX_RESULT_ELEMENTS:
+            raise ValueError(f"k={k} is too large: {n} queries x k results exceed {MAX_RESULT_ELEMENTS} elements "
+                             f"(k beyond the {self.ntotal_} reference rows only adds padding)")
         out_d = np.empty((n, k), dtype=out_dtype)
         out_i = np.empty((n, k), dtype=np.int64)
         starts = range(0, n, self.chunk_size)
