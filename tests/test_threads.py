@@ -143,7 +143,9 @@ def _fake_clock(monkeypatch, busy_other_per_s: list[float], own_per_s: float = 1
 
 
 def test_governor_follows_load_when_automatic(restore_threads, monkeypatch):
-    monkeypatch.setenv(_threads.AUTO_MARKER, "1")
+    monkeypatch.delenv("SYNTHPERF_NUM_THREADS", raising=False)
+    monkeypatch.setenv("OMP_NUM_THREADS", "2")
+    monkeypatch.setenv(_threads.AUTO_MARKER, "2")  # OMP_NUM_THREADS=2 was written by an automatic sizing
     torch.set_num_threads(2)
     advance = _fake_clock(monkeypatch, [1.0, 0.0, 0.5, 0.1])
     gov = _threads.ThreadGovernor(interval_s=1.0)
@@ -187,7 +189,9 @@ def test_governor_bad_counts(kw):
 def test_governor_keeps_the_faster_count(restore_threads, monkeypatch):
     """Steps timed at each candidate count (cap and 1): the faster is kept, and re-timed after
     ``retune_s``; on a machine where 2 threads are slower for small ops it settles on 1."""
-    monkeypatch.setenv(_threads.AUTO_MARKER, "1")
+    monkeypatch.delenv("SYNTHPERF_NUM_THREADS", raising=False)
+    monkeypatch.setenv("OMP_NUM_THREADS", "2")
+    monkeypatch.setenv(_threads.AUTO_MARKER, "2")  # OMP_NUM_THREADS=2 was written by an automatic sizing
     torch.set_num_threads(2)
     step_s = {2: 0.30, 1: 0.10}
     state = {"t": 0.0, "own": 0.0}
@@ -213,3 +217,18 @@ def test_governor_keeps_the_faster_count(restore_threads, monkeypatch):
         state["t"] += step_s[n]
         state["own"] += step_s[n] * n * 0.5
     assert torch.get_num_threads() == 2 and gov.timings[1] == pytest.approx(0.50)
+
+
+def test_a_user_value_beats_an_earlier_automatic_sizing(restore_threads, monkeypatch):
+    """Regression (CI order dependence): after an automatic sizing wrote OMP_NUM_THREADS and the
+    marker, a different OMP_NUM_THREADS set later is the user's choice and wins; the governor
+    then leaves the count alone."""
+    monkeypatch.delenv("SYNTHPERF_NUM_THREADS", raising=False)
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    monkeypatch.delenv(_threads.AUTO_MARKER, raising=False)
+    monkeypatch.setattr(_threads, "free_cores", lambda sample_s=0.2: 2)
+    assert _threads.configure_threads(None) == 2 and os.environ[_threads.AUTO_MARKER] == "2"
+    assert _threads.recommended_threads() == 2  # its own value: re-sampled
+    monkeypatch.setenv("OMP_NUM_THREADS", "5")
+    assert _threads.recommended_threads() == 5
+    assert not _threads.ThreadGovernor().active

@@ -26,9 +26,10 @@ from typing import Iterator
 __all__ = ["available_cores", "busy_cores", "free_cores", "recommended_threads", "configure_threads",
            "thread_limits", "preserved_threads", "current_threads", "ThreadGovernor"]
 
-# Set (to "1") in the environment when the thread variables below were written by an automatic
-# (free-core) sizing, so a later automatic sizing re-samples instead of reading them back as a
-# user's choice; cleared by an explicit count. Inherited by worker processes.
+# Set in the environment (to the count written) when the thread variables below were written by an
+# automatic (free-core) sizing, so a later automatic sizing re-samples instead of reading its own
+# value back as a user's choice; an OMP_NUM_THREADS that differs from it is the user's again.
+# Cleared by an explicit count. Inherited by worker processes.
 AUTO_MARKER = "SYNTHPERF_THREADS_AUTO"
 
 
@@ -100,11 +101,11 @@ def free_cores(sample_s: float = 0.2) -> int:
 def _env_threads() -> int | None:
     """The user's thread count from the environment; ``OMP_NUM_THREADS`` written by an
     automatic sizing of this package (``AUTO_MARKER`` set) is not a user's choice."""
-    auto = os.environ.get(AUTO_MARKER) == "1"
+    ours = os.environ.get(AUTO_MARKER)
     for var in ("SYNTHPERF_NUM_THREADS", "OMP_NUM_THREADS"):
-        if auto and var != "SYNTHPERF_NUM_THREADS":
-            continue
         raw = os.environ.get(var, "").strip()
+        if var == "OMP_NUM_THREADS" and ours is not None and raw == ours:
+            continue  # written by an automatic sizing, not chosen by the user
         if not raw:
             continue
         try:
@@ -193,7 +194,7 @@ def configure_threads(n: int | None = None, *, workers: int = 1, sample_s: float
         raise ValueError(f"n must be None or an integer >= 1, got {n!r}")
     _apply(n)
     if auto:
-        os.environ[AUTO_MARKER] = "1"
+        os.environ[AUTO_MARKER] = str(n)
     else:
         os.environ.pop(AUTO_MARKER, None)
     return n
@@ -234,7 +235,11 @@ class ThreadGovernor:
                 raise ValueError(f"{name} must be an integer >= {lo}, got {v!r}")
         self.interval_s, self.retune_s = float(interval_s), float(retune_s)
         self.probe_steps, self.warmup = probe_steps, warmup
-        self.active = os.environ.get(AUTO_MARKER) == "1" and "torch" in sys.modules
+        try:
+            automatic = AUTO_MARKER in os.environ and _env_threads() is None
+        except ValueError:  # a malformed user variable: not ours to override
+            automatic = False
+        self.active = automatic and "torch" in sys.modules
         self.changes = 0
         self.timings: dict[int, float] = {}
         self._cap = available_cores()
