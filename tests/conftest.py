@@ -40,3 +40,15 @@ def shared_dir() -> Path:
     if not SHARED_DIR.is_dir():
         pytest.skip("../shared (reference data) is not present beside the checkout")
     return SHARED_DIR
+
+
+@pytest.fixture(autouse=True)
+def _no_automatic_thread_marker(monkeypatch):
+    """An in-process CLI call sizes threads automatically and leaves ``SYNTHPERF_THREADS_AUTO`` in
+    the environment; without this, later tests would run with the ThreadGovernor active and their
+    thread counts (hence float round-off) would depend on the machine's load. Tests of the
+    governor set the marker themselves."""
+    from synthperf._threads import AUTO_MARKER
+
+    monkeypatch.delenv(AUTO_MARKER, raising=False)
+    yield

@@ -81,8 +81,10 @@ def test_busy_processes_are_seen():
     procs = [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(n)]
     try:
         time.sleep(0.5)
-        assert _threads.busy_cores(0.3) >= n - 0.75
-        assert _threads.free_cores(0.3) == 1
+        # up to 3 samples: this process's own threads may still spin for a moment after earlier
+        # tests' parallel regions and hold the cores the spinners should show up on
+        assert max(_threads.busy_cores(0.3) for _ in range(3)) >= n - 0.75
+        assert min(_threads.free_cores(0.3) for _ in range(3)) == 1
     finally:
         for p in procs:
             p.kill()
