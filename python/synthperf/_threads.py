@@ -78,24 +78,33 @@ def busy_cores(sample_s: float = 0.2) -> float:
     time.sleep(sample_s)
     second = _cpu_times()
     own1, t1 = _own_cpu_seconds(), time.perf_counter()
+    other = _other_busy(first, second, own1 - own0, t1 - t0)
+    return 0.0 if other is None else other
+
+
+def _other_busy(first: tuple[float, float], second: tuple[float, float], own_s: float,
+                wall_s: float) -> float | None:
+    """Cores other processes kept busy between two ``_cpu_times()`` readings, this process's
+    ``own_s`` CPU seconds over ``wall_s`` subtracted; None when no time passed."""
     d_busy, d_total = second[0] - first[0], second[1] - first[1]
     if d_total <= 0:
-        return 0.0
-    ncpu = os.cpu_count() or 1
-    busy_total = d_busy / d_total * ncpu                  # busy cores, all processes
-    own = max(0.0, (own1 - own0) / max(t1 - t0, 1e-9))    # cores this process used meanwhile
+        return None
+    busy_total = d_busy / d_total * (os.cpu_count() or 1)  # busy cores, all processes
+    own = max(0.0, own_s / max(wall_s, 1e-9))               # cores this process used meanwhile
     return max(0.0, busy_total - own)
 
 
-def free_cores(sample_s: float = 0.2) -> int:
-    """Cores of this process's affinity set not kept busy by other processes (>= 1).
-
-    A core counts as busy when other processes use more than a quarter of it, so a light
-    background load does not halve the thread count.
-    """
+def _free_given(busy: float) -> int:
+    """The free-core rule: a core counts as busy when other processes use more than a quarter
+    of it, so a light background load does not halve the thread count (>= 1)."""
     avail = available_cores()
-    busy = busy_cores(sample_s)
     return max(1, min(avail, avail - int(math.floor(busy + 0.75))))
+
+
+def free_cores(sample_s: float = 0.2) -> int:
+    """Cores of this process's affinity set not kept busy by other processes (>= 1), by
+    :func:`busy_cores` and the quarter-core rule of ``_free_given``."""
+    return _free_given(busy_cores(sample_s))
 
 
 def _env_threads() -> int | None:
@@ -267,14 +276,8 @@ class ThreadGovernor:
         self._mark()
         if first is None or self._times is None:
             return None
-        d_busy, d_total = self._times[0] - first[0], self._times[1] - first[1]
-        if d_total <= 0:
-            return None
-        ncpu = os.cpu_count() or 1
-        own = max(0.0, (self._own - own0) / max(self._t - t0, 1e-9))
-        other = max(0.0, d_busy / d_total * ncpu - own)
-        avail = available_cores()
-        return max(1, min(avail, avail - int(math.floor(other + 0.75))))
+        other = _other_busy(first, self._times, self._own - own0, self._t - t0)
+        return None if other is None else _free_given(other)
 
     def _start_probe(self, now: float) -> None:
         self._queue = sorted({self._cap, 1}, reverse=True)
