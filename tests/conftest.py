@@ -43,12 +43,27 @@ def shared_dir() -> Path:
 
 
 @pytest.fixture(autouse=True)
-def _no_automatic_thread_marker(monkeypatch):
+def _no_automatic_thread_marker():
     """An in-process CLI call sizes threads automatically and leaves ``SYNTHPERF_THREADS_AUTO`` in
     the environment; without this, later tests would run with the ThreadGovernor active and their
     thread counts (hence float round-off) would depend on the machine's load. Tests of the
-    governor set the marker themselves."""
+    governor set the marker themselves.
+
+    Plain ``os.environ`` edits, not ``monkeypatch``: a test that calls ``monkeypatch.undo()``
+    mid-way (the resume tests) would otherwise restore the marker half-way through the test.
+    The thread variables and torch's count are put back after each test for the same reason."""
     from synthperf._threads import AUTO_MARKER
 
-    monkeypatch.delenv(AUTO_MARKER, raising=False)
+    keys = (AUTO_MARKER, "OMP_NUM_THREADS", "SYNTHPERF_NUM_THREADS", "MKL_NUM_THREADS")
+    saved = {k: os.environ.get(k) for k in keys}
+    os.environ.pop(AUTO_MARKER, None)
+    saved[AUTO_MARKER] = None
+    threads = torch.get_num_threads()
     yield
+    for k, v in saved.items():
+        if v is None:
+            os.environ.pop(k, None)
+        else:
+            os.environ[k] = v
+    if torch.get_num_threads() != threads:
+        torch.set_num_threads(threads)

@@ -11,6 +11,8 @@ import torch
 
 from synthperf import _native, _threads
 
+_ORIGINAL_OMP = os.environ.get("OMP_NUM_THREADS")
+
 
 @pytest.fixture
 def restore_threads(monkeypatch):
@@ -233,4 +235,23 @@ def test_a_user_value_beats_an_earlier_automatic_sizing(restore_threads, monkeyp
     assert _threads.recommended_threads() == 2  # its own value: re-sampled
     monkeypatch.setenv("OMP_NUM_THREADS", "5")
     assert _threads.recommended_threads() == 5
+    assert not _threads.ThreadGovernor().active
+
+
+def test_leak_step_1_an_in_process_cli_call_leaves_the_marker():
+    """First half of a pair (pytest runs a file's tests in order): like an in-process CLI call,
+    set the automatic marker and a thread count without any clean-up of our own."""
+    os.environ[_threads.AUTO_MARKER] = "1"
+    os.environ["OMP_NUM_THREADS"] = "1"
+
+
+def test_leak_step_2_monkeypatch_undo_does_not_bring_the_marker_back(monkeypatch):
+    """The CI failure of the GaFi resume tests: they call ``monkeypatch.undo()`` mid-test, which
+    used to undo the conftest's ``delenv`` and re-activate the ThreadGovernor for the resumed
+    half only, so its thread count (and round-off) differed from the uninterrupted run."""
+    assert _threads.AUTO_MARKER not in os.environ
+    monkeypatch.setenv("SYNTHPERF_PROGRESS", "0")
+    monkeypatch.undo()
+    assert _threads.AUTO_MARKER not in os.environ
+    assert os.environ.get("OMP_NUM_THREADS") != "1" or _ORIGINAL_OMP == "1"
     assert not _threads.ThreadGovernor().active
