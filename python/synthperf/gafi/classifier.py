@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import copy
 import math
+import warnings
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Callable, Mapping, Protocol
@@ -24,7 +25,7 @@ import torch.nn.functional as F
 
 from ..progress import progress_task
 from .._threads import ThreadGovernor
-from .._io import CheckpointError, checkpoint_exists, load_checkpoint, load_state_into, save_checkpoint
+from .._io import CheckpointError, checkpoint_paths, load_checkpoint, load_state_into, save_checkpoint
 from .augment import augment_batch
 from .data import ImageData
 
@@ -265,9 +266,15 @@ def fit_classifier(source: DataSource | ImageData, num_classes: int, cfg: Classi
 
     ``eval_sets`` maps names (e.g. ``"val"``, ``"test"``) to real data evaluated after every
     epoch; ``select_on`` names the set whose best accuracy picks ``best_epoch`` (first max).
-    With ``checkpoint_dir``, ``last`` (model, optimizer, RNG, source state, history) and
-    ``best`` checkpoints are written every epoch; ``resume=True`` continues from ``last``
-    and reproduces an uninterrupted run exactly (same device and thread count).
+    With ``checkpoint_dir``, ``last`` (model, optimizer velocities, augmentation RNG, GradScaler
+    state, source state, best-so-far weights, history) is written after every epoch, and
+    ``best`` (the selected epoch's weights; the final weights when ``select_on`` is None) once
+    training has finished, so a ``best`` checkpoint on disk means a finished run (callers such
+    as :func:`synthperf.gafi.digits.make_digits_synthetic` rely on that). ``resume=True``
+    continues from ``last`` and reproduces an uninterrupted run exactly (same device and
+    thread count); a ``last`` that cannot be read (a kill between its two files, a damaged
+    file) is reported with one ``RuntimeWarning`` and training starts over, a ``last`` written
+    under another config raises :class:`CheckpointError`.
     """
     if isinstance(source, ImageData):
         source = StaticSource(source)
@@ -278,20 +285,19 @@ def fit_classifier(source: DataSource | ImageData, num_classes: int, cfg: Classi
     ckdir = Path(checkpoint_dir) if checkpoint_dir is not None else None
     if resume and ckdir is None:
         raise ValueError("resume=True needs checkpoint_dir")
-    in_channels = None
-    if resume and checkpoint_exists(ckdir / "last"):  # type: ignore[operator]
-        in_channels = load_checkpoint(ckdir / "last")[1].get("in_channels")  # type: ignore[operator]
+    saved = _read_last(ckdir, cfg) if resume else None  # type: ignore[arg-type]
+    in_channels = saved[1].get("in_channels") if saved is not None else None
     if in_channels is None:  # fresh run (or an old checkpoint): the first epoch's data decides
         in_channels = int(source.dataset(1).x.shape[1])
     model = build_classifier(num_classes, int(in_channels), cfg).to(device)
     opt = SGDW(model.parameters(), lr=cfg.lr, momentum=cfg.momentum, nesterov=cfg.nesterov,
                weight_decay=cfg.weight_decay)
-    scaler = torch.amp.GradScaler("cuda", enabled=cfg.mixed_precision and device.type == "cuda")
+    scaler = torch.amp.GradScaler(device.type, enabled=cfg.mixed_precision and device.type == "cuda")
     gen = torch.Generator().manual_seed(cfg.seed)
     result = FitResult(model=model, select_on=select_on)
     best_score, start = -1.0, 1
-    if resume and checkpoint_exists(ckdir / "last"):  # type: ignore[operator]
-        start, best_score = _restore(ckdir, model, opt, gen, source, result, cfg)
+    if saved is not None:
+        start, best_score = _restore(saved, model, opt, scaler, gen, source, result)
     with progress_task(f"{description}", cfg.epochs) as advance:
         advance(start - 1)
         for epoch in range(start, cfg.epochs + 1):
@@ -308,17 +314,19 @@ def fit_classifier(source: DataSource | ImageData, num_classes: int, cfg: Classi
                 best_score = row[f"{select_on}_accuracy"]
                 result.best_epoch = epoch
                 result.best_state = copy.deepcopy(model.state_dict())
-                if ckdir is not None:
-                    save_checkpoint(ckdir / "best", result.best_state,
-                                    {"kind": "classifier", "epoch": epoch, "num_classes": num_classes,
-                                     "in_channels": int(data.x.shape[1]), "config": cfg.to_dict()})
             if ckdir is not None:
-                _save_last(ckdir, model, opt, gen, source, result, cfg, epoch, best_score, num_classes,
+                _save_last(ckdir, model, opt, scaler, gen, source, result, cfg, epoch, best_score, num_classes,
                            int(in_channels))
             advance(1)
     if select_on is None:
         result.best_epoch = cfg.epochs
         result.best_state = copy.deepcopy(model.state_dict())
+    if ckdir is not None and result.best_state is not None:
+        # published last, after the final ``last``: its presence marks a finished run (a kill before
+        # it resumes from ``last`` at the end of the loop and writes it then)
+        save_checkpoint(ckdir / "best", result.best_state,
+                        {"kind": "classifier", "epoch": result.best_epoch, "num_classes": num_classes,
+                         "in_channels": int(in_channels), "config": cfg.to_dict()})
     return result
 
 
@@ -346,7 +354,7 @@ def _train_epoch(model, opt, scaler, data: ImageData, cfg: ClassifierConfig, gen
     return tot_loss / max(n, 1), correct / max(n, 1)
 
 
-def _save_last(ckdir, model, opt, gen, source, result, cfg, epoch, best_score, num_classes, in_channels):
+def _save_last(ckdir, model, opt, scaler, gen, source, result, cfg, epoch, best_score, num_classes, in_channels):
     tensors = {f"model.{k}": v for k, v in model.state_dict().items()}
     params = list(model.parameters())
     for i, p in enumerate(params):
@@ -359,20 +367,40 @@ def _save_last(ckdir, model, opt, gen, source, result, cfg, epoch, best_score, n
     tensors.update({f"source.{k}": v for k, v in source.state_dict().items()})
     meta = {"kind": "classifier_last", "epoch": epoch, "best_epoch": result.best_epoch,
             "best_score": best_score, "history": result.history, "num_classes": num_classes,
-            "in_channels": in_channels, "config": cfg.to_dict()}
+            "in_channels": in_channels, "config": cfg.to_dict(),
+            # loss scale and growth tracker (floats/ints; JSON round-trips them exactly); None when disabled
+            "scaler": scaler.state_dict() if scaler.is_enabled() else None}
     save_checkpoint(ckdir / "last", tensors, meta)
 
 
-def _restore(ckdir, model, opt, gen, source, result, cfg):
-    tensors, meta = load_checkpoint(ckdir / "last")
-    if meta.get("config") != cfg.to_dict():
-        raise CheckpointError(f"checkpoint {str(ckdir / 'last')!r} was written with a different config; "
+def _read_last(ckdir: Path, cfg: ClassifierConfig) -> tuple[dict, dict] | None:
+    """``(tensors, meta)`` of ``ckdir/last``, or None (with one RuntimeWarning) when it is missing
+    or unreadable: a kill between its tensors and its JSON, a truncated or bit-flipped file.
+    A readable ``last`` of another config raises :class:`CheckpointError` (the user's mistake)."""
+    stem = ckdir / "last"
+    if not any(p.exists() for p in checkpoint_paths(stem)):
+        return None
+    try:
+        tensors, meta = load_checkpoint(stem)
+    except CheckpointError as exc:
+        warnings.warn(f"ignoring an unreadable classifier checkpoint (training starts over): {exc}",
+                      RuntimeWarning, stacklevel=3)
+        return None
+    if meta.get("kind") != "classifier_last" or meta.get("config") != cfg.to_dict():
+        raise CheckpointError(f"checkpoint {str(stem)!r} was written with a different config; "
                               f"use a new checkpoint_dir or resume=False")
+    return tensors, meta
+
+
+def _restore(saved, model, opt, scaler, gen, source, result):
+    tensors, meta = saved
     load_state_into(model, {k[6:]: v for k, v in tensors.items() if k.startswith("model.")}, "classifier checkpoint")
     for i, p in enumerate(model.parameters()):
         if f"opt.velocity.{i}" in tensors:
             opt.state[p]["velocity"] = tensors[f"opt.velocity.{i}"].to(p.device)
     gen.set_state(tensors["rng"])
+    if scaler.is_enabled() and meta.get("scaler"):
+        scaler.load_state_dict(meta["scaler"])
     best = {k[5:]: v for k, v in tensors.items() if k.startswith("best.")}
     result.best_state = best or None
     result.best_epoch = int(meta["best_epoch"])
