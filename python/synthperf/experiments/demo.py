@@ -168,27 +168,21 @@ def _make_generator(spec: GeneratorSpec, x_tr, y_tr, per_class: int, out: Path, 
 
 def run_demo(out: str | Path = "synthperf_demo", *, quick: bool = False, seed: int = 0, workers: int = 1,
              generators: tuple[str, ...] | None = None, threads: str | int | None = "auto",
-             longtail: bool = True) -> Path:
+             longtail: bool = True, force: bool = False) -> Path:
     """Run the demo into ``out``; returns the path of ``report.md`` (see the module docstring).
 
     ``quick``: the CI-sized variant (tiny generators, 40 trials; same code paths).
     ``generators``: keys of :data:`GENERATORS` to compare (default: all).
     ``threads``: "auto" re-sizes the threads to the free cores before every stage, an int pins
     them, None leaves them as they are. A rerun into the same ``out`` reuses finished models,
-    samples and SPPI shards.
+    samples and SPPI shards. One demo writes ``out`` at a time: the whole run holds the output
+    lock ``out/.synthperf.lock`` (:class:`synthperf._lock.RunLock`), so a second demo on the same
+    ``out`` raises :class:`synthperf._lock.OutputLockedError` (an ``OSError`` naming the folder
+    and the holder's pid and host) before it writes anything; ``force`` takes over a lock whose
+    holder cannot be shown alive (another host, a dead pid).
     """
+    from .._lock import RunLock
     from .._threads import preserved_threads
-
-    with preserved_threads():
-        return _run_demo(out, quick=quick, seed=seed, workers=workers, generators=generators, threads=threads,
-                         longtail=longtail)
-
-
-def _run_demo(out, *, quick, seed, workers, generators, threads, longtail) -> Path:
-    from sklearn.linear_model import LogisticRegression
-
-    from . import demo_report
-    from .demo_quality import digits_quality
 
     keys = tuple(g.key for g in GENERATORS)
     chosen = keys if generators is None else tuple(generators)
@@ -197,9 +191,19 @@ def _run_demo(out, *, quick, seed, workers, generators, threads, longtail) -> Pa
         raise ValueError(f"generators must be a non-empty subset of {keys}, got {generators!r}")
     if threads not in ("auto", None) and (isinstance(threads, bool) or not isinstance(threads, int) or threads < 1):
         raise ValueError(f"threads must be 'auto', None or an integer >= 1, got {threads!r}")
+    with RunLock(Path(out), force=force), preserved_threads():
+        return _run_demo(Path(out), quick=quick, seed=seed, workers=workers, chosen=chosen, threads=threads,
+                         longtail=longtail)
+
+
+def _run_demo(out: Path, *, quick, seed, workers, chosen, threads, longtail) -> Path:
+    from sklearn.linear_model import LogisticRegression
+
+    from . import demo_report
+    from .demo_quality import digits_quality
+
     if isinstance(threads, int):
         configure_threads(threads)
-    out = Path(out)
     (out / "data").mkdir(parents=True, exist_ok=True)
     timings: dict[str, float] = {}
     budget = "quick" if quick else "demo"
