@@ -1,6 +1,6 @@
 """The run lock: one writer per output directory (``OUT/.synthperf.lock``); used by ``synthperf run``
-(:mod:`synthperf.experiments.runner`), ``guidance generate`` (one lock per shard) and ``flows
-train``/``simulate``.
+(:mod:`synthperf.experiments.runner`), ``guidance generate`` (one lock per shard), ``flows
+train``/``simulate`` and ``synthperf demo`` (the whole demo folder, :func:`synthperf.experiments.demo.run_demo`).
 
 :class:`RunLock` holds an exclusive ``flock`` on ``OUT/.synthperf.lock`` for the whole run
 and writes its holder into it as JSON (pid, host, start time, the pid's kernel start tick and

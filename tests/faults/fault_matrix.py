@@ -13,6 +13,11 @@ Corruption: a finished output (a shard, checkpoint or result file) is truncated 
 (equal to the reference again) or stops with an ``error:`` line naming it; *silently used* if it
 succeeds and leaves the damaged file in place. Concurrency: two copies started together on one
 output; *refused* if exactly one fails with an "in use" error.
+
+Every run is pinned to one thread (``conftest.env``: ``OMP_NUM_THREADS=1`` and
+``SYNTHPERF_NUM_THREADS=1``): with automatic threads the ThreadGovernor changes torch's count with
+the machine's load, so float round-off, hence "resumed equal", would depend on the load, not on
+the resume. Bit-exact comparisons need a pinned count (``--threads N`` does the same).
 """
 from __future__ import annotations
 
