@@ -122,3 +122,29 @@ def test_peer_mapie_gamma_symmetric():
     np.testing.assert_allclose(po, pt)
     assert io.shape == it.shape == (X_te.shape[0], 2, 2)
     np.testing.assert_allclose(io, it, rtol=1e-12, atol=1e-9)
+
+
+def test_peer_mapie_conformal_risk_control_multilabel_fnr():
+    """Optional peer test: conformal risk control of the multilabel false-negative rate equals
+    MAPIE's MultiLabelClassificationController(risk="recall", method="crc"). MAPIE's sets are
+    {k : p_k > t} on its grid t; ours {k : p_k >= 1 - lambda}, so lambda = 1 - t (reversed grid).
+    Probabilities are continuous, so no p_k lies on a grid point and > / >= agree."""
+    mapie_rc = pytest.importorskip("mapie.risk_control")
+    rng = np.random.default_rng(11)
+    n, n_te, K = 300, 200, 6
+    X = rng.uniform(size=(n + n_te, K))
+    Y = rng.uniform(size=X.shape) < X          # label k present with probability p_k = X[:, k]
+    Y[Y.sum(axis=1) == 0, 0] = True            # both sides require at least one true label
+    probs = lambda Z: Z                        # noqa: E731 - the "model" returns the label probabilities
+    t_grid = np.arange(0, 1, 0.01)
+    lam = 1.0 - t_grid[::-1]                   # ours: increasing lambda, C = {p >= 1 - lambda}
+    alphas = [0.137, 0.213, 0.31]              # off the grid of attainable risks
+    theirs = mapie_rc.MultiLabelClassificationController(
+        predict_function=probs, risk="recall", method="crc", target_level=[1 - a for a in alphas],
+        predict_params=t_grid).calibrate(X[:n], Y[:n].astype(int))
+    ours = sc.conformal_risk_control(sc.false_negative_losses(X[:n], Y[:n], lam), lam, alphas)
+    assert len(set(ours.tolist())) == 3 and 0 < ours.min() and ours.max() < 1  # three interior thresholds
+    np.testing.assert_allclose(1.0 - ours, theirs.best_predict_param, atol=1e-12)
+    sets_theirs = theirs.predict(X[n:])                               # [n_te, K, A]
+    sets_ours = X[n:, :, None] >= (1.0 - ours)[None, None, :]
+    np.testing.assert_array_equal(sets_ours, sets_theirs.astype(bool))
