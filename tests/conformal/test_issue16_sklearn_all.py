@@ -148,3 +148,25 @@ def test_peer_mapie_conformal_risk_control_multilabel_fnr():
     sets_theirs = theirs.predict(X[n:])                               # [n_te, K, A]
     sets_ours = X[n:, :, None] >= (1.0 - ours)[None, None, :]
     np.testing.assert_array_equal(sets_ours, sets_theirs.astype(bool))
+
+
+def test_peer_mapie_aps_calibration_scores():
+    """Optional peer test: randomized APS calibration scores equal MAPIE's when given MAPIE's
+    uniforms (its APS draws u from RandomState(random_state) over the calibration points).
+    Tolerance 1e-6: our scores are float32 (a few float32 roundings of values in [0, 1]).
+    The prediction sets are not compared: MAPIE's include_last_label draws a second stream."""
+    mapie_cls = pytest.importorskip("mapie.classification")
+    X, y = make_classification(n_samples=900, n_features=8, n_informative=5, n_classes=4, random_state=1)
+    X_tr, X_cal, _, y_tr, y_cal, _ = _split(X, y)
+    model = LogisticRegression(max_iter=500).fit(X_tr, y_tr)
+    theirs = mapie_cls.SplitConformalClassifier(estimator=model, confidence_level=[0.8, 0.9], conformity_score="aps",
+                                                prefit=True, random_state=7).conformalize(X_cal, y_cal)
+    u = np.random.RandomState(7).uniform(size=len(y_cal))
+    ours = sc.SplitConformalClassifier(estimator=model, confidence_level=[0.8, 0.9], conformity_score="aps",
+                                       prefit=True).conformalize(X_cal, y_cal, u=u)
+    want = np.asarray(theirs._mapie_classifier.conformity_scores_, dtype=np.float64).ravel()
+    got = np.asarray(ours.conformity_scores_, dtype=np.float64)
+    assert got.shape == want.shape == (len(y_cal),)
+    np.testing.assert_allclose(got, want, rtol=0, atol=1e-6)
+    assert np.abs(got - np.asarray(sc.aps_scores(model.predict_proba(X_cal), y_cal, u=np.zeros(len(y_cal))),
+                                   dtype=np.float64)).max() > 1e-3  # u matters: the comparison is not vacuous
