@@ -38,10 +38,21 @@ def table(results: dict[str, list[dict]], seconds: dict[str, float]) -> str:
 
 
 def main(argv: list[str]) -> int:
+    if "-h" in argv or "--help" in argv:
+        print(__doc__.strip() + "\n\nModules: " + ", ".join(m for m in MODULES if not m.startswith("_")))
+        return 0
     out = None
     if "--json" in argv:
         i = argv.index("--json")
+        if i + 1 >= len(argv):
+            print("error: --json needs a file name", file=sys.stderr)
+            return 2
         out, argv = argv[i + 1], argv[:i] + argv[i + 2:]
+    unknown = [m for m in argv if m not in MODULES]
+    if unknown:
+        print(f"error: unknown module(s) {unknown}; choose from {sorted(m for m in MODULES if not m.startswith('_'))}",
+              file=sys.stderr)
+        return 2
     mods = argv or [m for m in MODULES if not m.startswith("_")]
     results, seconds = {}, {}
     for m in mods:
