@@ -1,6 +1,9 @@
-"""The closing-note matrix on ``synthperf run`` (SPPI task): seeded kills resume equal, corruptions
-are detected, the second concurrent writer is refused. The other commands run in
-``python tests/faults/fault_matrix.py`` (minutes each on a shared box)."""
+"""The closing-note matrix: seeded kills resume equal, corruptions are detected, the second concurrent
+writer is refused. ``synthperf run`` (SPPI task) with 3 kills; the other long-running commands with
+the note's 2 kills (minutes each on a shared box, so all are marked slow; the table itself comes from
+``python tests/faults/fault_matrix.py``). ``run gafi`` is left out while its GaFi pipeline duplicates
+history rows after a kill between ``histories.parquet`` and ``results.parquet`` (gafi/pipeline.py,
+reported in issue 17's note)."""
 from __future__ import annotations
 
 import pytest
@@ -10,8 +13,20 @@ from .fault_matrix import matrix, table
 pytestmark = [pytest.mark.faults, pytest.mark.slow]
 
 
-def test_run_sppi_matrix_loses_nothing(tmp_path):
-    (row,) = matrix(["run sppi"], seed=17, kills=3, work=tmp_path, log=lambda m: None)
-    assert row["kills"] == row["killed"] == row["equal"] == 3, table([row], 17)
+def _check(row, kills):
+    assert "error" not in row, row
+    assert row["kills"] == row["killed"] == row["equal"] == kills, table([row], 17)
     assert row["lost"] == row["dup"] == row["silent"] == 0 and row["detected"] == row["corrupt"] == 4, table([row], 17)
     assert row["refused"] == row["conc"] == 1, table([row], 17)
+
+
+def test_run_sppi_matrix_loses_nothing(tmp_path):
+    (row,) = matrix(["run sppi"], seed=17, kills=3, work=tmp_path, log=lambda m: None)
+    _check(row, 3)
+
+
+@pytest.mark.parametrize("command", ["demo", "flows simulate", "flows train", "guidance generate", "run flows",
+                                     "run guidance"])
+def test_command_matrix_loses_nothing(tmp_path, command):
+    (row,) = matrix([command], seed=17, kills=2, work=tmp_path, log=lambda m: None)
+    _check(row, 2)
