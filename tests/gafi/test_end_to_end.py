@@ -86,7 +86,9 @@ def test_digits_pipeline_end_to_end(tmp_path, monkeypatch):
         again = run_experiment(tmp_path, cfg)
     assert again["cas"].tolist() == df["cas"].tolist()
 
-    # an interrupted final run is redone alone, and deterministically
+    # an interrupted final run is redone alone, and deterministically; a kill between its
+    # histories and its results (the fault matrix's write 36/37) leaves no duplicated history rows
+    hist_before = pd.read_parquet(g1 / "best" / "histories.parquet")
     (g1 / "best" / "results.parquet").unlink()
     calls = []
     real_run_cas = run_cas
@@ -99,6 +101,8 @@ def test_digits_pipeline_end_to_end(tmp_path, monkeypatch):
     redo = run_experiment(tmp_path, cfg)
     assert len(calls) == 1 and calls[0].startswith("best ")
     assert redo["cas"].tolist() == df["cas"].tolist()
+    hist_after = pd.read_parquet(g1 / "best" / "histories.parquet")
+    assert len(hist_after) == len(hist_before) and hist_after.equals(hist_before)
 
 
 def test_dsf_recovers_cas_lost_to_wrong_labels():

@@ -194,6 +194,9 @@ def gafi_search(checkpoints: Mapping[int, Callable], classifier: Callable, split
         rows = pd.read_parquet(res_path).to_dict("records") if resume and res_path.is_file() else []
         hists = pd.read_parquet(hist_path).to_dict("records") if resume and hist_path.is_file() else []
         done = {r["checkpoint_name"] for r in rows}
+        # histories are written before results: a kill between the two leaves history rows of a
+        # run that is not finished and will run again, so keep only those of finished runs
+        hists = [h for h in hists if h.get("checkpoint_name") in done]
         for ckpt, sigma, tau in grid:
             name = run_name(ckpt, ds, pcfg.replace_fraction, sigma, tau)
             if name in done:
