@@ -1,9 +1,8 @@
 """The closing-note matrix: seeded kills resume equal, corruptions are detected, the second concurrent
 writer is refused. ``synthperf run`` (SPPI task) with 3 kills; the other long-running commands with
 the note's 2 kills (minutes each on a shared box, so all are marked slow; the table itself comes from
-``python tests/faults/fault_matrix.py``). ``run gafi`` is left out while its GaFi pipeline duplicates
-history rows after a kill between ``histories.parquet`` and ``results.parquet`` (gafi/pipeline.py,
-reported in issue 17's note)."""
+``python tests/faults/fault_matrix.py``). ``run gafi`` covers the kill between the GaFi search's
+``histories.parquet`` and ``results.parquet`` writes that once duplicated history rows."""
 from __future__ import annotations
 
 import pytest
@@ -26,7 +25,7 @@ def test_run_sppi_matrix_loses_nothing(tmp_path):
 
 
 @pytest.mark.parametrize("command", ["demo", "flows simulate", "flows train", "guidance generate", "run flows",
-                                     "run guidance"])
+                                     "run guidance", "run gafi"])
 def test_command_matrix_loses_nothing(tmp_path, command):
     (row,) = matrix([command], seed=17, kills=2, work=tmp_path, log=lambda m: None)
     _check(row, 2)
