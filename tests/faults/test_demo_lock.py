@@ -105,3 +105,12 @@ def test_lock_of_a_killed_demo_is_taken_over(tmp_path, monkeypatch):
     monkeypatch.setattr(demo, "digits_split", lambda seed: (_ for _ in ()).throw(KeyboardInterrupt()))
     with pytest.raises(KeyboardInterrupt):  # it got past the lock and started working
         demo.run_demo(out, quick=True, generators=("gafi",), longtail=False)
+
+
+def test_demo_cli_force_still_refuses_a_live_holder(held):
+    """``synthperf demo --force`` reaches run_demo(force=True): a live holder on this host is kept."""
+    out, holder = held
+    r = synthperf(["demo", "--quick", "--generator", "gafi", "--no-longtail", "--force", "-o", out], timeout=120)
+    assert r.returncode == 1, (r.returncode, r.stderr)
+    assert "in use by another synthperf run" in r.stderr and "Traceback" not in r.stderr
+    assert json.loads((out / LOCK_NAME).read_text())["pid"] == holder.pid

@@ -189,13 +189,17 @@ def demo_command(
                                                    help="Generator family to compare (repeatable): gafi, "
                                                         "diffusion, flows. Default: all."),
     no_longtail: bool = typer.Option(False, "--no-longtail", help="Skip the long-tail guidance experiment."),
+    force: bool = typer.Option(False, "--force", help="Take over the output folder's lock when its holder "
+                               "cannot be shown alive (e.g. recorded on another host); a live holder on "
+                               "this host is still refused."),
 ) -> None:
     """End-to-end demo on scikit-learn digits: GaFi, diffusion and flow generators as sources of synthetic
     calibration data (quality, SPPI vs SC, selective prediction, long-tail guidance)."""
     from .demo import run_demo
 
     report = run_demo(out, quick=quick, seed=seed, workers=workers,
-                      generators=tuple(generators) if generators else None, longtail=not no_longtail)
+                      generators=tuple(generators) if generators else None, longtail=not no_longtail,
+                      force=force)
     typer.echo(f"wrote {report}")
 
 
