@@ -15,6 +15,8 @@ and a message naming the key. Runs resume unless ``--no-resume``: train-classifi
 train-gan from their checkpoints, pipeline by skipping runs already in its results tables,
 multigan and cas by skipping when ``cas.parquet`` exists for the same config (``run.json``).
 Results are written as Parquet (atomically) plus PNG/PDF plots; a summary is printed.
+Each job (and ``demo``) holds the lock on its output folder (:class:`synthperf._lock.RunLock`): a
+second command on the same folder is refused with one ``error:`` line (exit 1), writing nothing.
 """
 from __future__ import annotations
 
@@ -99,8 +101,14 @@ def _jobs(command: str, config: Optional[Path], out: Optional[Path], args: List[
 
 
 def run_job(job: Job) -> str:
-    """Run one job (module level, so Ray and submitit can pickle it); returns its output folder."""
-    _COMMANDS[job.command](job.cfg, Path(job.out), job.resume)
+    """Run one job (module level, so Ray and submitit can pickle it); returns its output folder.
+
+    The job holds the output-folder lock (:class:`synthperf._lock.RunLock`) for its whole run, so a
+    second command on the same folder is refused (``OutputLockedError``: one ``error:`` line, exit 1)."""
+    from .._lock import RunLock
+
+    with RunLock(Path(job.out)):
+        _COMMANDS[job.command](job.cfg, Path(job.out), job.resume)
     return job.out
 
 
@@ -365,11 +373,13 @@ def demo_cmd(out: Path = typer.Option(Path("gafi_demo"), "--out", "-o"),
     import time
     from dataclasses import replace
 
+    from .._lock import RunLock
     from .experiment import digits_preset, run_experiment
 
     cfg = digits_preset(size)
     cfg.pipeline = replace(cfg.pipeline, protocol=protocol)
     t = time.perf_counter()
-    df = run_experiment(out, cfg, resume=resume)
+    with RunLock(out):  # one writer per demo folder (a second demo is refused, naming the holder)
+        df = run_experiment(out, cfg, resume=resume)
     typer.echo(df.to_string(index=False))
     typer.echo(f"total {time.perf_counter() - t:.1f} s")
