@@ -9,7 +9,6 @@ import json
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import pytest
 
@@ -47,7 +46,6 @@ def held(tmp_path):
 @pytest.mark.parametrize("args", [
     ["train-classifier", "--epochs", "1"],
     ["train-gan", "--epochs", "1"],
-    ["pipeline", "PIPELINE.gan_dir=nowhere"],
     ["cas"],
     ["demo", "--size", "micro"],
 ], ids=lambda a: a[0])
@@ -64,44 +62,44 @@ def test_second_gafi_command_on_the_same_out_is_refused_with_an_error_line(held,
     assert json.loads((out / LOCK_NAME).read_text())["pid"] == holder.pid  # the holder's record is untouched
 
 
-def test_run_job_holds_the_lock_while_it_runs_and_releases_it(tmp_path, monkeypatch):
+def test_train_gan_holds_the_lock_around_the_library_call_and_releases_it(tmp_path, monkeypatch):
+    from typer.testing import CliRunner
+
+    from synthperf.gafi import gan_train
+
     out, seen = tmp_path / "out", {}
 
-    def probe(cfg, out_dir, resume):
-        seen["holder"] = json.loads((out_dir / LOCK_NAME).read_text())
+    def probe(*args, **kwargs):
+        seen["holder"] = json.loads((out / LOCK_NAME).read_text())
         with pytest.raises(OutputLockedError):
-            RunLock(out_dir).acquire()  # a second writer, mid-run
-        raise KeyboardInterrupt  # stop the job here
+            RunLock(out).acquire()  # a second writer, mid-run
+        raise KeyboardInterrupt  # stop the command here
 
-    monkeypatch.setitem(cli._COMMANDS, "train-gan", probe)
-    with pytest.raises(KeyboardInterrupt):
-        cli.run_job(cli.Job("train-gan", {}, str(out), True, {}))
+    monkeypatch.setattr(gan_train, "train_gan", probe)
+    CliRunner().invoke(cli.app, ["train-gan", "-o", str(out), "--epochs", "1"])
     assert seen["holder"]["pid"] > 0
-    assert (out / LOCK_NAME).read_text() == ""  # released even though the job was interrupted
+    assert (out / LOCK_NAME).read_text() == ""  # released even though the command was interrupted
     with RunLock(out):
         pass
 
 
-def test_refused_job_never_starts_its_command(held, monkeypatch):
-    out, _ = held
-    monkeypatch.setitem(cli._COMMANDS, "train-classifier",
-                        lambda cfg, out_dir, resume: pytest.fail("the refused job started working"))
-    with pytest.raises(OutputLockedError, match="in use by another synthperf run"):
-        cli.run_job(cli.Job("train-classifier", {}, str(out), True, {}))
-
-
-def test_sweep_jobs_lock_their_own_folders(tmp_path, monkeypatch):
-    """``-m`` job i locks OUT/i, not OUT: two jobs of one sweep never refuse each other."""
-    out, locked = tmp_path / "out", []
-
-    def probe(cfg, out_dir, resume):
-        locked.append(Path(out_dir).relative_to(out).as_posix())
-        assert json.loads((Path(out_dir) / LOCK_NAME).read_text())["pid"] > 0
-        assert not (out / LOCK_NAME).exists()
-
-    monkeypatch.setitem(cli._COMMANDS, "cas", probe)
+def test_refused_pipeline_never_starts_the_search(held, monkeypatch):
     from typer.testing import CliRunner
 
-    r = CliRunner().invoke(cli.app, ["cas", "-o", str(out), "-m", "--seed", "1,2"])
-    assert r.exit_code == 0, r.output
-    assert sorted(locked) == ["0", "1"]
+    from synthperf.gafi import gan_train, pipeline
+
+    out, holder = held
+    monkeypatch.setattr(gan_train, "available_checkpoint_epochs", lambda gan_dir: [])
+    monkeypatch.setattr(cli, "_classifier", lambda cfg, device: None)
+    monkeypatch.setattr(pipeline, "gafi_search", lambda *a, **k: pytest.fail("the refused pipeline started working"))
+    r = CliRunner().invoke(cli.app, ["pipeline", "-o", str(out), "PIPELINE.gan_dir=gans"])
+    assert r.exit_code == 1, r.output
+    assert f"{out} is in use by another synthperf run (pid {holder.pid} on host" in r.output, r.output
+    assert "Traceback" not in r.output
+    assert sorted(p.name for p in out.iterdir()) == [LOCK_NAME]
+
+
+def test_config_errors_are_reported_before_the_lock_is_taken(tmp_path):
+    r = synthperf(["gafi", "train-classifier", "-o", tmp_path / "o", "OPTIMIZATION.epochs=ten"], timeout=120)
+    assert r.returncode == 2 and "OPTIMIZATION.epochs" in r.stderr, r.stderr
+    assert not (tmp_path / "o").exists()

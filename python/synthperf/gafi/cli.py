@@ -15,7 +15,7 @@ and a message naming the key. Runs resume unless ``--no-resume``: train-classifi
 train-gan from their checkpoints, pipeline by skipping runs already in its results tables,
 multigan and cas by skipping when ``cas.parquet`` exists for the same config (``run.json``).
 Results are written as Parquet (atomically) plus PNG/PDF plots; a summary is printed.
-Each job (and ``demo``) holds the lock on its output folder (:class:`synthperf._lock.RunLock`): a
+Each job (and ``demo``), once its config is validated, holds the lock on its output folder (:class:`synthperf._lock.RunLock`): a
 second command on the same folder is refused with one ``error:`` line (exit 1), writing nothing.
 """
 from __future__ import annotations
@@ -64,6 +64,15 @@ def _config_errors(flag: str = "--config"):
         raise ValueError(f"{flag}: {exc}") from None
 
 
+def _locked(out_dir: Path):
+    """The output-folder lock of a command (:class:`synthperf._lock.RunLock`), taken once its config
+    is validated (a config error writes nothing) and held around the library call and its writes: a
+    second command on the same folder is refused (``OutputLockedError``: one ``error:`` line, exit 1)."""
+    from .._lock import RunLock
+
+    return RunLock(Path(out_dir))
+
+
 def _setup(cfg: dict, out_dir: Path):
     from .data import load_dataset
 
@@ -101,14 +110,8 @@ def _jobs(command: str, config: Optional[Path], out: Optional[Path], args: List[
 
 
 def run_job(job: Job) -> str:
-    """Run one job (module level, so Ray and submitit can pickle it); returns its output folder.
-
-    The job holds the output-folder lock (:class:`synthperf._lock.RunLock`) for its whole run, so a
-    second command on the same folder is refused (``OutputLockedError``: one ``error:`` line, exit 1)."""
-    from .._lock import RunLock
-
-    with RunLock(Path(job.out)):
-        _COMMANDS[job.command](job.cfg, Path(job.out), job.resume)
+    """Run one job (module level, so Ray and submitit can pickle it); returns its output folder."""
+    _COMMANDS[job.command](job.cfg, Path(job.out), job.resume)
     return job.out
 
 
@@ -182,10 +185,11 @@ def _train_classifier(cfg: dict, out_dir: Path, resume: bool) -> None:
     cfg, splits, out_dir, device, _, _ = _setup(cfg, out_dir)
     with _config_errors():
         ccfg = classifier_config(cfg)
-    fit = fit_classifier(splits.train, splits.num_classes, ccfg, eval_sets={"val": splits.val, "test": splits.test},
-                         select_on="val", checkpoint_dir=out_dir / "classifier", resume=resume, device=device,
-                         description="classifier")
-    write_parquet(pd.DataFrame(fit.history), out_dir / "classifier" / "history.parquet")
+    with _locked(out_dir):
+        fit = fit_classifier(splits.train, splits.num_classes, ccfg, eval_sets={"val": splits.val, "test": splits.test},
+                             select_on="val", checkpoint_dir=out_dir / "classifier", resume=resume, device=device,
+                             description="classifier")
+        write_parquet(pd.DataFrame(fit.history), out_dir / "classifier" / "history.parquet")
     best = fit.best_row()
     typer.echo(f"best epoch {fit.best_epoch}: val {best['val_accuracy']:.4f} test {best['test_accuracy']:.4f} "
                f"-> {out_dir / 'classifier' / 'best.safetensors'}")
@@ -205,8 +209,9 @@ def _train_gan(cfg: dict, out_dir: Path, resume: bool) -> None:
     c, h, _ = splits.image_shape
     with _config_errors():
         gcfg, tcfg = gan_configs(cfg, channels=c, num_classes=splits.num_classes, image_size=h)
-    res = train_gan(gan_data.train, gcfg, tcfg, out_dir=out_dir, resume=resume, device=device)
-    write_parquet(pd.DataFrame(res.history), out_dir / "history.parquet")
+    with _locked(out_dir):
+        res = train_gan(gan_data.train, gcfg, tcfg, out_dir=out_dir, resume=resume, device=device)
+        write_parquet(pd.DataFrame(res.history), out_dir / "history.parquet")
     typer.echo(f"{res.iterations} iterations; EMA checkpoints in {out_dir / 'checkpoints'}")
 
 
@@ -234,13 +239,15 @@ def _pipeline(cfg: dict, out_dir: Path, resume: bool) -> None:
     wanted = set(pcfg.ckpt_epochs)
     ckpts = {e: load_generator(ema_checkpoint_path(gan_dir, e), device)
              for e in available_checkpoint_epochs(gan_dir) if e in wanted}
-    res = gafi_search(ckpts, _classifier(cfg, device), splits, ccfg, pcfg, out_dir, device=device,
-                      seed=int(cfg.get("RUN", {}).get("seed", 42)), resume=resume)
-    summary = {"gan_dir": str(gan_dir), "ckpt": res.best_ckpt, "sigma": res.best_sigma, "tau": res.best_tau,
-               "final": {k: (v.item() if hasattr(v, "item") else v) for k, v in res.final.items()}}
+    classifier = _classifier(cfg, device)
     from .._io import atomic_write_bytes
 
-    atomic_write_bytes(out_dir / "summary.json", json.dumps(summary, indent=2).encode())
+    with _locked(out_dir):
+        res = gafi_search(ckpts, classifier, splits, ccfg, pcfg, out_dir, device=device,
+                          seed=int(cfg.get("RUN", {}).get("seed", 42)), resume=resume)
+        summary = {"gan_dir": str(gan_dir), "ckpt": res.best_ckpt, "sigma": res.best_sigma, "tau": res.best_tau,
+                   "final": {k: (v.item() if hasattr(v, "item") else v) for k, v in res.final.items()}}
+        atomic_write_bytes(out_dir / "summary.json", json.dumps(summary, indent=2).encode())
     typer.echo(json.dumps(summary))
 
 
@@ -267,12 +274,14 @@ def _multigan(cfg: dict, out_dir: Path, resume: bool) -> None:
         s = json.loads(p.read_text())
         samplers.append(SamplerSpec(load_generator(ema_checkpoint_path(s["gan_dir"], s["ckpt"]), device),
                                     sigma=s["sigma"], tau=s["tau"]))
-    res = run_multigan(samplers, _classifier(cfg, device), splits, ccfg,
-                       class_samples=pcfg.class_samples, regen_every=pcfg.final_regen_every,
-                       filtering_attempts=pcfg.filtering_attempts, protocol=pcfg.protocol,
-                       seed=int(cfg.get("RUN", {}).get("seed", 42)), device=device)
-    _write_cas([{"method": "multigan", "cas": res.cas, "selection_score": res.selection_score,
-                 "protocol": res.protocol}], out_dir, "multigan", cfg)
+    classifier = _classifier(cfg, device)
+    with _locked(out_dir):
+        res = run_multigan(samplers, classifier, splits, ccfg,
+                           class_samples=pcfg.class_samples, regen_every=pcfg.final_regen_every,
+                           filtering_attempts=pcfg.filtering_attempts, protocol=pcfg.protocol,
+                           seed=int(cfg.get("RUN", {}).get("seed", 42)), device=device)
+        _write_cas([{"method": "multigan", "cas": res.cas, "selection_score": res.selection_score,
+                     "protocol": res.protocol}], out_dir, "multigan", cfg)
 
 
 def _cas(cfg: dict, out_dir: Path, resume: bool) -> None:
@@ -302,9 +311,10 @@ def _cas(cfg: dict, out_dir: Path, resume: bool) -> None:
         method = "gan"
     else:
         source, method = StaticSource(splits.train), "real"
-    res = run_cas(source, splits, ccfg, protocol=pcfg.protocol, device=device)
-    _write_cas([{"method": method, "cas": res.cas, "selection_score": res.selection_score,
-                 "protocol": res.protocol}], out_dir, "cas", cfg)
+    with _locked(out_dir):
+        res = run_cas(source, splits, ccfg, protocol=pcfg.protocol, device=device)
+        _write_cas([{"method": method, "cas": res.cas, "selection_score": res.selection_score,
+                     "protocol": res.protocol}], out_dir, "cas", cfg)
 
 
 _COMMANDS: dict[str, Callable[[dict, Path, bool], Any]] = {
