@@ -122,9 +122,39 @@ def _cmd_demo(root: Path):
             None)
 
 
+def _gafi_yaml(root: Path, name: str, doc: dict) -> Path:
+    import yaml
+
+    path = root / f"{name}.yaml"
+    path.write_text(yaml.safe_dump(doc))
+    return path
+
+
+def _cmd_gafi_train_classifier(root: Path):
+    cfg = _gafi_yaml(root, "cls", {"OPTIMIZATION": {"epochs": 3, "batch_size": 64, "lr_milestones": [2]},
+                                   "MODEL": {"width": 4}, "AUG": {"random_flip": False, "crop_padding": 1},
+                                   "RUN": {"seed": 1}})
+    return lambda out: ["gafi", "train-classifier", "--config", cfg, "-o", out], None
+
+
+def _cmd_gafi_train_gan(root: Path):
+    cfg = _gafi_yaml(root, "gan", {
+        "DATA": {"horizontal_flip": False}, "RUN": {"seed": 1},
+        "OPTIMIZATION": {"epochs": 3, "batch_size": 64, "d_updates_per_step": 2, "g_lr": 1e-3, "d_lr": 1e-3},
+        "MODEL": {"latent_dim": 8, "shared_dim": 8, "g_conv_dim": 4, "d_conv_dim": 4, "g_depth": 1, "d_depth": 1,
+                  "g_ema_start": 5, "g_ema_decay": 0.9}})
+    return lambda out: ["gafi", "train-gan", "--config", cfg, "-o", out], None
+
+
+def _cmd_gafi_demo(root: Path):
+    return lambda out: ["gafi", "demo", "--size", "micro", "-o", out], None
+
+
 COMMANDS = {"run sppi": _cmd_run_sppi, "run flows": _cmd_run_flows, "run gafi": _cmd_run_gafi,
             "run guidance": _cmd_run_guidance, "guidance generate": _cmd_guidance_generate,
-            "flows train": _cmd_flows_train, "flows simulate": _cmd_flows_simulate, "demo": _cmd_demo}
+            "flows train": _cmd_flows_train, "flows simulate": _cmd_flows_simulate, "demo": _cmd_demo,
+            "gafi train-classifier": _cmd_gafi_train_classifier, "gafi train-gan": _cmd_gafi_train_gan,
+            "gafi demo": _cmd_gafi_demo}
 
 
 def _run(argv, timeout=900, **extra) -> subprocess.CompletedProcess:

@@ -73,6 +73,16 @@ def _locked(out_dir: Path):
     return RunLock(Path(out_dir))
 
 
+def _history_frame(rows: list[dict]):
+    """Per-epoch history rows as a DataFrame with a fixed column order (``epoch`` first, then by
+    name): a resumed run restores its rows from JSON with sorted keys, so insertion order would
+    make the resumed ``history.parquet`` differ from an uninterrupted run's (fault matrix, issue 17)."""
+    import pandas as pd
+
+    df = pd.DataFrame(rows)
+    return df[sorted(df.columns, key=lambda c: (c != "epoch", str(c)))]
+
+
 def _setup(cfg: dict, out_dir: Path):
     from .data import load_dataset
 
@@ -176,8 +186,6 @@ def _write_cas(rows: list[dict], out_dir: Path, command: str, cfg: dict) -> None
 
 def _train_classifier(cfg: dict, out_dir: Path, resume: bool) -> None:
     """Train the ResNet-20 on real data (val-selected); it becomes the DSF filter classifier."""
-    import pandas as pd
-
     from .._io import write_parquet
     from .classifier import fit_classifier
     from .config import classifier_config
@@ -189,15 +197,13 @@ def _train_classifier(cfg: dict, out_dir: Path, resume: bool) -> None:
         fit = fit_classifier(splits.train, splits.num_classes, ccfg, eval_sets={"val": splits.val, "test": splits.test},
                              select_on="val", checkpoint_dir=out_dir / "classifier", resume=resume, device=device,
                              description="classifier")
-        write_parquet(pd.DataFrame(fit.history), out_dir / "classifier" / "history.parquet")
+        write_parquet(_history_frame(fit.history), out_dir / "classifier" / "history.parquet")
     best = fit.best_row()
     typer.echo(f"best epoch {fit.best_epoch}: val {best['val_accuracy']:.4f} test {best['test_accuracy']:.4f} "
                f"-> {out_dir / 'classifier' / 'best.safetensors'}")
 
 
 def _train_gan(cfg: dict, out_dir: Path, resume: bool) -> None:
-    """Train the conditional BigGAN-deep on train+val; EMA-generator checkpoint every epoch."""
-    import pandas as pd
 
     from .._io import write_parquet
     from .config import gan_configs
@@ -211,7 +217,7 @@ def _train_gan(cfg: dict, out_dir: Path, resume: bool) -> None:
         gcfg, tcfg = gan_configs(cfg, channels=c, num_classes=splits.num_classes, image_size=h)
     with _locked(out_dir):
         res = train_gan(gan_data.train, gcfg, tcfg, out_dir=out_dir, resume=resume, device=device)
-        write_parquet(pd.DataFrame(res.history), out_dir / "history.parquet")
+        write_parquet(_history_frame(res.history), out_dir / "history.parquet")
     typer.echo(f"{res.iterations} iterations; EMA checkpoints in {out_dir / 'checkpoints'}")
 
 
