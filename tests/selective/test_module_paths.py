@@ -19,12 +19,16 @@ def restore_state():
     enabled = synthperf.progress_enabled()
     from synthperf.selective.utils import get_backend
 
-    backend = get_backend()
+    import synthperf.selective.utils.progress as prog
+
+    backend, override = get_backend(), prog._enabled
     yield
     logger.handlers[:] = handlers
     logger.setLevel(level)
     (synthperf.enable_progress if enabled else synthperf.disable_progress)()
     sel.utils.set_backend(backend)
+    prog._enabled = override
+    sel.utils.set_package_logger("synthperf.selective")
 
 
 def test_scores_module_mirrors_seapig_exports():
@@ -97,23 +101,73 @@ def test_get_logger_and_configure_logging(restore_state, monkeypatch):
 
 
 def test_progress_switch_backend_and_track(restore_state, monkeypatch, caplog):
+    """seapig's order (spec §6): programmatic > SEAPIG_PROGRESS > synthperf's switch > auto-detection;
+    is_enabled() means "a bar is drawn"; off a terminal, automatic mode logs plain INFO lines."""
+    from unittest.mock import MagicMock, patch
+
     from synthperf.selective.utils import (disable, enable, get_backend, is_enabled, reset, set_backend, track)
 
+    monkeypatch.delenv("SEAPIG_PROGRESS", raising=False)
+    monkeypatch.setattr("sys.stdout", MagicMock(isatty=lambda: False))
     disable()
     assert not is_enabled() and not synthperf.progress_enabled()
-    assert list(track(range(5), desc="x")) == [0, 1, 2, 3, 4]
+    with caplog.at_level(logging.INFO, logger="synthperf.progress"):
+        assert list(track(range(5), desc="Silent")) == [0, 1, 2, 3, 4]
+    assert "Silent" not in caplog.text
     enable()
-    assert is_enabled()
+    assert is_enabled() and synthperf.progress_enabled()
     monkeypatch.setenv("SYNTHPERF_PROGRESS", "0")
     reset()
-    assert not is_enabled()
+    assert not is_enabled() and not synthperf.progress_enabled()
+    monkeypatch.setenv("SEAPIG_PROGRESS", " Yes ")  # seapig's variable forces bars on
+    assert is_enabled()
+    monkeypatch.setenv("SEAPIG_PROGRESS", "off")
     monkeypatch.setenv("SYNTHPERF_PROGRESS", "1")
     reset()
-    assert is_enabled() and get_backend() == "rich"
+    assert not is_enabled() and synthperf.progress_enabled()
+    monkeypatch.delenv("SEAPIG_PROGRESS")
+    assert not is_enabled()  # automatic: stdout is not a terminal
+    monkeypatch.setattr("sys.stdout", MagicMock(isatty=lambda: True))
+    assert is_enabled()
+    monkeypatch.setattr("sys.stdout", MagicMock(isatty=lambda: False))
+    assert get_backend() == "rich"
     set_backend("TQDM")
     assert get_backend() == "tqdm"
     with pytest.raises(ValueError, match="Unknown backend"):
         set_backend("ascii")
-    with caplog.at_level(logging.INFO, logger="synthperf.progress"):  # not a terminal: log lines
+    with caplog.at_level(logging.INFO, logger="synthperf.progress"):  # automatic, not a terminal: log lines
         assert list(track(range(20), total=20, desc="Counting")) == list(range(20))
     assert "Counting" in caplog.text
+    enable()  # forced: a tqdm bar even off a terminal, with seapig's keywords
+    seen: dict = {}
+
+    def fake_tqdm(iterable, **kw):
+        seen.update(kw)
+        return iter(iterable)
+
+    with patch("tqdm.tqdm", side_effect=fake_tqdm):
+        assert list(track([1, 2], desc="bar", unit="imgs")) == [1, 2]
+    assert seen["desc"] == "bar" and seen["unit"] == "imgs" and seen["total"] is None
+
+
+def test_set_package_logger_renames_the_selective_logger(restore_state, monkeypatch, caplog):
+    from synthperf.selective.utils import configure_logging, get_logger, package_logger_name, set_package_logger
+
+    monkeypatch.delenv("SYNTHPERF_LOG_LEVEL", raising=False)
+    logger = set_package_logger("seapig")
+    assert package_logger_name() == "seapig" and logger is logging.getLogger("seapig")
+    assert any(isinstance(h, logging.NullHandler) for h in logger.handlers)
+    assert get_logger() is logger and get_logger("other.module") is logger
+    assert get_logger("seapig.scores.knn").name == "seapig.scores.knn"
+    assert get_logger("synthperf.selective.knn").name == "synthperf.selective.knn"
+    monkeypatch.setenv("SEAPIG_LOG_LEVEL", "DEBUG")  # seapig's variable, read when synthperf's is unset
+    assert configure_logging("WARNING").level == logging.DEBUG and logger.level == logging.DEBUG
+    with caplog.at_level(logging.WARNING, logger="seapig"):  # the library's own records follow the rename
+        from synthperf.selective._common import logger as library_logger  # imported before the rename
+
+        library_logger.warning("renamed")
+    assert [r.name for r in caplog.records if r.message == "renamed"] == ["seapig"]
+    for bad, err in (("", ValueError), ("a..b", ValueError), (3, TypeError)):
+        with pytest.raises(err, match="name"):
+            set_package_logger(bad)
+    assert set_package_logger().name == "synthperf.selective" and get_logger().name == "synthperf.selective"

@@ -13,7 +13,23 @@ from typing import Any
 import numpy as np
 import torch
 
-logger = logging.getLogger("synthperf.selective")
+#: name of the selective system's package logger; :func:`synthperf.selective.utils.set_package_logger`
+#: changes it (e.g. to ``"seapig"`` for code that configures seapig's logger).
+_PACKAGE_LOGGER = ["synthperf.selective"]
+
+
+class _PackageLogger:
+    """The selective system's logger, looked up at each use so that a renamed package logger applies
+    to records of modules that imported ``logger`` before the rename."""
+
+    def __getattr__(self, attr: str) -> Any:
+        return getattr(logging.getLogger(_PACKAGE_LOGGER[0]), attr)
+
+    def __repr__(self) -> str:
+        return f"<selective package logger {_PACKAGE_LOGGER[0]!r}>"
+
+
+logger = _PackageLogger()
 
 #: keys accepted for embeddings / logits / labels when a dict is passed (seapig version B).
 EMBEDDING_KEYS = ("embedding", "embeddings")

@@ -85,18 +85,6 @@ KNOWN_FAILURES: dict[str, dict[str, tuple[str, str]]] = {
             (KNN, "private KNN index helper (_setup_index) of seapig A; synthperf's exact engine has none (knn_scores.py, KNN owner)"),
         'tests/test_knn.py::test_suggest_params_small_n':
             (KNN, "private KNN index helper (_suggest_build_params) of seapig A; synthperf's exact engine has none (knn_scores.py, KNN owner)"),
-        'tests/test_logging.py::test_get_logger_no_name_returns_package_logger':
-            (DIVERGENCE, "logger namespace: synthperf logs to 'synthperf.selective' (child of 'synthperf'), and its level is not read from SEAPIG_LOG_LEVEL"),
-        'tests/test_logging.py::test_get_logger_with_non_seapig_name_returns_package_logger':
-            (DIVERGENCE, "logger namespace: synthperf logs to 'synthperf.selective' (child of 'synthperf'), and its level is not read from SEAPIG_LOG_LEVEL"),
-        'tests/test_logging.py::test_get_logger_with_none_returns_package_logger':
-            (DIVERGENCE, "logger namespace: synthperf logs to 'synthperf.selective' (child of 'synthperf'), and its level is not read from SEAPIG_LOG_LEVEL"),
-        'tests/test_logging.py::test_get_logger_with_seapig_name_returns_child':
-            (DIVERGENCE, "logger namespace: synthperf logs to 'synthperf.selective' (child of 'synthperf'), and its level is not read from SEAPIG_LOG_LEVEL"),
-        'tests/test_logging.py::test_package_logger_has_null_handler':
-            (DIVERGENCE, "logger namespace: synthperf logs to 'synthperf.selective' (child of 'synthperf'), and its level is not read from SEAPIG_LOG_LEVEL"),
-        'tests/test_logging.py::test_seapig_log_level_env_var_overrides_level':
-            (DIVERGENCE, "logger namespace: synthperf logs to 'synthperf.selective' (child of 'synthperf'), and its level is not read from SEAPIG_LOG_LEVEL"),
         'tests/test_logits.py::test_check_model_logits_signature':
             (PRIVATE, "private attribute/helper _check_model of seapig; synthperf's internals differ"),
         'tests/test_logits.py::test_check_model_requires_logits_method':
@@ -177,24 +165,6 @@ KNOWN_FAILURES: dict[str, dict[str, tuple[str, str]]] = {
             (PRIVATE, "private attribute/helper _rff of seapig; synthperf's internals differ"),
         'tests/test_pca.py::test_reset_partial_preserves_rff_and_resets_accumulators':
             (PRIVATE, "private attribute/helper _rff_initialized of seapig; synthperf's internals differ"),
-        'tests/test_progress.py::test_auto_detect_non_interactive':
-            (DIVERGENCE, "synthperf's single progress switch (synthperf.progress): SYNTHPERF_PROGRESS, not SEAPIG_PROGRESS, and no TTY auto-detection in is_enabled(); off a terminal track() emits INFO log lines instead of a tqdm bar"),
-        'tests/test_progress.py::test_env_var_false_values[0]':
-            (DIVERGENCE, "synthperf's single progress switch (synthperf.progress): SYNTHPERF_PROGRESS, not SEAPIG_PROGRESS, and no TTY auto-detection in is_enabled(); off a terminal track() emits INFO log lines instead of a tqdm bar"),
-        'tests/test_progress.py::test_env_var_false_values[FALSE]':
-            (DIVERGENCE, "synthperf's single progress switch (synthperf.progress): SYNTHPERF_PROGRESS, not SEAPIG_PROGRESS, and no TTY auto-detection in is_enabled(); off a terminal track() emits INFO log lines instead of a tqdm bar"),
-        'tests/test_progress.py::test_env_var_false_values[False]':
-            (DIVERGENCE, "synthperf's single progress switch (synthperf.progress): SYNTHPERF_PROGRESS, not SEAPIG_PROGRESS, and no TTY auto-detection in is_enabled(); off a terminal track() emits INFO log lines instead of a tqdm bar"),
-        'tests/test_progress.py::test_env_var_false_values[false]':
-            (DIVERGENCE, "synthperf's single progress switch (synthperf.progress): SYNTHPERF_PROGRESS, not SEAPIG_PROGRESS, and no TTY auto-detection in is_enabled(); off a terminal track() emits INFO log lines instead of a tqdm bar"),
-        'tests/test_progress.py::test_env_var_false_values[no]':
-            (DIVERGENCE, "synthperf's single progress switch (synthperf.progress): SYNTHPERF_PROGRESS, not SEAPIG_PROGRESS, and no TTY auto-detection in is_enabled(); off a terminal track() emits INFO log lines instead of a tqdm bar"),
-        'tests/test_progress.py::test_env_var_false_values[off]':
-            (DIVERGENCE, "synthperf's single progress switch (synthperf.progress): SYNTHPERF_PROGRESS, not SEAPIG_PROGRESS, and no TTY auto-detection in is_enabled(); off a terminal track() emits INFO log lines instead of a tqdm bar"),
-        'tests/test_progress.py::test_reset_clears_programmatic_override':
-            (DIVERGENCE, "synthperf's single progress switch (synthperf.progress): SYNTHPERF_PROGRESS, not SEAPIG_PROGRESS, and no TTY auto-detection in is_enabled(); off a terminal track() emits INFO log lines instead of a tqdm bar"),
-        'tests/test_progress.py::test_track_enabled_tqdm_passes_kwargs':
-            (DIVERGENCE, "synthperf's single progress switch (synthperf.progress): SYNTHPERF_PROGRESS, not SEAPIG_PROGRESS, and no TTY auto-detection in is_enabled(); off a terminal track() emits INFO log lines instead of a tqdm bar"),
         'tests/test_pyod.py::test_fit_sets_trained_and_scores_without_cal':
             (PRIVATE, 'calls the private _fit_impl directly on a score whose calibration set was never given'),
         'tests/test_pyod.py::test_pca_predict_is_applied_before_detector_fit':
@@ -319,18 +289,6 @@ KNOWN_FAILURES: dict[str, dict[str, tuple[str, str]]] = {
             (KNN, "private KNN index helper (_setup_index) of seapig A; synthperf's exact engine has none (knn_scores.py, KNN owner)"),
         'tests/test_knn.py::test_suggest_params_small_n':
             (KNN, "private KNN index helper (_suggest_build_params) of seapig A; synthperf's exact engine has none (knn_scores.py, KNN owner)"),
-        'tests/test_logging.py::test_get_logger_no_name_returns_package_logger':
-            (DIVERGENCE, "logger namespace: synthperf logs to 'synthperf.selective' (child of 'synthperf'), and its level is not read from SEAPIG_LOG_LEVEL"),
-        'tests/test_logging.py::test_get_logger_with_non_seapig_name_returns_package_logger':
-            (DIVERGENCE, "logger namespace: synthperf logs to 'synthperf.selective' (child of 'synthperf'), and its level is not read from SEAPIG_LOG_LEVEL"),
-        'tests/test_logging.py::test_get_logger_with_none_returns_package_logger':
-            (DIVERGENCE, "logger namespace: synthperf logs to 'synthperf.selective' (child of 'synthperf'), and its level is not read from SEAPIG_LOG_LEVEL"),
-        'tests/test_logging.py::test_get_logger_with_seapig_name_returns_child':
-            (DIVERGENCE, "logger namespace: synthperf logs to 'synthperf.selective' (child of 'synthperf'), and its level is not read from SEAPIG_LOG_LEVEL"),
-        'tests/test_logging.py::test_package_logger_has_null_handler':
-            (DIVERGENCE, "logger namespace: synthperf logs to 'synthperf.selective' (child of 'synthperf'), and its level is not read from SEAPIG_LOG_LEVEL"),
-        'tests/test_logging.py::test_seapig_log_level_env_var_overrides_level':
-            (DIVERGENCE, "logger namespace: synthperf logs to 'synthperf.selective' (child of 'synthperf'), and its level is not read from SEAPIG_LOG_LEVEL"),
         'tests/test_logits.py::test_ensemble_score_member_error':
             (PRIVATE, "private attribute/helper _score of seapig; synthperf's internals differ"),
         'tests/test_logits.py::test_flatten_members_and_labels':
@@ -401,24 +359,6 @@ KNOWN_FAILURES: dict[str, dict[str, tuple[str, str]]] = {
             (PRIVATE, "private attribute/helper _rff_initialized of seapig; synthperf's internals differ"),
         'tests/test_pca.py::test_rff_method_validation_raises':
             (PRIVATE, "private attribute/helper _rff_initialized of seapig; synthperf's internals differ"),
-        'tests/test_progress.py::test_auto_detect_non_interactive':
-            (DIVERGENCE, "synthperf's single progress switch (synthperf.progress): SYNTHPERF_PROGRESS, not SEAPIG_PROGRESS, and no TTY auto-detection in is_enabled(); off a terminal track() emits INFO log lines instead of a tqdm bar"),
-        'tests/test_progress.py::test_env_var_false_values[0]':
-            (DIVERGENCE, "synthperf's single progress switch (synthperf.progress): SYNTHPERF_PROGRESS, not SEAPIG_PROGRESS, and no TTY auto-detection in is_enabled(); off a terminal track() emits INFO log lines instead of a tqdm bar"),
-        'tests/test_progress.py::test_env_var_false_values[FALSE]':
-            (DIVERGENCE, "synthperf's single progress switch (synthperf.progress): SYNTHPERF_PROGRESS, not SEAPIG_PROGRESS, and no TTY auto-detection in is_enabled(); off a terminal track() emits INFO log lines instead of a tqdm bar"),
-        'tests/test_progress.py::test_env_var_false_values[False]':
-            (DIVERGENCE, "synthperf's single progress switch (synthperf.progress): SYNTHPERF_PROGRESS, not SEAPIG_PROGRESS, and no TTY auto-detection in is_enabled(); off a terminal track() emits INFO log lines instead of a tqdm bar"),
-        'tests/test_progress.py::test_env_var_false_values[false]':
-            (DIVERGENCE, "synthperf's single progress switch (synthperf.progress): SYNTHPERF_PROGRESS, not SEAPIG_PROGRESS, and no TTY auto-detection in is_enabled(); off a terminal track() emits INFO log lines instead of a tqdm bar"),
-        'tests/test_progress.py::test_env_var_false_values[no]':
-            (DIVERGENCE, "synthperf's single progress switch (synthperf.progress): SYNTHPERF_PROGRESS, not SEAPIG_PROGRESS, and no TTY auto-detection in is_enabled(); off a terminal track() emits INFO log lines instead of a tqdm bar"),
-        'tests/test_progress.py::test_env_var_false_values[off]':
-            (DIVERGENCE, "synthperf's single progress switch (synthperf.progress): SYNTHPERF_PROGRESS, not SEAPIG_PROGRESS, and no TTY auto-detection in is_enabled(); off a terminal track() emits INFO log lines instead of a tqdm bar"),
-        'tests/test_progress.py::test_reset_clears_programmatic_override':
-            (DIVERGENCE, "synthperf's single progress switch (synthperf.progress): SYNTHPERF_PROGRESS, not SEAPIG_PROGRESS, and no TTY auto-detection in is_enabled(); off a terminal track() emits INFO log lines instead of a tqdm bar"),
-        'tests/test_progress.py::test_track_enabled_tqdm_passes_kwargs':
-            (DIVERGENCE, "synthperf's single progress switch (synthperf.progress): SYNTHPERF_PROGRESS, not SEAPIG_PROGRESS, and no TTY auto-detection in is_enabled(); off a terminal track() emits INFO log lines instead of a tqdm bar"),
         'tests/test_pyod.py::test_fit_sets_trained_and_scores_without_cal':
             (PRIVATE, 'calls the private _fit_impl directly on a score whose calibration set was never given'),
         'tests/test_pyod.py::test_pca_predict_is_applied_before_detector_fit':
