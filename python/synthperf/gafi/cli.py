@@ -203,6 +203,21 @@ def _train_classifier(cfg: dict, out_dir: Path, resume: bool) -> None:
                f"-> {out_dir / 'classifier' / 'best.safetensors'}")
 
 
+def _verify_ema_checkpoints(out_dir: Path, epochs: list[int]) -> None:
+    """Check (SHA-256) the EMA-generator checkpoint of every epoch the command reports: a resumed
+    run reads only its last state, so an earlier epoch's damaged checkpoint (which ``pipeline``
+    would load) is an error naming the file here, not an exit 0 (fault matrix, issue 17)."""
+    from .._io import CheckpointError, load_checkpoint
+    from .gan_train import ema_checkpoint_path
+
+    for epoch in epochs:
+        try:
+            load_checkpoint(ema_checkpoint_path(out_dir, epoch))
+        except CheckpointError as exc:
+            raise CheckpointError(f"{exc}; an earlier epoch's EMA checkpoint cannot be rebuilt on resume: "
+                                  "re-run with --no-resume") from None
+
+
 def _train_gan(cfg: dict, out_dir: Path, resume: bool) -> None:
 
     from .._io import write_parquet
@@ -217,6 +232,7 @@ def _train_gan(cfg: dict, out_dir: Path, resume: bool) -> None:
         gcfg, tcfg = gan_configs(cfg, channels=c, num_classes=splits.num_classes, image_size=h)
     with _locked(out_dir):
         res = train_gan(gan_data.train, gcfg, tcfg, out_dir=out_dir, resume=resume, device=device)
+        _verify_ema_checkpoints(out_dir, [int(r["epoch"]) for r in res.history])
         write_parquet(_history_frame(res.history), out_dir / "history.parquet")
     typer.echo(f"{res.iterations} iterations; EMA checkpoints in {out_dir / 'checkpoints'}")
 
