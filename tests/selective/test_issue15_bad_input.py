@@ -143,3 +143,20 @@ def test_bernoulli_entropy_of_large_float32_logits_is_finite(task, z):
     p = torch.sigmoid(z.double()).clamp(1e-12, 1 - 1e-12)
     h = -(p * p.log() + (1 - p) * torch.log1p(-p))
     torch.testing.assert_close(out.double(), h if h.ndim == 1 else h.amax(1), rtol=1e-6, atol=1e-12)
+
+
+def test_seapig_asserted_inputs_raise_an_error_that_is_both_valueerror_and_assertionerror():
+    """Where seapig ``assert``s (fit with a model but no loaders, loaders but no model, label/row count
+    mismatch), synthperf raises SelectiveInputError: a ValueError naming the argument that seapig-style
+    ``except AssertionError`` code also catches."""
+    from synthperf.selective._common import SelectiveInputError
+
+    assert issubclass(SelectiveInputError, ValueError) and issubclass(SelectiveInputError, AssertionError)
+    loader = DataLoader(TensorDataset(torch.randn(4, 2)), batch_size=2)
+    with pytest.raises(SelectiveInputError, match="model is required"):
+        EuclideanScore(k=1).fit(loaders={"train": loader})
+    with pytest.raises(SelectiveInputError, match="loaders is required"):
+        EuclideanScore(k=1).fit(model=torch.nn.Identity())
+    with pytest.raises(AssertionError, match="2 embeddings but 3 labels"):
+        EuclideanClassWiseScore(k=1).fit(ref={"embedding": torch.randn(4, 2), "label": torch.tensor([0, 1, 0, 1])},
+                                         cal={"embedding": torch.randn(2, 2), "label": torch.tensor([0, 1, 0])})

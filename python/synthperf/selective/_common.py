@@ -31,6 +31,12 @@ class _PackageLogger:
 
 logger = _PackageLogger()
 
+class SelectiveInputError(ValueError, AssertionError):
+    """Bad input that seapig rejects with ``assert``: a ValueError (synthperf's rule: validation
+    raises a clear error naming the argument, never ``assert``) that is also an AssertionError, so
+    code written for seapig that catches ``AssertionError`` keeps working (spec ``seapig.md`` §1.4)."""
+
+
 #: keys accepted for embeddings / logits / labels when a dict is passed (seapig version B).
 EMBEDDING_KEYS = ("embedding", "embeddings")
 LOGIT_KEYS = ("logit", "logits")

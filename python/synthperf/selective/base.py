@@ -30,7 +30,7 @@ from typing import Any, Mapping
 import numpy as np
 import torch
 
-from ._common import check_embeddings, check_q, logger, pick, quantile_threshold
+from ._common import SelectiveInputError, check_embeddings, check_q, logger, pick, quantile_threshold
 from ._model_io import (batch_input, cache_path, check_embed_model, embed_batches, load_or_embed,  # noqa: F401
                         model_device, resolve_protocol)
 
@@ -269,9 +269,9 @@ class EmbeddingScore(UncertaintyScore):
             cal_t = None if Y is None else check_embeddings(Y, "Y (calibration embeddings)", dim=ref_t.shape[1])
             return ref_t, cal_t
         if model is None:
-            raise ValueError("model is required when not using precomputed embeddings." + _B_TENSORS)
+            raise SelectiveInputError("model is required when not using precomputed embeddings." + _B_TENSORS)
         if loaders is None:
-            raise ValueError("loaders is required when using a model." + _B_TENSORS)
+            raise SelectiveInputError("loaders is required when using a model." + _B_TENSORS)
         if not isinstance(loaders, Mapping):
             raise TypeError(f"loaders must be a dict with keys 'train' and optionally 'val' (or 'cal'), "
                             f"got {type(loaders).__name__}")
@@ -302,9 +302,9 @@ class EmbeddingScore(UncertaintyScore):
         if model is None and loader is None:
             raise ValueError("Must specify either embeddings (X) or model+loader." + _B_TENSORS)
         if model is None:
-            raise ValueError("model is required when not using precomputed embeddings." + _B_TENSORS)
+            raise SelectiveInputError("model is required when not using precomputed embeddings." + _B_TENSORS)
         if loader is None:
-            raise ValueError("loader is required when using a model." + _B_TENSORS)
+            raise SelectiveInputError("loader is required when using a model." + _B_TENSORS)
         return load_or_embed(cache_path(outdir, prefix), model, loader)
 
     # -- public API ----------------------------------------------------------------------------

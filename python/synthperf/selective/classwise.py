@@ -23,7 +23,7 @@ from typing import Any, Callable
 
 import torch
 
-from ._common import LABEL_KEYS, as_tensor, check_embeddings, check_q, pick, quantile_threshold
+from ._common import LABEL_KEYS, SelectiveInputError, as_tensor, check_embeddings, check_q, pick, quantile_threshold
 from ._model_io import resolve_protocol, run_model
 from .base import _B_TENSORS, UncertaintyScore
 from .knn_scores import CosineScore, EuclideanScore, KNNScore, MahalanobisScore
@@ -45,7 +45,7 @@ def _split(x: Any, labels: Any, name: str, arg: str) -> tuple[torch.Tensor, torc
         raise ValueError(f"{name} needs labels: pass a dict with 'embedding' and 'label' or the labels argument")
     y = as_tensor(labels, f"{name} labels", keys=LABEL_KEYS)
     if y.shape[0] != emb.shape[0]:
-        raise ValueError(f"{name} has {emb.shape[0]} embeddings but {y.shape[0]} labels")
+        raise SelectiveInputError(f"{name} has {emb.shape[0]} embeddings but {y.shape[0]} labels")
     if y.is_floating_point() and not torch.equal(y, y.round()):
         raise TypeError(f"{name} labels must be integer class indices or 0/1 indicators")
     return emb, y.long()

@@ -237,16 +237,8 @@ KNOWN_FAILURES: dict[str, dict[str, tuple[str, str]]] = {
             (PRIVATE, "the test's DummyScore (a KNNScore whose fit is a no-op and that overrides score()) leaves the private state (scores, index) that synthperf's ClassWiseScore reads from each per-class scorer unset"),
         'tests/test_classwise.py::test_select_full_matrix_warning_and_mask':
             (DIVERGENCE, "a class with one reference row and no calibration set has no leave-one-out neighbour: synthperf raises, seapig returns scores from faiss's FLT_MAX padding"),
-        'tests/test_classwise.py::test_validation_shape_mismatch_raises':
-            (DIVERGENCE, 'ValueError where seapig asserts (project rule: validation raises, never assert)'),
-        'tests/test_embed.py::test_fit_parameter_validation_errors':
-            (DIVERGENCE, 'fit(loaders=) without a model raises ValueError where seapig 0.3.0 asserts (project rule: validation raises, never assert)'),
         'tests/test_embed.py::test_score_with_model_loader_writes_and_returns_tensor':
             (DIVERGENCE, "cache files: synthperf caches model outputs as safetensors under its own names (cache_path), not seapig's '<prefix>.pt'/'<prefix>_train.pt'"),
-        'tests/test_fit_unified.py::test_fit_rejects_loaders_without_model':
-            (DIVERGENCE, 'ValueError where seapig 0.3.0 asserts (project rule: validation raises, never assert)'),
-        'tests/test_fit_unified.py::test_fit_rejects_model_without_loaders':
-            (DIVERGENCE, 'ValueError where seapig 0.3.0 asserts (project rule: validation raises, never assert)'),
         'tests/test_knn.py::test_build_index_saves_and_loads':
             (KNN, "private KNN index helper (_setup_index) of seapig A; synthperf's exact engine has none (knn_scores.py, KNN owner)"),
         'tests/test_knn.py::test_cosine_k_mean':
