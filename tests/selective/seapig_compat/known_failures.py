@@ -1,8 +1,8 @@
 """seapig suite tests that fail against synthperf, each with its kind and reason (issue 15 acceptance).
 
 Kinds: ``private`` -- the test reaches a private helper name or an internal attribute of seapig;
-``public-divergence`` -- public behaviour that differs on purpose (project rules, issue 15 decisions,
-documented synthperf behaviour), with the reason; ``knn-owner`` -- KNN-engine surface (knn.py,
+``public-divergence`` -- public behaviour that is NOT met: it differs on purpose (project rules, issue 15
+decisions, documented synthperf behaviour), with the reason; ``knn-owner`` -- KNN-engine surface (knn.py,
 knn_scores.py), reported to the KNN owner. Keys: pytest node ids inside the suite tree built by
 ``run_suites.py``. The runner fails on any failure not listed here and on any listed test that passes."""
 from __future__ import annotations
