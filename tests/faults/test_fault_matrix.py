@@ -2,7 +2,8 @@
 writer is refused. ``synthperf run`` (SPPI task) with 3 kills; the other long-running commands with
 the note's 2 kills (minutes each on a shared box, so all are marked slow; the table itself comes from
 ``python tests/faults/fault_matrix.py``). ``run gafi`` covers the kill between the GaFi search's
-``histories.parquet`` and ``results.parquet`` writes that once duplicated history rows."""
+``histories.parquet`` and ``results.parquet`` writes that once duplicated history rows; the GaFi CLI
+rows cover the resumed ``history.parquet`` column order and train-gan's earlier-epoch checkpoints."""
 from __future__ import annotations
 
 import pytest
@@ -25,7 +26,8 @@ def test_run_sppi_matrix_loses_nothing(tmp_path):
 
 
 @pytest.mark.parametrize("command", ["demo", "flows simulate", "flows train", "guidance generate", "run flows",
-                                     "run guidance", "run gafi"])
+                                     "run guidance", "run gafi", "gafi train-classifier", "gafi train-gan",
+                                     "gafi demo"])
 def test_command_matrix_loses_nothing(tmp_path, command):
     (row,) = matrix([command], seed=17, kills=2, work=tmp_path, log=lambda m: None)
     _check(row, 2)
