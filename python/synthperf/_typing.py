@@ -1,0 +1,31 @@
+"""Shared type aliases for synthperf's public signatures (annotations only).
+
+Aliases:
+    ArrayLike      -- anything ``np.asarray`` accepts (lists, scalars, arrays).
+    FloatArray     -- ``np.ndarray`` of a floating dtype.
+    IntArray       -- ``np.ndarray`` of an integer dtype.
+    BoolArray      -- ``np.ndarray`` of dtype ``bool``.
+    ArrayOrTensor  -- a NumPy array or a ``torch.Tensor``; torch is imported only
+                      under ``TYPE_CHECKING``, so importing this module never imports torch.
+                      Resolving it with ``typing.get_type_hints`` needs ``torch``
+                      in the namespace passed (e.g. ``localns={"torch": torch}``).
+    BackendName    -- a backend name string; python/synthperf/backend.py defines no
+                      such alias, so it is defined here.
+"""
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Literal, Union
+
+import numpy as np
+from numpy.typing import ArrayLike, NDArray
+
+if TYPE_CHECKING:
+    import torch
+
+FloatArray = NDArray[np.floating]
+IntArray = NDArray[np.integer]
+BoolArray = NDArray[np.bool_]
+ArrayOrTensor = Union[np.ndarray, "torch.Tensor"]
+BackendName = Literal["auto", "cpu", "cuda", "triton", "reference"]
+
+__all__ = ["ArrayLike", "FloatArray", "IntArray", "BoolArray", "ArrayOrTensor", "BackendName"]
