@@ -21,6 +21,7 @@ from typing import Any, Callable
 import numpy as np
 
 from .._io import atomic_write_bytes
+from .._typing import ArrayLike, ArrayOrTensor, FloatArray
 from .._threads import ThreadGovernor
 from .quality import _digits_split_cached, _features
 
@@ -158,7 +159,8 @@ def _to_numpy(f: Any) -> Any:
     return f
 
 
-def frechet_distance(x_a: Any, x_b: Any, *, feature_extractor: Callable[[Any], Any] | None = None) -> float:
+def frechet_distance(x_a: ArrayLike, x_b: ArrayLike, *,
+                     feature_extractor: Callable[[FloatArray], ArrayOrTensor] | None = None) -> float:
     """Frechet distance between two sample sets [N, ...] through ``feature_extractor``.
 
     Default extractor: :func:`digits_feature_extractor` (inputs 8x8 digits in [0, 1], [N, 64]
