@@ -11,10 +11,12 @@ Aliases:
                       in the namespace passed (e.g. ``localns={"torch": torch}``).
     BackendName    -- a backend name string; python/synthperf/backend.py defines no
                       such alias, so it is defined here.
+    Predictor      -- structural type of a fitted sklearn-style model: ``predict(x) -> labels``.
+    Estimator      -- an unfitted sklearn-style model: ``fit(x, y)`` plus ``predict``.
 """
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Literal, Union
+from typing import TYPE_CHECKING, Literal, Protocol, Union
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
@@ -28,4 +30,16 @@ BoolArray = NDArray[np.bool_]
 ArrayOrTensor = Union[np.ndarray, "torch.Tensor"]
 BackendName = Literal["auto", "cpu", "cuda", "triton", "reference"]
 
-__all__ = ["ArrayLike", "FloatArray", "IntArray", "BoolArray", "ArrayOrTensor", "BackendName"]
+
+class Predictor(Protocol):
+    """A fitted model with ``predict(x [N, D] float) -> labels [N]``."""
+
+    def predict(self, x: FloatArray) -> ArrayLike: ...
+
+
+class Estimator(Predictor, Protocol):
+    """An unfitted sklearn-style model: ``fit(x [N, D], y [N])`` then ``predict``."""
+
+    def fit(self, x: FloatArray, y: IntArray) -> object: ...
+
+__all__ = ["ArrayLike", "FloatArray", "IntArray", "BoolArray", "ArrayOrTensor", "BackendName", "Predictor", "Estimator"]

@@ -18,6 +18,8 @@ from typing import Any, Callable, Sequence
 import numpy as np
 from numpy.typing import ArrayLike
 
+from .._typing import Estimator, FloatArray, Predictor
+
 __all__ = ["CASResult", "ClassAccuracy", "ScoreDistances", "classification_accuracy_score", "per_class_accuracy",
            "classifier_accuracy", "score_distances", "default_cas_classifier", "digits_split"]
 
@@ -143,7 +145,7 @@ def _factory(classifier: Any) -> Callable[[int], Any]:
 
 def classification_accuracy_score(x_syn: ArrayLike, y_syn: ArrayLike, x_real: ArrayLike | None = None,
                                   y_real: ArrayLike | None = None, *,
-                                  classifier: Any = None, seeds: Sequence[int] = (0, 1, 2),
+                                  classifier: Estimator | Callable[[int], Estimator] | None = None, seeds: Sequence[int] = (0, 1, 2),
                                   n_classes: int | None = None) -> CASResult:
     """CAS: a fresh classifier trained on (x_syn [M, ...], y_syn [M]) only, accuracy on real data.
 
@@ -220,7 +222,7 @@ class ClassAccuracy:
     counts: np.ndarray = field(repr=False)
 
 
-def classifier_accuracy(classifier: Any, x: ArrayLike, y: ArrayLike, *, n_classes: int | None = None) -> ClassAccuracy:
+def classifier_accuracy(classifier: Predictor | Callable[[FloatArray], ArrayLike], x: ArrayLike, y: ArrayLike, *, n_classes: int | None = None) -> ClassAccuracy:
     """Accuracy of a fitted ``classifier`` (``predict``) on samples x [N, ...] with labels y [N].
 
     With a real-data classifier and synthetic samples this is "does the real classifier recognise
