@@ -16,7 +16,7 @@ import json
 import os
 import warnings
 from pathlib import Path
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 import numpy as np
 
@@ -24,6 +24,9 @@ from .._io import atomic_write_bytes
 from .._typing import ArrayLike, ArrayOrTensor, FloatArray
 from .._threads import ThreadGovernor
 from .quality import _digits_split_cached, _features
+
+if TYPE_CHECKING:
+    import torch
 
 __all__ = ["DigitsFeatureNet", "digits_feature_extractor", "frechet_distance", "gaussian_frechet"]
 
@@ -39,10 +42,10 @@ def _torch_net(seed: int):
 class DigitsFeatureNet:
     """A trained digits MLP; calling it maps x [N, 64] (pixels in [0, 1]) to features [N, 64] float64."""
 
-    def __init__(self, net: Any, meta: dict[str, Any]) -> None:
+    def __init__(self, net: torch.nn.Sequential, meta: dict[str, Any]) -> None:  # meta: JSON values
         self.net, self.meta = net, dict(meta)
 
-    def __call__(self, x: Any) -> np.ndarray:
+    def __call__(self, x: ArrayLike) -> FloatArray:
         import torch
 
         a = _features(x, "x")
