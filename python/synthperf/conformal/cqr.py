@@ -15,13 +15,13 @@ Thresholds are exact split-conformal order statistics (``thresholds.split_confor
 from __future__ import annotations
 
 import math
-from typing import Any
 
 import numpy as np
 from sklearn.base import BaseEstimator, clone
 from sklearn.exceptions import NotFittedError
 from sklearn.utils.validation import check_is_fitted
 
+from .._typing import ArrayLike
 from .._validation import float_array, open_unit_interval
 from ..backend import backend_option
 from .mapie_api import _check_bool
@@ -29,7 +29,7 @@ from .scores import cqr_asymmetric_scores, cqr_scores
 from .thresholds import split_conformal_thresholds
 
 
-def _with_quantile(estimator: Any, q: float) -> Any:
+def _with_quantile(estimator: object, q: float) -> object:
     """A clone of ``estimator`` set to predict the q-quantile (sklearn / LightGBM conventions)."""
     est = clone(estimator)
     params = est.get_params()
@@ -69,7 +69,7 @@ class ConformalizedQuantileRegressor(BaseEstimator):
             raise ValueError("confidence_level must be a single float for ConformalizedQuantileRegressor (as MAPIE)")
         return 1.0 - float(open_unit_interval(self.confidence_level, "confidence_level"))
 
-    def fit(self, X: Any, y: Any, fit_params: dict | None = None):
+    def fit(self, X: ArrayLike, y: ArrayLike, fit_params: dict | None = None):
         """Fit the lower, upper and median quantile models (``prefit=False``). Returns self."""
         if _check_bool(self.prefit, "prefit"):
             raise ValueError("fit() called with prefit=True: pass three fitted regressors and skip fit(...)")
@@ -95,12 +95,12 @@ class ConformalizedQuantileRegressor(BaseEstimator):
         self.estimators_ = list(self.estimator)
         return self.estimators_
 
-    def _bounds(self, X: Any, name: str) -> np.ndarray:
+    def _bounds(self, X: ArrayLike, name: str) -> np.ndarray:
         lo, hi, _ = self._models()
         return float_array(np.stack([np.asarray(lo.predict(X), dtype=float), np.asarray(hi.predict(X), dtype=float)],
                                     axis=1), name, ndim=2)
 
-    def conformalize(self, X_conformalize: Any, y_conformalize: Any):
+    def conformalize(self, X_conformalize: ArrayLike, y_conformalize: ArrayLike):
         """Compute both corrections on held-out (X, y). Returns self."""
         a = self._alpha()
         iv = self._bounds(X_conformalize, "X_conformalize")
@@ -119,13 +119,13 @@ class ConformalizedQuantileRegressor(BaseEstimator):
     def __sklearn_is_fitted__(self) -> bool:
         return hasattr(self, "thresholds_")
 
-    def predict(self, X: Any) -> np.ndarray:
+    def predict(self, X: ArrayLike) -> np.ndarray:
         """Median predictions [n]."""
         if not hasattr(self, "thresholds_"):
             raise NotFittedError("this ConformalizedQuantileRegressor is not conformalized yet; call conformalize(...)")
         return np.asarray(self.estimators_[2].predict(X), dtype=float)
 
-    def predict_interval(self, X: Any, minimize_interval_width: bool = False, allow_infinite_bounds: bool = False,
+    def predict_interval(self, X: ArrayLike, minimize_interval_width: bool = False, allow_infinite_bounds: bool = False,
                          symmetric_correction: bool = False) -> tuple[np.ndarray, np.ndarray]:
         """(median [n], intervals [n, 2, 1]). Infinite bounds (too few conformalization points
         for the level: n < 2/alpha - 1 asymmetric, 1/alpha - 1 symmetric) raise ValueError

@@ -30,11 +30,11 @@ for a fixed random_state.
 from __future__ import annotations
 
 import math
-from typing import Any
 
 import numpy as np
 from sklearn.base import BaseEstimator
 
+from .._typing import ArrayLike
 from .._validation import open_unit_interval, positive_int
 from ..backend import backend_option
 from .mapie_api import (CLASSIFICATION_SCORES, REGRESSION_SCORES, SOURCES, MondrianConformalRegressor,
@@ -50,7 +50,7 @@ __all__ = ["CLASSIFICATION_SCORES", "REGRESSION_SCORES", "SOURCES", "MondrianCon
 SYNTH_POOLS = ("same_class", "pooled")
 
 
-def _beta(beta: Any) -> float:
+def _beta(beta: object) -> float:
     if isinstance(beta, (list, tuple, np.ndarray)):
         raise TypeError(f"beta must be a scalar in (0, 1), got {beta!r}")
     return float(open_unit_interval(beta, "beta"))
@@ -102,8 +102,8 @@ class SPPIClassifier(_ClassifierCore, BaseEstimator):
         self.backend = backend
         self.random_state = random_state
 
-    def conformalize(self, X_real: Any, y_real: Any, X_synth: Any, y_synth: Any, *, real_u: Any = None,
-                     synth_u: Any = None):
+    def conformalize(self, X_real: ArrayLike, y_real: ArrayLike, X_synth: ArrayLike, y_synth: ArrayLike, *, real_u: ArrayLike | None = None,
+                     synth_u: ArrayLike | None = None):
         """MAPIE-style: real and synthetic (X, y) through the wrapped model. Returns self."""
         return self.calibrate(self._model_probs(X_real, "X_real"), self._label_index(y_real),
                               self._model_probs(X_synth, "X_synth"), self._label_index(y_synth), real_u=real_u,
@@ -214,7 +214,7 @@ class SPPIRegressor(_RegressorCore, BaseEstimator):
         self.coverage_bounds_ = tuple(np.atleast_1d(b) for b in coverage_bounds(r.shape[0], s.shape[0], alphas, beta))
         return self
 
-    def conformalize(self, X_real: Any, y_real: Any, X_synth: Any, y_synth: Any):
+    def conformalize(self, X_real: ArrayLike, y_real: ArrayLike, X_synth: ArrayLike, y_synth: ArrayLike):
         """MAPIE-style: real and synthetic (X, y) through the wrapped model. Returns self."""
         return self.calibrate(self._model_outputs(X_real, "X_real"), y_real, self._model_outputs(X_synth, "X_synth"),
                               y_synth)

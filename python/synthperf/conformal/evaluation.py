@@ -32,11 +32,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 import warnings
 from functools import lru_cache
-from typing import Any
 
 import numpy as np
 from numpy.typing import ArrayLike
 
+from .._typing import ArrayLike
 from .._validation import float_array, int_array
 from ..backend import BackendUnavailableError, resolve_backend
 
@@ -147,7 +147,7 @@ def _numba_installed() -> bool:
     return True
 
 
-def _backend(backend: Any, engine: Any, kernel: str) -> str:
+def _backend(backend: object, engine: object, kernel: str) -> str:
     """The concrete backend ("cpu" = numba, "reference" = numpy) for ``backend=`` and the
     deprecated ``engine=`` alias (module docstring)."""
     if engine is not None:
@@ -216,7 +216,7 @@ def evaluate_sets(scores: ArrayLike, labels: ArrayLike, thresholds: ArrayLike, *
     return _finish_sets(cover, size, _class_counts(lab, C), n, T, batch, squeeze)
 
 
-def _set_thresholds(thresholds: Any, squeeze: bool, T: int, C: int, class_conditional: bool):
+def _set_thresholds(thresholds: ArrayLike, squeeze: bool, T: int, C: int, class_conditional: bool):
     q = float_array(thresholds, "thresholds", ndim=None, allow_empty=True)
     q = q[None] if squeeze else q
     if q.ndim < 1 or q.shape[0] != T:

@@ -38,6 +38,7 @@ from sklearn.base import BaseEstimator, clone
 from sklearn.exceptions import NotFittedError
 from sklearn.utils.validation import check_is_fitted
 
+from .._typing import ArrayLike
 from .._validation import float_array, int_array, open_unit_interval, real_scalar
 from ..backend import backend_option
 from .scores import (APS_TOP, abs_residual_scores, aps_scores, cqr_asymmetric_scores, cqr_scores, gamma_scores,
@@ -53,13 +54,13 @@ _SCORE_PARAMS = {"lac": {}, "top_k": {}, "aps": {"randomized": True},
 SOURCES = ("real", "synthetic")
 
 
-def _choice(value: Any, name: str, options: tuple[str, ...]) -> str:
+def _choice(value: object, name: str, options: tuple[str, ...]) -> str:
     if not isinstance(value, str) or value not in options:
         raise ValueError(f"{name} must be one of {options}, got {value!r}")
     return value
 
 
-def _levels(alpha: Any, confidence_level: Any) -> tuple[np.ndarray, bool]:
+def _levels(alpha: ArrayLike, confidence_level: ArrayLike | None) -> tuple[np.ndarray, bool]:
     """Miscoverage levels [A] (float64) and whether the level was a scalar."""
     if alpha is not None:
         value, name = alpha, "alpha"
@@ -76,7 +77,7 @@ def _levels(alpha: Any, confidence_level: Any) -> tuple[np.ndarray, bool]:
     return levels, np.ndim(value) == 0
 
 
-def _check_bool(value: Any, name: str) -> bool:
+def _check_bool(value: object, name: str) -> bool:
     if not isinstance(value, (bool, np.bool_)):
         raise TypeError(f"{name} must be a bool, got {type(value).__name__} {value!r}")
     return bool(value)
@@ -85,7 +86,7 @@ def _check_bool(value: Any, name: str) -> bool:
 class _ModelMixin:
     """fit / prefit handling of a wrapped sklearn estimator (MAPIE 1.x lifecycle)."""
 
-    def fit(self, X: Any, y: Any, fit_params: dict | None = None):
+    def fit(self, X: ArrayLike, y: ArrayLike, fit_params: dict | None = None):
         """Fit a clone of ``estimator`` on (X, y) (``prefit=False`` only). Returns self."""
         if _check_bool(self.prefit, "prefit"):
             raise ValueError("fit() called with prefit=True: the estimator is used as already fitted; "
@@ -102,10 +103,10 @@ class _ModelMixin:
                 delattr(self, attr)
         return self
 
-    def _fit_extra(self, X: Any, y: Any, model: Any) -> None:
+    def _fit_extra(self, X: ArrayLike, y: ArrayLike, model: object) -> None:
         """Hook for auxiliary models (the regressor's ``sigma_estimator``)."""
 
-    def _model(self) -> Any:
+    def _model(self) -> object:
         """The fitted wrapped estimator, or None (X are model outputs)."""
         if self.estimator is None:
             return None
@@ -160,7 +161,7 @@ class _ClassifierCore(_ModelMixin):
             return real_scalar(self.top, "top")
         return APS_TOP if self._score_name() == "aps" else math.inf
 
-    def _scores(self, probs: np.ndarray, labels: np.ndarray, u: Any) -> np.ndarray:
+    def _scores(self, probs: np.ndarray, labels: np.ndarray, u: ArrayLike) -> np.ndarray:
         name, par = self._score_name(), self._params()
         if name == "lac":
             return lac_scores(probs, labels)
@@ -198,7 +199,7 @@ class _ClassifierCore(_ModelMixin):
         q = q[:, None, None] if q.ndim == 1 else q[:, None, :]
         return scores[None, :, :] <= q
 
-    def predict_sets(self, probs: Any, u: Any = None) -> np.ndarray:
+    def predict_sets(self, probs: ArrayLike, u: ArrayLike | None = None) -> np.ndarray:
         """Score-level sets from model outputs: bool [n, C] (scalar alpha) or [A, n, C].
 
         probs : float [n, C] probabilities; u : optional eps [n] for randomized scores.
@@ -207,11 +208,11 @@ class _ClassifierCore(_ModelMixin):
         return sets[0] if self._scalar_alpha else sets
 
     # MAPIE verbs ---------------------------------------------------------------------
-    def _model_probs(self, X: Any, name: str = "X") -> np.ndarray:
+    def _model_probs(self, X: ArrayLike, name: str = "X") -> np.ndarray:
         model = self._model()
         return float_array(X, name, ndim=2) if model is None else np.asarray(model.predict_proba(X), dtype=float)
 
-    def _label_index(self, y: Any) -> np.ndarray:
+    def _label_index(self, y: ArrayLike) -> np.ndarray:
         """Column index of each label: the wrapped model's ``classes_``, else the label itself."""
         model = self._model()
         if model is None:
@@ -229,7 +230,7 @@ class _ClassifierCore(_ModelMixin):
                              f"(classes_ = {classes.tolist()})")
         return idx.astype(np.int64)
 
-    def predict(self, X: Any) -> np.ndarray:
+    def predict(self, X: ArrayLike) -> np.ndarray:
         """Point predictions [n]: the wrapped model's ``predict``, else argmax of the probabilities."""
         self._check_conformalized()
         model = self._model()
@@ -237,7 +238,7 @@ class _ClassifierCore(_ModelMixin):
             return np.asarray(model.predict(X))
         return np.argmax(float_array(X, "X", ndim=2), axis=1)
 
-    def predict_set(self, X: Any, u: Any = None) -> tuple[np.ndarray, np.ndarray]:
+    def predict_set(self, X: ArrayLike, u: ArrayLike | None = None) -> tuple[np.ndarray, np.ndarray]:
         """MAPIE 1.x: (y_pred [n], y_pred_set bool [n, n_classes, n_levels]); the level axis is
         last, even for one level. Columns follow the wrapped model's ``classes_``."""
         sets = self._sets(self._model_probs(X), u)
@@ -290,7 +291,7 @@ class SplitConformalClassifier(_ClassifierCore, BaseEstimator):
         self.top = top
         self.backend = backend
 
-    def calibrate(self, probs: Any, labels: Any, *, u: Any = None):
+    def calibrate(self, probs: ArrayLike, labels: ArrayLike, *, u: ArrayLike | None = None):
         """Score-level calibration: probs float [n, C], labels int [n] (column indices). Returns self."""
         alphas, self._scalar_alpha = _levels(self.alpha, self.confidence_level)
         _choice(self.source, "source", SOURCES)
@@ -315,7 +316,7 @@ class SplitConformalClassifier(_ClassifierCore, BaseEstimator):
         self.thresholds_ = thr
         return self
 
-    def conformalize(self, X_conformalize: Any, y_conformalize: Any, *, u: Any = None):
+    def conformalize(self, X_conformalize: ArrayLike, y_conformalize: ArrayLike, *, u: ArrayLike | None = None):
         """MAPIE 1.x: calibrate on held-out (X, y) through the wrapped model. Returns self."""
         return self.calibrate(self._model_probs(X_conformalize, "X_conformalize"), self._label_index(y_conformalize),
                               u=u)
@@ -340,7 +341,7 @@ class _RegressorCore(_ModelMixin):
         return _choice(_REGRESSION_ALIASES.get(value, value) if isinstance(value, str) else value, attr,
                        REGRESSION_SCORES)
 
-    def _outputs(self, out: Any, name: str) -> np.ndarray:
+    def _outputs(self, out: ArrayLike, name: str) -> np.ndarray:
         kind = self._score_name()
         p = float_array(out, name, ndim=(1, 2))
         if kind in ("absolute", "gamma"):
@@ -351,7 +352,7 @@ class _RegressorCore(_ModelMixin):
             raise ValueError(f"{name} must be [n, 2] {what} for score {kind!r}, got shape {p.shape}")
         return p
 
-    def _reg_scores(self, out: Any, y: Any, name: str) -> np.ndarray:
+    def _reg_scores(self, out: ArrayLike, y: ArrayLike, name: str) -> np.ndarray:
         """[n] scores, or [n, 2] (lower side, upper side) for "cqr_asymmetric"."""
         kind = self._score_name()
         p = self._outputs(out, f"{name}_pred")
@@ -368,7 +369,7 @@ class _RegressorCore(_ModelMixin):
             return cqr_scores(p, yy)
         return cqr_asymmetric_scores(p, yy)
 
-    def _split_thresholds(self, scores: np.ndarray, alphas: np.ndarray, lengths: Any = None) -> np.ndarray:
+    def _split_thresholds(self, scores: np.ndarray, alphas: np.ndarray, lengths: ArrayLike | None = None) -> np.ndarray:
         """scores [G, n] -> [G, A], or [G, n, 2] -> [G, A, 2] at alpha / 2 per side."""
         bk = backend_option(self.backend)
         if scores.ndim == 2:
@@ -376,7 +377,7 @@ class _RegressorCore(_ModelMixin):
         return np.stack([split_conformal_thresholds(np.ascontiguousarray(scores[..., j]), alphas / 2, math.inf,
                                                     lengths=lengths, backend=bk) for j in (0, 1)], axis=-1)
 
-    def _interval_bounds(self, out: Any, q: np.ndarray) -> np.ndarray:
+    def _interval_bounds(self, out: ArrayLike, q: np.ndarray) -> np.ndarray:
         """Intervals [A, n, 2] from outputs [n] / [n, 2] and thresholds q [A], [A, 2], [n, A] or [n, A, 2]."""
         kind = self._score_name()
         p = self._outputs(out, "pred")
@@ -402,7 +403,7 @@ class _RegressorCore(_ModelMixin):
             lo, hi = p[:, 0] - q_lo, p[:, 1] + q_hi
         return np.stack([lo, hi], axis=-1)
 
-    def predict_intervals(self, pred: Any) -> np.ndarray:
+    def predict_intervals(self, pred: ArrayLike) -> np.ndarray:
         """Score-level intervals from model outputs: [n, 2] (scalar alpha) or [A, n, 2].
 
         absolute: pred -+ q; gamma: pred (1 -+ q); residual_normalized: pred -+ q sigma;
@@ -413,16 +414,16 @@ class _RegressorCore(_ModelMixin):
         return out[0] if self._scalar_alpha else out
 
     # MAPIE verbs ---------------------------------------------------------------------
-    def _fit_extra(self, X: Any, y: Any, model: Any) -> None:
+    def _fit_extra(self, X: ArrayLike, y: ArrayLike, model: object) -> None:
         if self.sigma_estimator is not None:
             resid = np.abs(np.asarray(y, dtype=float) - np.asarray(model.predict(X), dtype=float))
             self.sigma_estimator_ = clone(self.sigma_estimator).fit(X, resid)
 
-    def _model_outputs(self, X: Any, name: str = "X") -> np.ndarray:
+    def _model_outputs(self, X: ArrayLike, name: str = "X") -> np.ndarray:
         """Model outputs for X, validated for the score (errors name ``name``)."""
         return self._outputs(self._raw_outputs(X, name), name)
 
-    def _raw_outputs(self, X: Any, name: str) -> np.ndarray:
+    def _raw_outputs(self, X: ArrayLike, name: str) -> np.ndarray:
         model = self._model()
         if model is None:
             return float_array(X, name, ndim=(1, 2))
@@ -439,7 +440,7 @@ class _RegressorCore(_ModelMixin):
             raise NotFittedError("call fit(X_train, y_train) first (prefit=False)")
         return np.stack([pred, np.asarray(self.sigma_estimator_.predict(X), dtype=float)], axis=1)
 
-    def predict(self, X: Any) -> np.ndarray:
+    def predict(self, X: ArrayLike) -> np.ndarray:
         """Point predictions [n]: pred, or the midpoint of (lower, upper) for the CQR scores."""
         self._check_conformalized()
         out = self._model_outputs(X)
@@ -447,7 +448,7 @@ class _RegressorCore(_ModelMixin):
             return out
         return out[:, 0] if self._score_name() == "residual_normalized" else out.mean(axis=1)
 
-    def predict_interval(self, X: Any, **kwargs: Any) -> tuple[np.ndarray, np.ndarray]:
+    def predict_interval(self, X: ArrayLike, **kwargs: Any) -> tuple[np.ndarray, np.ndarray]:
         """MAPIE 1.x: (y_pred [n], intervals [n, 2, n_levels]); the level axis is last.
 
         MAPIE's ``minimize_interval_width`` / ``allow_infinite_bounds`` are not offered
@@ -491,7 +492,7 @@ class SplitConformalRegressor(_RegressorCore, BaseEstimator):
         self.source = source
         self.backend = backend
 
-    def calibrate(self, pred: Any, y: Any):
+    def calibrate(self, pred: ArrayLike, y: ArrayLike):
         """Score-level calibration on model outputs (see class docstring) and targets [n]. Returns self."""
         alphas, self._scalar_alpha = _levels(self.alpha, self.confidence_level)
         _choice(self.source, "source", SOURCES)
@@ -500,7 +501,7 @@ class SplitConformalRegressor(_RegressorCore, BaseEstimator):
         self.thresholds_ = self._split_thresholds(s[None], alphas)[0]
         return self
 
-    def conformalize(self, X_conformalize: Any, y_conformalize: Any):
+    def conformalize(self, X_conformalize: ArrayLike, y_conformalize: ArrayLike):
         """MAPIE 1.x: calibrate on held-out (X, y) through the wrapped model. Returns self."""
         return self.calibrate(self._model_outputs(X_conformalize, "X_conformalize"), y_conformalize)
 
@@ -516,7 +517,7 @@ class MondrianConformalRegressor(SplitConformalRegressor):
     "cqr_asymmetric"), ``bin_counts_`` [G]; ``thresholds_`` is ``bin_thresholds_``.
     """
 
-    def calibrate(self, pred: Any, y: Any, bins: Any = None):
+    def calibrate(self, pred: ArrayLike, y: ArrayLike, bins: ArrayLike | None = None):
         alphas, self._scalar_alpha = _levels(self.alpha, self.confidence_level)
         _choice(self.source, "source", SOURCES)
         if bins is None:
@@ -536,10 +537,10 @@ class MondrianConformalRegressor(SplitConformalRegressor):
         self.thresholds_ = self.bin_thresholds_
         return self
 
-    def conformalize(self, X_conformalize: Any, y_conformalize: Any, bins: Any = None):
+    def conformalize(self, X_conformalize: ArrayLike, y_conformalize: ArrayLike, bins: ArrayLike | None = None):
         return self.calibrate(self._model_outputs(X_conformalize, "X_conformalize"), y_conformalize, bins)
 
-    def _per_sample(self, bins: Any, n: int) -> np.ndarray:
+    def _per_sample(self, bins: ArrayLike, n: int) -> np.ndarray:
         self._check_conformalized()
         if bins is None:
             raise ValueError("bins is required: one int bin label per test sample")
@@ -551,13 +552,13 @@ class MondrianConformalRegressor(SplitConformalRegressor):
         q[self.bins_[idx] != b] = np.inf  # bin never seen in calibration: trivial interval
         return q
 
-    def predict_intervals(self, pred: Any, bins: Any = None) -> np.ndarray:
+    def predict_intervals(self, pred: ArrayLike, bins: ArrayLike | None = None) -> np.ndarray:
         """[n, 2] (scalar alpha) or [A, n, 2] intervals with each sample's bin threshold."""
         out = self._outputs(pred, "pred")
         res = self._interval_bounds(out, self._per_sample(bins, out.shape[0]))
         return res[0] if self._scalar_alpha else res
 
-    def predict_interval(self, X: Any, bins: Any = None) -> tuple[np.ndarray, np.ndarray]:
+    def predict_interval(self, X: ArrayLike, bins: ArrayLike | None = None) -> tuple[np.ndarray, np.ndarray]:
         """(y_pred [n], intervals [n, 2, n_levels]) with each sample's bin threshold."""
         out = self._model_outputs(X)
         res = self._interval_bounds(out, self._per_sample(bins, out.shape[0]))

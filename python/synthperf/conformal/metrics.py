@@ -8,14 +8,14 @@ For the batched per-trial evaluation of the experiments use :mod:`.evaluation`.
 """
 from __future__ import annotations
 
-from typing import Any
 
 import numpy as np
 
+from .._typing import ArrayLike
 from .._validation import float_array, int_array
 
 
-def _sets(y_pred_set: Any, n: int | None = None) -> np.ndarray:
+def _sets(y_pred_set: ArrayLike, n: int | None = None) -> np.ndarray:
     s = np.asarray(y_pred_set)
     if s.dtype != bool:
         raise TypeError(f"y_pred_set must be a bool array, got dtype {s.dtype}")
@@ -28,7 +28,7 @@ def _sets(y_pred_set: Any, n: int | None = None) -> np.ndarray:
     return s
 
 
-def _intervals(y_intervals: Any, n: int | None = None) -> np.ndarray:
+def _intervals(y_intervals: ArrayLike, n: int | None = None) -> np.ndarray:
     iv = float_array(y_intervals, "y_intervals", ndim=(2, 3))
     if iv.ndim == 2:
         iv = iv[:, :, None]
@@ -39,14 +39,14 @@ def _intervals(y_intervals: Any, n: int | None = None) -> np.ndarray:
     return iv
 
 
-def _labels(y_true: Any, n_classes: int) -> np.ndarray:
+def _labels(y_true: ArrayLike, n_classes: int) -> np.ndarray:
     y = int_array(y_true, "y_true", ndim=1)
     if y.size and ((y < 0) | (y >= n_classes)).any():
         raise ValueError(f"y_true holds labels outside [0, {n_classes}) (column indices of y_pred_set)")
     return y
 
 
-def classification_coverage_score(y_true: Any, y_pred_set: Any) -> np.ndarray:
+def classification_coverage_score(y_true: ArrayLike, y_pred_set: ArrayLike) -> np.ndarray:
     """Fraction of samples whose true label (a column index) is in its set: [A]."""
     s = _sets(y_pred_set)
     y = _labels(y_true, s.shape[1])
@@ -54,12 +54,12 @@ def classification_coverage_score(y_true: Any, y_pred_set: Any) -> np.ndarray:
     return s[np.arange(y.shape[0]), y].mean(axis=0)
 
 
-def classification_mean_width_score(y_pred_set: Any) -> np.ndarray:
+def classification_mean_width_score(y_pred_set: ArrayLike) -> np.ndarray:
     """Mean set size: [A]."""
     return _sets(y_pred_set).sum(axis=1).mean(axis=0)
 
 
-def class_conditional_coverage(y_true: Any, y_pred_set: Any) -> np.ndarray:
+def class_conditional_coverage(y_true: ArrayLike, y_pred_set: ArrayLike) -> np.ndarray:
     """Coverage within each true class: [n_classes, A], NaN for classes absent from y_true."""
     s = _sets(y_pred_set)
     y = _labels(y_true, s.shape[1])
@@ -71,20 +71,20 @@ def class_conditional_coverage(y_true: Any, y_pred_set: Any) -> np.ndarray:
         return np.where(counts[:, None] > 0, sums / counts[:, None], np.nan)
 
 
-def regression_coverage_score(y_true: Any, y_intervals: Any) -> np.ndarray:
+def regression_coverage_score(y_true: ArrayLike, y_intervals: ArrayLike) -> np.ndarray:
     """Fraction of targets inside their closed interval: [A]."""
     y = float_array(y_true, "y_true", ndim=1)
     iv = _intervals(y_intervals, y.shape[0])
     return ((iv[:, 0] <= y[:, None]) & (y[:, None] <= iv[:, 1])).mean(axis=0)
 
 
-def regression_mean_width_score(y_intervals: Any) -> np.ndarray:
+def regression_mean_width_score(y_intervals: ArrayLike) -> np.ndarray:
     """Mean interval width hi - lo: [A] (inf when any interval is infinite)."""
     iv = _intervals(y_intervals)
     return (iv[:, 1] - iv[:, 0]).mean(axis=0)
 
 
-def group_coverage(y_true: Any, y_intervals: Any, groups: Any) -> tuple[np.ndarray, np.ndarray]:
+def group_coverage(y_true: ArrayLike, y_intervals: ArrayLike, groups: ArrayLike) -> tuple[np.ndarray, np.ndarray]:
     """Regression coverage per group (e.g. Mondrian bins): (group values [G], coverage [G, A])."""
     y = float_array(y_true, "y_true", ndim=1)
     iv = _intervals(y_intervals, y.shape[0])

@@ -19,21 +19,21 @@ Loss builders (each [n, G] float64, non-increasing along the grid):
 """
 from __future__ import annotations
 
-from typing import Any
 
 import numpy as np
 
+from .._typing import ArrayLike
 from .._validation import float_array, open_unit_interval, real_scalar
 
 
-def _grid(lambdas: Any) -> np.ndarray:
+def _grid(lambdas: ArrayLike) -> np.ndarray:
     lam = float_array(lambdas, "lambdas", ndim=1).astype(np.float64, copy=False)
     if not np.isfinite(lam).all() or (np.diff(lam) <= 0).any():
         raise ValueError("lambdas must be finite and strictly increasing")
     return lam
 
 
-def conformal_risk_control(losses: Any, lambdas: Any, alpha: Any, *, bound: float = 1.0):
+def conformal_risk_control(losses: ArrayLike, lambdas: ArrayLike, alpha: ArrayLike, *, bound: float = 1.0):
     """lambda_hat of conformal risk control (module docstring).
 
     Parameters
@@ -71,7 +71,7 @@ def conformal_risk_control(losses: Any, lambdas: Any, alpha: Any, *, bound: floa
     return float(out[0]) if np.ndim(alpha) == 0 else out
 
 
-def false_negative_losses(probs: Any, label_matrix: Any, lambdas: Any) -> np.ndarray:
+def false_negative_losses(probs: ArrayLike, label_matrix: ArrayLike, lambdas: ArrayLike) -> np.ndarray:
     """Multilabel false-negative rate of C_lambda(x) = {k : p_k >= 1 - lambda}.
 
     probs : float [n, K] per-label scores in [0, 1]; label_matrix : bool [n, K] true labels
@@ -94,7 +94,7 @@ def false_negative_losses(probs: Any, label_matrix: Any, lambdas: Any) -> np.nda
     return missed / n_true[:, None]
 
 
-def selective_error_losses(confidence: Any, correct: Any, lambdas: Any) -> np.ndarray:
+def selective_error_losses(confidence: ArrayLike, correct: ArrayLike, lambdas: ArrayLike) -> np.ndarray:
     """1[confidence > lambda and not correct]: the loss of selecting a wrong prediction.
 
     confidence : float [n]; correct : bool [n]; lambdas : [G] increasing. Returns float64

@@ -25,10 +25,10 @@ Regression
 from __future__ import annotations
 
 from functools import lru_cache
-from typing import Any
 
 import numpy as np
 
+from .._typing import ArrayLike
 from .._validation import float_array, int_array, real_scalar
 
 #: The APS "top" (trivial threshold) used by upstream: 1, not +inf (spec pitfall P3).
@@ -61,13 +61,13 @@ def _check_probabilities(p: np.ndarray, name: str) -> None:
                          f"pass normalised probabilities (e.g. a softmax)")
 
 
-def _probs(probs: Any, name: str = "probs") -> np.ndarray:
+def _probs(probs: ArrayLike, name: str = "probs") -> np.ndarray:
     p = float_array(probs, name, ndim=2)
     _check_probabilities(p, name)
     return np.ascontiguousarray(p, dtype=np.float32)
 
 
-def _labels(labels: Any, n: int, n_classes: int, name: str = "labels") -> np.ndarray:
+def _labels(labels: ArrayLike, n: int, n_classes: int, name: str = "labels") -> np.ndarray:
     lab = int_array(labels, name, ndim=(1, 2))
     if lab.shape[0] != n:
         raise ValueError(f"{name} has {lab.shape[0]} rows but probs has {n}; they must match")
@@ -150,7 +150,7 @@ def _rank_and_cumsum(neg_sorted: np.ndarray, target: np.ndarray):
     return rank, neg_z, tied
 
 
-def aps_precompute(probs: Any, labels: Any) -> tuple[np.ndarray, np.ndarray]:
+def aps_precompute(probs: ArrayLike, labels: ArrayLike) -> tuple[np.ndarray, np.ndarray]:
     """Per-image APS ingredients ``(Z_y, p_y)`` for the needed labels (spec §8 step 1).
 
     Parameters
@@ -188,7 +188,7 @@ def aps_precompute(probs: Any, labels: Any) -> tuple[np.ndarray, np.ndarray]:
     return Z.reshape(lab.shape).astype(np.float32, copy=False), P.reshape(lab.shape)
 
 
-def aps_from_precomputed(Z: Any, P: Any, u: Any) -> np.ndarray:
+def aps_from_precomputed(Z: ArrayLike, P: ArrayLike, u: ArrayLike) -> np.ndarray:
     """Randomized APS from precomputed ``(Z, P)`` (spec §8 step 2).
 
     ``score = max(f32(f64(Z) - f64(P) * f64(u)), 0)``, float32, the shape of ``broadcast(Z, u)``.
@@ -203,8 +203,8 @@ def aps_from_precomputed(Z: Any, P: Any, u: Any) -> np.ndarray:
     return out
 
 
-def aps_scores(probs: Any, labels: Any, u: Any = None, randomized: bool = True, *,
-               random_state: Any = None) -> np.ndarray:
+def aps_scores(probs: ArrayLike, labels: ArrayLike, u: ArrayLike | None = None, randomized: bool = True, *,
+               random_state: int | np.random.Generator | None = None) -> np.ndarray:
     """Randomized APS scores, bit-exact with upstream (spec §4, pitfalls P3/P4).
 
     Parameters
@@ -241,7 +241,7 @@ def aps_scores(probs: Any, labels: Any, u: Any = None, randomized: bool = True, 
     return aps_from_precomputed(Z, P, eps)
 
 
-def lac_scores(probs: Any, labels: Any) -> np.ndarray:
+def lac_scores(probs: ArrayLike, labels: ArrayLike) -> np.ndarray:
     """LAC / "1 - p_y" scores, shape of ``labels`` ([n] or [n, L]), dtype of ``probs``.
 
     ``probs`` [n, C] must hold probabilities (validated as in :func:`aps_scores`)."""
@@ -279,7 +279,7 @@ def _same_leading(a: np.ndarray, b: np.ndarray, a_name: str, b_name: str) -> Non
         raise ValueError(f"{a_name} has shape {a.shape} but {b_name} has shape {b.shape}; they must match")
 
 
-def cqr_scores(intervals: Any, y: Any) -> np.ndarray:
+def cqr_scores(intervals: ArrayLike, y: ArrayLike) -> np.ndarray:
     """CQR scores ``max(lo - y, y - hi)`` (spec §4, MEPS).
 
     intervals : float array [..., 2] of [lower, upper] quantile predictions (+-inf allowed: a
@@ -296,7 +296,7 @@ def cqr_scores(intervals: Any, y: Any) -> np.ndarray:
     return np.maximum(lo - yy, yy - hi)
 
 
-def abs_residual_scores(pred: Any, y: Any) -> np.ndarray:
+def abs_residual_scores(pred: ArrayLike, y: ArrayLike) -> np.ndarray:
     """Absolute residuals ``|pred - y|`` (spec §3: 1-D predictions), same shape as ``y``."""
     pp = _finite(float_array(pred, "pred"), "pred")
     yy = _finite(float_array(y, "y"), "y")
@@ -319,7 +319,7 @@ def _descending_ranks(p: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray
     return ranks, p_sorted, np.cumsum(p_sorted, axis=1)
 
 
-def _eps(u: Any, randomized: Any, random_state: Any, shape: tuple[int, ...]) -> np.ndarray:
+def _eps(u: ArrayLike, randomized: ArrayLike, random_state: int | np.random.Generator | None, shape: tuple[int, ...]) -> np.ndarray:
     """Randomization draws broadcastable to a labels array of ``shape`` ([n] or [n, L])."""
     if not isinstance(randomized, (bool, np.bool_)):
         raise TypeError(f"randomized must be a bool, got {type(randomized).__name__}")
@@ -338,7 +338,7 @@ def _eps(u: Any, randomized: Any, random_state: Any, shape: tuple[int, ...]) -> 
     return eps[:, None] if len(shape) == 2 and eps.ndim == 1 else eps
 
 
-def _rank_inputs(probs: Any, labels: Any):
+def _rank_inputs(probs: ArrayLike, labels: ArrayLike):
     p = float_array(probs, "probs", ndim=2)
     _check_probabilities(p, "probs")
     p = p.astype(np.float64, copy=False)
@@ -349,8 +349,8 @@ def _rank_inputs(probs: Any, labels: Any):
     return p, lab, lab2, rank_y, p_sorted, cums
 
 
-def raps_scores(probs: Any, labels: Any, u: Any = None, *, penalty: float = 0.01, kreg: int = 1,
-                randomized: bool = True, random_state: Any = None) -> np.ndarray:
+def raps_scores(probs: ArrayLike, labels: ArrayLike, u: ArrayLike | None = None, *, penalty: float = 0.01, kreg: int = 1,
+                randomized: bool = True, random_state: int | np.random.Generator | None = None) -> np.ndarray:
     """RAPS scores (Angelopoulos et al. 2021, "Uncertainty sets for image classifiers using
     conformal prediction", Alg. 2; TorchCP's ``RAPS``):
 
@@ -374,8 +374,8 @@ def raps_scores(probs: Any, labels: Any, u: Any = None, *, penalty: float = 0.01
     return out.reshape(lab.shape)
 
 
-def saps_scores(probs: Any, labels: Any, u: Any = None, *, weight: float = 0.2, randomized: bool = True,
-                random_state: Any = None) -> np.ndarray:
+def saps_scores(probs: ArrayLike, labels: ArrayLike, u: ArrayLike | None = None, *, weight: float = 0.2, randomized: bool = True,
+                random_state: int | np.random.Generator | None = None) -> np.ndarray:
     """SAPS scores (Huang et al. 2024, "Conformal prediction for deep classifier via label
     ranking", eq. 6):
 
@@ -399,7 +399,7 @@ def saps_scores(probs: Any, labels: Any, u: Any = None, *, weight: float = 0.2, 
     return out.reshape(lab.shape)
 
 
-def topk_scores(probs: Any, labels: Any) -> np.ndarray:
+def topk_scores(probs: ArrayLike, labels: ArrayLike) -> np.ndarray:
     """Top-k scores: the 1-based descending rank of y (MAPIE's ``top_k`` uses the 0-based
     rank; the sets {y : s <= q} are the same top-q labels). probs : float [n, C]; labels :
     int [n] or [n, L]. Returns float64 of ``labels``' shape; ties rank the lower index first."""
@@ -410,7 +410,7 @@ def topk_scores(probs: Any, labels: Any) -> np.ndarray:
 # ----------------------------------------------------------------------------------------
 # More regression scores (issue 16): normalized and gamma residuals, asymmetric CQR
 # ----------------------------------------------------------------------------------------
-def normalized_residual_scores(pred: Any, sigma: Any, y: Any) -> np.ndarray:
+def normalized_residual_scores(pred: ArrayLike, sigma: ArrayLike, y: ArrayLike) -> np.ndarray:
     """Normalized residuals ``|y - pred| / sigma`` (Lei et al. 2018, locally weighted split
     conformal). pred, sigma, y : float [n] (same shape); sigma > 0 and finite. The interval
     at threshold q is ``pred +- q * sigma``."""
@@ -426,7 +426,7 @@ def normalized_residual_scores(pred: Any, sigma: Any, y: Any) -> np.ndarray:
     return _finite_ratio(out, ss, "sigma")
 
 
-def gamma_scores(pred: Any, y: Any) -> np.ndarray:
+def gamma_scores(pred: ArrayLike, y: ArrayLike) -> np.ndarray:
     """Gamma (relative) residuals ``|y - pred| / pred`` for positive targets; pred : float
     [n] > 0, y : float [n]. The interval at threshold q is ``[pred (1 - q), pred (1 + q)]``.
     (MAPIE's "gamma" is the signed, asymmetric variant; this one is symmetric.)"""
@@ -440,7 +440,7 @@ def gamma_scores(pred: Any, y: Any) -> np.ndarray:
     return _finite_ratio(out, pp, "pred")
 
 
-def cqr_asymmetric_scores(intervals: Any, y: Any) -> np.ndarray:
+def cqr_asymmetric_scores(intervals: ArrayLike, y: ArrayLike) -> np.ndarray:
     """Asymmetric CQR scores (Romano et al. 2019, Theorem 2): ``[..., 2]`` holding
     ``(lo - y, y - hi)``. Each column is calibrated at alpha / 2 and the interval is
     ``[lo - q_lo, hi + q_hi]`` (coverage >= 1 - alpha by the union bound)."""

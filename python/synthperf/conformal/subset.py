@@ -24,17 +24,17 @@ the trial runner - with one pooled sort per pair and no Python loop over pairs.
 """
 from __future__ import annotations
 
-from typing import Any
 
 import numpy as np
 from numpy.typing import ArrayLike
 
+from .._typing import ArrayLike
 from .._validation import float_array, int_array, positive_int
 
 CRITERIA = ("cramer-von-mises", "wasserstein")
 
 
-def _check_criterion(criterion: Any) -> str:
+def _check_criterion(criterion: object) -> str:
     if not isinstance(criterion, str):
         raise TypeError(f"criterion must be a string, one of {CRITERIA}; got {type(criterion).__name__}")
     if criterion not in CRITERIA:

@@ -25,10 +25,10 @@ single-group functions return identical values. Result dtype: the scores' dtype
 from __future__ import annotations
 
 import math
-from typing import Any
 
 import numpy as np
 
+from .._typing import ArrayLike, ArrayOrTensor
 from .. import _native
 from .._arrays import array_kind, like_input
 from .._validation import first_nan_row, float_array, float_tensor, int_array, open_unit_interval, real_scalar
@@ -46,13 +46,13 @@ SUPPORTED_BACKENDS = ("reference", "cpu", "cuda", "triton")
 _RANK_KINDS = {"split": 0, "sppi_K": 1, "sppi_synth": 2}
 
 
-def _check_upstream(upstream: Any) -> bool:
+def _check_upstream(upstream: object) -> bool:
     if not isinstance(upstream, (bool, np.bool_)):
         raise TypeError(f"upstream must be a bool, got {type(upstream).__name__} {upstream!r}")
     return bool(upstream)
 
 
-def conformal_rank_table(kind: str, sizes: Any, alphas: Any, *, upstream: bool = False) -> np.ndarray:
+def conformal_rank_table(kind: str, sizes: ArrayLike, alphas: ArrayLike, *, upstream: bool = False) -> np.ndarray:
     """The one conformal rank helper: int64 [P, A] ranks for sizes [P] and levels [A].
 
     kind "split": split-conformal rank ceil((1-a)(n+1)), 0 (= top) when it exceeds n;
@@ -118,16 +118,16 @@ def _last_rank_at_most(W: np.ndarray, K: int) -> int:
 # ----------------------------------------------------------------------------------------
 # Single group (readable; these are also the reference backend of the batched functions)
 # ----------------------------------------------------------------------------------------
-def _alpha_levels(alpha: Any) -> tuple[np.ndarray, bool]:
+def _alpha_levels(alpha: ArrayLike) -> tuple[np.ndarray, bool]:
     levels = open_unit_interval(alpha, "alpha")
     return np.atleast_1d(levels), np.ndim(alpha) == 0
 
 
-def _scores_1d(x: Any, name: str) -> np.ndarray:
+def _scores_1d(x: ArrayLike, name: str) -> np.ndarray:
     return float_array(x, name, ndim=1)
 
 
-def split_conformal_threshold(scores: Any, alpha: Any, top: float = math.inf, *, upstream: bool = False):
+def split_conformal_threshold(scores: ArrayLike, alpha: ArrayLike, top: float = math.inf, *, upstream: bool = False):
     """Split-conformal threshold from n calibration scores (specs/sppi.md §3, method SC).
 
     scores : [n] float; alpha : float or [A]; top : value of a trivial threshold;
@@ -158,7 +158,7 @@ def _sppi_one_group(real_sorted: np.ndarray, synth_sorted: np.ndarray, alphas: n
     return out
 
 
-def sppi_threshold(real_scores: Any, synth_scores: Any, alpha: Any, beta: float = 0.4, top: float = math.inf,
+def sppi_threshold(real_scores: ArrayLike, synth_scores: ArrayLike, alpha: ArrayLike, beta: float = 0.4, top: float = math.inf,
                    *, upstream: bool = False):
     """SPPI threshold for one group (specs/sppi.md §1c).
 
@@ -183,7 +183,7 @@ def sppi_threshold(real_scores: Any, synth_scores: Any, alpha: Any, beta: float 
 # ----------------------------------------------------------------------------------------
 # Batched (the hot path)
 # ----------------------------------------------------------------------------------------
-def _lengths(lengths: Any, B: int, width: int, name: str, minimum: int) -> np.ndarray:
+def _lengths(lengths: ArrayLike, B: int, width: int, name: str, minimum: int) -> np.ndarray:
     if lengths is None:
         return np.full(B, width, dtype=np.int64)
     ln = int_array(lengths, name, ndim=1)
@@ -200,7 +200,7 @@ def _nan_error(name: str, b: int) -> ValueError:
     return ValueError(f"{name} contains NaN in group {b} (within its length); NaN scores are not allowed")
 
 
-def _check_no_nan(x: Any, lengths: np.ndarray, name: str) -> None:
+def _check_no_nan(x: ArrayLike, lengths: np.ndarray, name: str) -> None:
     """Host arrays: numpy pass; torch tensors (device path): one reduction on their device."""
     if not isinstance(x, np.ndarray):
         b = first_nan_row(x, lengths)
@@ -217,13 +217,13 @@ def _check_no_nan(x: Any, lengths: np.ndarray, name: str) -> None:
         raise _nan_error(name, int(np.flatnonzero(bad.any(axis=1))[0]))
 
 
-def _on_device(x: Any, backend: str) -> bool:
+def _on_device(x: ArrayLike, backend: str) -> bool:
     """GPU backends on CUDA tensors keep the data on the device end to end."""
     kind = array_kind(x)
     return kind.is_torch and x.device.type == "cuda" and backend in ("cuda", "triton")
 
 
-def _device_scores(x: Any, name: str, device: Any) -> Any:
+def _device_scores(x: ArrayLike, name: str, device: object) -> ArrayOrTensor:
     """Validated float tensor on ``device`` (numpy or torch input)."""
     import torch
 
@@ -232,7 +232,7 @@ def _device_scores(x: Any, name: str, device: Any) -> Any:
     return torch.from_numpy(np.ascontiguousarray(float_array(x, name, ndim=2, allow_nan=True))).to(device)
 
 
-def split_conformal_thresholds(scores: Any, alphas: Any, top: float = math.inf, lengths: Any = None,
+def split_conformal_thresholds(scores: ArrayLike, alphas: ArrayLike, top: float = math.inf, lengths: ArrayLike | None = None,
                                *, backend: str | None = None, upstream: bool = False):
     """Split-conformal thresholds for B groups at A levels: [B, n] -> [B, A].
 
@@ -305,8 +305,8 @@ def _window_tables(n: np.ndarray, N: np.ndarray, beta: float):
     return np.concatenate(L_parts), np.concatenate(U_parts), offsets
 
 
-def sppi_thresholds(real: Any, synth: Any, alphas: Any, beta: float = 0.4, top: float = math.inf,
-                    real_lengths: Any = None, synth_lengths: Any = None, *, backend: str | None = None,
+def sppi_thresholds(real: ArrayLike, synth: ArrayLike, alphas: ArrayLike, beta: float = 0.4, top: float = math.inf,
+                    real_lengths: ArrayLike | None = None, synth_lengths: ArrayLike | None = None, *, backend: str | None = None,
                     upstream: bool = False):
     """SPPI thresholds for B groups at A levels (specs/sppi.md §1c, §8 step 3).
 

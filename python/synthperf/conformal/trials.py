@@ -100,7 +100,7 @@ def trial_seeds(seed: int, n_seeds: int) -> list[int]:
     return random.Random(positive_int(seed, "seed", minimum=0)).sample(range(1, 999999), positive_int(n_seeds, "n_seeds"))
 
 
-def _config(config: Any) -> SPPITrialConfig:
+def _config(config: object) -> SPPITrialConfig:
     if isinstance(config, SPPITrialConfig):
         cfg = dataclasses.replace(config)
     elif isinstance(config, Mapping):
@@ -352,7 +352,7 @@ def run_sppi_trials(config: SPPITrialConfig | Mapping[str, Any], *, trial_range:
     return df
 
 
-def _trial_range(trial_range: Any, n_seeds: int) -> tuple[int, int]:
+def _trial_range(trial_range: object, n_seeds: int) -> tuple[int, int]:
     """``(lo, hi)`` of a ``trial_range`` argument, checked against ``n_seeds`` (ValueError/TypeError)."""
     if trial_range is None:
         return 0, n_seeds

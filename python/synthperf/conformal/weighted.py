@@ -20,22 +20,22 @@ MAPIE-style estimators: weights come from ``sample_weight=`` / ``test_weight=`` 
 from __future__ import annotations
 
 import math
-from typing import Any
 
 import numpy as np
 
+from .._typing import ArrayLike
 from .._validation import float_array, open_unit_interval, real_scalar
 from .mapie_api import SOURCES, SplitConformalClassifier, SplitConformalRegressor, _check_bool, _choice, _levels
 
 
-def _weights(w: Any, name: str) -> np.ndarray:
+def _weights(w: ArrayLike, name: str) -> np.ndarray:
     arr = float_array(w, name, ndim=1).astype(np.float64, copy=False)
     if not np.isfinite(arr).all() or (arr < 0).any():
         raise ValueError(f"{name} must be finite and >= 0 (likelihood ratios dQ/dP)")
     return arr
 
 
-def weighted_split_conformal_thresholds(scores: Any, calibration_weights: Any, test_weights: Any, alpha: Any,
+def weighted_split_conformal_thresholds(scores: ArrayLike, calibration_weights: ArrayLike, test_weights: ArrayLike, alpha: ArrayLike,
                                         top: float = math.inf) -> np.ndarray:
     """Weighted split-conformal thresholds, one per test point (module docstring).
 
@@ -68,7 +68,7 @@ def weighted_split_conformal_thresholds(scores: Any, calibration_weights: Any, t
     return out[:, 0] if np.ndim(alpha) == 0 else out
 
 
-def gaussian_shift_likelihood_ratio(x: Any, mean_p: Any, mean_q: Any, scale: float = 1.0) -> np.ndarray:
+def gaussian_shift_likelihood_ratio(x: ArrayLike, mean_p: ArrayLike, mean_q: ArrayLike, scale: float = 1.0) -> np.ndarray:
     """dQ/dP(x) for P = N(mean_p, scale^2 I) and Q = N(mean_q, scale^2 I); x float [n, d] or
     [n] (d = 1). Returns float64 [n]. A convenience for simulations and tests."""
     xx = float_array(x, "x", ndim=(1, 2)).astype(np.float64)
@@ -90,7 +90,7 @@ class _WeightedMixin:
 
     _calibrated_attr = "calibration_weights_"
 
-    def _resolve_weights(self, weights: Any, X: Any, n: int, name: str) -> np.ndarray:
+    def _resolve_weights(self, weights: ArrayLike, X: ArrayLike, n: int, name: str) -> np.ndarray:
         if weights is None:
             if X is None:  # score-level call: no features to evaluate likelihood_ratio on
                 raise ValueError(f"{name} is required: one weight w(X_i) >= 0 per sample")
@@ -138,7 +138,7 @@ class WeightedSplitConformalRegressor(_WeightedMixin, SplitConformalRegressor):
                          sigma_estimator=sigma_estimator, source=source, backend=backend)
         self.likelihood_ratio = likelihood_ratio
 
-    def calibrate(self, pred: Any, y: Any, weights: Any = None):
+    def calibrate(self, pred: ArrayLike, y: ArrayLike, weights: ArrayLike | None = None):
         """Calibration outputs, targets [n] and weights [n] (w(X_i)). Returns self."""
         _, self._scalar_alpha = _levels(self.alpha, self.confidence_level)
         _choice(self.source, "source", SOURCES)
@@ -146,18 +146,18 @@ class WeightedSplitConformalRegressor(_WeightedMixin, SplitConformalRegressor):
         self._store(s, self._resolve_weights(weights, None, s.shape[0], "weights"))
         return self
 
-    def conformalize(self, X_conformalize: Any, y_conformalize: Any, sample_weight: Any = None):
+    def conformalize(self, X_conformalize: ArrayLike, y_conformalize: ArrayLike, sample_weight: ArrayLike | None = None):
         out = self._model_outputs(X_conformalize, "X_conformalize")
         w = self._resolve_weights(sample_weight, X_conformalize, out.shape[0], "sample_weight")
         return self.calibrate(out, y_conformalize, w)
 
-    def predict_intervals(self, pred: Any, weights: Any = None) -> np.ndarray:
+    def predict_intervals(self, pred: ArrayLike, weights: ArrayLike | None = None) -> np.ndarray:
         out = self._outputs(pred, "pred")
         q = self._per_sample_thresholds(self._resolve_weights(weights, None, out.shape[0], "weights"), math.inf)
         res = self._interval_bounds(out, q)
         return res[0] if self._scalar_alpha else res
 
-    def predict_interval(self, X: Any, test_weight: Any = None) -> tuple[np.ndarray, np.ndarray]:
+    def predict_interval(self, X: ArrayLike, test_weight: ArrayLike | None = None) -> tuple[np.ndarray, np.ndarray]:
         out = self._model_outputs(X)
         q = self._per_sample_thresholds(self._resolve_weights(test_weight, X, out.shape[0], "test_weight"), math.inf)
         return self.predict(X), np.moveaxis(self._interval_bounds(out, q), 0, -1)
@@ -177,7 +177,7 @@ class WeightedSplitConformalClassifier(_WeightedMixin, SplitConformalClassifier)
                          alpha=alpha, score_params=score_params, source=source, top=top, backend=backend)
         self.likelihood_ratio = likelihood_ratio
 
-    def calibrate(self, probs: Any, labels: Any, weights: Any = None, *, u: Any = None):
+    def calibrate(self, probs: ArrayLike, labels: ArrayLike, weights: ArrayLike | None = None, *, u: ArrayLike | None = None):
         _, self._scalar_alpha = _levels(self.alpha, self.confidence_level)
         _choice(self.source, "source", SOURCES)
         if _check_bool(self.class_conditional, "class_conditional"):
@@ -187,22 +187,22 @@ class WeightedSplitConformalClassifier(_WeightedMixin, SplitConformalClassifier)
         self._store(np.asarray(scores, dtype=np.float64), self._resolve_weights(weights, None, lab.shape[0], "weights"))
         return self
 
-    def conformalize(self, X_conformalize: Any, y_conformalize: Any, sample_weight: Any = None, *, u: Any = None):
+    def conformalize(self, X_conformalize: ArrayLike, y_conformalize: ArrayLike, sample_weight: ArrayLike | None = None, *, u: ArrayLike | None = None):
         p = self._model_probs(X_conformalize, "X_conformalize")
         w = self._resolve_weights(sample_weight, X_conformalize, p.shape[0], "sample_weight")
         return self.calibrate(p, self._label_index(y_conformalize), w, u=u)
 
-    def _weighted_sets(self, probs: Any, w: np.ndarray, u: Any) -> np.ndarray:
+    def _weighted_sets(self, probs: ArrayLike, w: np.ndarray, u: ArrayLike) -> np.ndarray:
         scores = self._all_scores(probs, u)  # [n, C]
         q = self._per_sample_thresholds(w, self._top())  # [n, A]
         return scores[None, :, :] <= q.T[:, :, None]  # [A, n, C]
 
-    def predict_sets(self, probs: Any, weights: Any = None, u: Any = None) -> np.ndarray:
+    def predict_sets(self, probs: ArrayLike, weights: ArrayLike | None = None, u: ArrayLike | None = None) -> np.ndarray:
         n = np.shape(probs)[0]
         sets = self._weighted_sets(probs, self._resolve_weights(weights, None, n, "weights"), u)
         return sets[0] if self._scalar_alpha else sets
 
-    def predict_set(self, X: Any, test_weight: Any = None, u: Any = None) -> tuple[np.ndarray, np.ndarray]:
+    def predict_set(self, X: ArrayLike, test_weight: ArrayLike | None = None, u: ArrayLike | None = None) -> tuple[np.ndarray, np.ndarray]:
         p = self._model_probs(X)
         sets = self._weighted_sets(p, self._resolve_weights(test_weight, X, p.shape[0], "test_weight"), u)
         return self.predict(X), np.moveaxis(sets, 0, -1)

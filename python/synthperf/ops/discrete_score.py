@@ -41,6 +41,7 @@ from typing import Any
 
 import numpy as np
 
+from .._typing import ArrayOrTensor
 from .. import _native
 from .._arrays import array_kind, like_input
 from .._validation import float_array, float_tensor, real_scalar
@@ -55,13 +56,13 @@ TABLE_KEYS = ("s", "r", "a", "gamma")
 
 
 # ----------------------------------------------------------------------------- validation
-def _check_mode(mode: Any) -> bool:
+def _check_mode(mode: object) -> bool:
     if mode not in MODES:
         raise ValueError(f"unknown mode {mode!r}: expected one of {MODES}")
     return mode == "clamp"
 
 
-def _gamma_vector(gamma: Any, d: int, dtype: np.dtype, name: str = "gamma") -> np.ndarray:
+def _gamma_vector(gamma: ArrayOrTensor, d: int, dtype: np.dtype, name: str = "gamma") -> np.ndarray:
     g = float_array(gamma, name, ndim=(0, 1))
     if g.ndim == 0:
         g = np.full(d, float(g))
@@ -89,7 +90,7 @@ def _check_variances_in_dtype(g: np.ndarray, cast: np.ndarray, name: str) -> Non
                          f"the {cast.dtype} range")
 
 
-def _validate_pair(x: Any, data: Any, x_name: str = "x") -> tuple[np.ndarray, np.ndarray]:
+def _validate_pair(x: ArrayOrTensor, data: ArrayOrTensor, x_name: str = "x") -> tuple[np.ndarray, np.ndarray]:
     x_np = float_array(x, x_name, ndim=2, allow_empty=True)
     y_np = float_array(data, "data", ndim=2)
     if x_np.shape[1] != y_np.shape[1]:
@@ -102,13 +103,13 @@ def _validate_pair(x: Any, data: Any, x_name: str = "x") -> tuple[np.ndarray, np
     return x_np.astype(dtype, copy=False), y_np.astype(dtype, copy=False)
 
 
-def _np_dtype(dtype: Any) -> np.dtype:
+def _np_dtype(dtype: object) -> np.dtype:
     import torch
 
     return np.dtype(np.float32) if dtype == torch.float32 else np.dtype(np.float64)
 
 
-def _as_device_tensor(v: Any, name: str, device: Any, allow_empty: bool) -> Any:
+def _as_device_tensor(v: ArrayOrTensor, name: str, device: object, allow_empty: bool) -> ArrayOrTensor:
     """``v`` [*, d] as a contiguous float32/float64 tensor on ``device``: a tensor is checked
     from metadata on its own device (never via the host), a numpy array converted once."""
     import torch
@@ -118,7 +119,7 @@ def _as_device_tensor(v: Any, name: str, device: Any, allow_empty: bool) -> Any:
     return torch.from_numpy(np.ascontiguousarray(float_array(v, name, ndim=2, allow_empty=allow_empty))).to(device)
 
 
-def _validate_pair_torch(x: Any, data: Any, device: Any, x_name: str = "x") -> tuple[Any, Any]:
+def _validate_pair_torch(x: ArrayOrTensor, data: ArrayOrTensor, device: object, x_name: str = "x") -> tuple[ArrayOrTensor, ArrayOrTensor]:
     """The device twin of :func:`_validate_pair`: same checks and messages, one host sync
     (a two-flag device reduction) in the good case."""
     import torch
@@ -137,7 +138,7 @@ def _validate_pair_torch(x: Any, data: Any, device: Any, x_name: str = "x") -> t
     return u.to(dtype).contiguous(), y.to(dtype).contiguous()
 
 
-def _gamma_tensor(gamma: Any, d: int, dtype: Any, device: Any) -> Any:
+def _gamma_tensor(gamma: ArrayOrTensor, d: int, dtype: object, device: object) -> ArrayOrTensor:
     """gamma [d] (or a scalar) as a ``dtype`` tensor on ``device``; a tensor gamma is checked
     on its device, and only a failing one is copied to the host to name the bad entry."""
     import torch
@@ -163,7 +164,7 @@ def _torch_ops():
     return _torch_ops
 
 
-def _device_for(x: Any):
+def _device_for(x: ArrayOrTensor):
     """The device a torch backend computes on: a CUDA input's own device, else the current
     CUDA device when there is one, else the CPU (Triton interpreter)."""
     import torch
@@ -174,7 +175,7 @@ def _device_for(x: Any):
     return torch.device("cuda", torch.cuda.current_device()) if cuda_device_count() > 0 else torch.device("cpu")
 
 
-def _device_guard(device: Any):
+def _device_guard(device: object):
     """Make ``device`` current while Triton launches (it launches on the current device)."""
     import contextlib
 
@@ -184,8 +185,8 @@ def _device_guard(device: Any):
 
 
 # ----------------------------------------------------------------------------- reference
-def discrete_score_reference(x: Any, data: Any, gamma: Any, *, mode: str = "stable",
-                             chunk_elems: int = 1 << 22) -> tuple[Any, Any]:
+def discrete_score_reference(x: ArrayOrTensor, data: ArrayOrTensor, gamma: ArrayOrTensor, *, mode: str = "stable",
+                             chunk_elems: int = 1 << 22) -> tuple[ArrayOrTensor, ArrayOrTensor]:
     """Ground truth in torch (float64 when given float64): returns ``(D, score)``, each [M, d].
 
     Direct differences per query chunk of at most ``chunk_elems`` M*N*d elements.
@@ -215,8 +216,8 @@ def discrete_score_reference(x: Any, data: Any, gamma: Any, *, mode: str = "stab
 
 
 # ----------------------------------------------------------------------------- entry points
-def discrete_score(x: Any, data: Any, gamma: Any, *, mode: str = "stable", backend: str | None = None,
-                   return_denoiser: bool = False) -> Any:
+def discrete_score(x: ArrayOrTensor, data: ArrayOrTensor, gamma: ArrayOrTensor, *, mode: str = "stable", backend: str | None = None,
+                   return_denoiser: bool = False) -> ArrayOrTensor | tuple[ArrayOrTensor, ArrayOrTensor]:
     """Score of the Gaussian-smoothed empirical distribution of ``data`` at ``x``.
 
     Parameters
@@ -252,7 +253,7 @@ def discrete_score(x: Any, data: Any, gamma: Any, *, mode: str = "stable", backe
     return like_input(score, kind)
 
 
-def _compute_device(x: Any, name: str):
+def _compute_device(x: ArrayOrTensor, name: str):
     """Where a torch-path backend computes: cpu (the C++ core) on the host; reference on a
     tensor's own device (the host for numpy); triton on :func:`_device_for`."""
     import torch
@@ -264,7 +265,7 @@ def _compute_device(x: Any, name: str):
     return torch.device("cpu")
 
 
-def _discrete_score_torch(x: Any, data: Any, gamma: Any, mode: str, clamp: bool, name: str) -> tuple[Any, Any]:
+def _discrete_score_torch(x: ArrayOrTensor, data: ArrayOrTensor, gamma: ArrayOrTensor, mode: str, clamp: bool, name: str) -> tuple[ArrayOrTensor, ArrayOrTensor]:
     """(D, score) as tensors on the compute device (:func:`_compute_device`)."""
     device = _compute_device(x, name)
     u, y = _validate_pair_torch(x, data, device)
@@ -285,7 +286,7 @@ def _discrete_score_torch(x: Any, data: Any, gamma: Any, mode: str, clamp: bool,
     return dbar, score
 
 
-def _validate_tables(tables: Any, times: Any, d: int) -> tuple[dict[str, np.ndarray], np.ndarray]:
+def _validate_tables(tables: dict, times: ArrayOrTensor, d: int) -> tuple[dict[str, np.ndarray], np.ndarray]:
     t = float_array(times, "times", ndim=1).astype(np.float64)
     if t.shape[0] < 2:
         raise ValueError(f"times needs at least 2 points, got {t.shape[0]}")
@@ -344,8 +345,8 @@ def _step_tables(coef: dict, coef_next: dict, d: int) -> dict[str, np.ndarray]:
     return out
 
 
-def pfode_step(z: Any, data: Any, coef: dict, coef_next: dict, dt: float, *, heun: bool = False,
-               mode: str = "stable", backend: str | None = None) -> Any:
+def pfode_step(z: ArrayOrTensor, data: ArrayOrTensor, coef: dict, coef_next: dict, dt: float, *, heun: bool = False,
+               mode: str = "stable", backend: str | None = None) -> ArrayOrTensor:
     """One scaled-pfODE step z(t) -> z(t + dt) with the discrete score (§1.2, §1.4): Euler, or
     Heun when ``heun`` (the solver name is flows' choice: ``flows.solvers.pfode_discrete_step``).
 
@@ -377,7 +378,7 @@ def pfode_step(z: Any, data: Any, coef: dict, coef_next: dict, dt: float, *, heu
     return like_input(z_next, kind)
 
 
-def _width(z: Any) -> int:
+def _width(z: ArrayOrTensor) -> int:
     shape = getattr(z, "shape", None)
     if shape is not None and len(shape) == 2:
         return int(shape[1])
@@ -394,7 +395,7 @@ def _check_tables_in_dtype(tabs: dict, dtype: np.dtype) -> None:
             raise ValueError(f"tables['s'] is not representable as a non-zero finite {dtype}")
 
 
-def integrate_discrete(z0: Any, data: Any, tables: dict, times: Any, *, solver: str = "euler",
+def integrate_discrete(z0: ArrayOrTensor, data: ArrayOrTensor, tables: dict, times: ArrayOrTensor, *, solver: str = "euler",
                        mode: str = "stable", backend: str | None = None, save_every: int = 1) -> dict[str, Any]:
     """Integrate the scaled pfODE dz/dt = r z + a (z - s D(z/s; gamma)) over the grid ``times``.
 
@@ -437,7 +438,7 @@ def integrate_discrete(z0: Any, data: Any, tables: dict, times: Any, *, solver: 
     return {k: like_input(v, kind) for k, v in out.items()}
 
 
-def _integrate_torch(z0: Any, data: Any, tables: dict, times: Any, save_every: int, heun: bool, mode: str,
+def _integrate_torch(z0: ArrayOrTensor, data: ArrayOrTensor, tables: dict, times: ArrayOrTensor, save_every: int, heun: bool, mode: str,
                      name: str) -> dict[str, Any]:
     """reference (torch loop over steps) and triton (one/two launches per step) integrators, on
     z0's own device for a tensor (:func:`_compute_device`); outputs are tensors there."""
@@ -464,7 +465,7 @@ def _integrate_torch(z0: Any, data: Any, tables: dict, times: Any, save_every: i
     return out
 
 
-def _step_loop(z: Any, y: Any, out: dict, coefs: list, t: np.ndarray, slots: np.ndarray, heun: bool,
+def _step_loop(z: ArrayOrTensor, y: ArrayOrTensor, out: dict, coefs: list, t: np.ndarray, slots: np.ndarray, heun: bool,
                mode: str, name: str) -> None:
     """The time-step loop of :func:`_integrate_torch`: fills ``out`` in place. ``z`` [M, d] is
     the integrator's own state buffer (never the caller's array); triton alternates it with

@@ -26,10 +26,10 @@ statistic, and ``-0.0``/``0.0`` compare equal.
 """
 from __future__ import annotations
 
-from typing import Any
 
 import numpy as np
 
+from .._typing import ArrayOrTensor
 from .. import _native
 from .._arrays import array_kind, like_input, to_torch
 from .._validation import first_nan_row, float_array, float_tensor, int_array
@@ -38,7 +38,7 @@ from ..backend import resolve_backend
 SUPPORTED_BACKENDS = ("reference", "cpu", "cuda", "triton")
 
 
-def _validate_ranks_lengths(ranks: Any, lengths: Any, B: int, n: int) -> tuple[np.ndarray, np.ndarray]:
+def _validate_ranks_lengths(ranks: ArrayOrTensor, lengths: ArrayOrTensor, B: int, n: int) -> tuple[np.ndarray, np.ndarray]:
     """ranks [A] or [B, A] and lengths [B] as host int64 arrays (ranks as [R, A])."""
     r_np = int_array(ranks, "ranks", ndim=(1, 2))
     if r_np.ndim == 2 and r_np.shape[0] != B:
@@ -57,7 +57,7 @@ def _validate_ranks_lengths(ranks: Any, lengths: Any, B: int, n: int) -> tuple[n
     return np.ascontiguousarray(r_np), np.ascontiguousarray(l_np)
 
 
-def _validate(x: Any, ranks: Any, lengths: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def _validate(x: ArrayOrTensor, ranks: ArrayOrTensor, lengths: ArrayOrTensor) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Shapes and dtypes (cheap). NaN and rank ranges are checked by each backend's pass."""
     x_np = float_array(x, "x", ndim=2, allow_nan=True, allow_empty=True)
     B, n = x_np.shape
@@ -99,7 +99,7 @@ def _check_values_host(x: np.ndarray, ranks: np.ndarray, lengths: np.ndarray) ->
     _check_ranks_host(ranks, lengths)
 
 
-def _order_statistics_device(x: Any, ranks: Any, lengths: Any, backend: str, *, check_nan: bool = True) -> Any:
+def _order_statistics_device(x: ArrayOrTensor, ranks: ArrayOrTensor, lengths: ArrayOrTensor, backend: str, *, check_nan: bool = True) -> ArrayOrTensor:
     """cuda/triton on a CUDA tensor: validated from metadata and on the device (one NaN
     reduction), never copied to the host. Returns a tensor on x's device. Callers that
     already checked NaN on the same data (the threshold functions) pass ``check_nan=False``."""
@@ -154,7 +154,7 @@ def _raise_select_status(status: tuple[int, int, int]) -> None:
     raise RuntimeError(f"order statistics failed with status {code}")
 
 
-def _check_gpu_arguments(x_t: Any, l_t: Any, r_t: Any, out: Any) -> None:
+def _check_gpu_arguments(x_t: ArrayOrTensor, l_t: ArrayOrTensor, r_t: ArrayOrTensor, out: ArrayOrTensor) -> None:
     """What the CUDA binding relies on, checked before any pointer crosses (the binding checks
     again): one device, contiguous rows (stride ``(n, 1)``), int64 index arrays, matching
     shapes. Raises ValueError/TypeError naming the argument."""
@@ -181,7 +181,7 @@ def _check_gpu_arguments(x_t: Any, l_t: Any, r_t: Any, out: Any) -> None:
         raise ValueError(f"out has shape {tuple(out.shape)}, expected [B, A] = {(B, r_t.shape[1])}")
 
 
-def _run_gpu(x: Any, ranks: np.ndarray, lengths: np.ndarray, backend: str) -> Any:
+def _run_gpu(x: ArrayOrTensor, ranks: np.ndarray, lengths: np.ndarray, backend: str) -> ArrayOrTensor:
     """cuda/triton: data goes to the CUDA device (or stays on CPU under the Triton interpreter).
 
     A CUDA tensor is computed on its own device (not the current one): the launch happens
@@ -223,7 +223,7 @@ def _run_gpu(x: Any, ranks: np.ndarray, lengths: np.ndarray, backend: str) -> An
     return out
 
 
-def order_statistics_device(x: Any, ranks: Any, lengths: Any, backend: str, *, check_nan: bool = True) -> Any:
+def order_statistics_device(x: ArrayOrTensor, ranks: ArrayOrTensor, lengths: ArrayOrTensor, backend: str, *, check_nan: bool = True) -> ArrayOrTensor:
     """Order statistics of a CUDA tensor ``x`` [B, n] on a concrete GPU ``backend`` (``"cuda"``
     or ``"triton"``), validated from metadata and one device reduction (skipped with
     ``check_nan=False`` when the caller already checked NaN). Returns a tensor [B, A] on
@@ -254,7 +254,7 @@ def order_statistics_cpu(x: np.ndarray, ranks: np.ndarray, lengths: np.ndarray, 
     return _run_cpu(x, np.ascontiguousarray(r), np.ascontiguousarray(lengths), zero_rank_value=zero_rank_value)
 
 
-def order_statistics(x: Any, ranks: Any, lengths: Any = None, *, backend: str | None = None) -> Any:
+def order_statistics(x: ArrayOrTensor, ranks: ArrayOrTensor, lengths: ArrayOrTensor | None = None, *, backend: str | None = None) -> ArrayOrTensor:
     """Select 1-based order statistics from every row of a batch.
 
     Parameters

@@ -18,10 +18,10 @@ Conventions: real [B, ldr] and synth [B, lds] float32/float64 (one dtype), group
 from __future__ import annotations
 
 import math
-from typing import Any
 
 import numpy as np
 
+from .._typing import ArrayOrTensor
 from .. import _native
 from .._arrays import array_kind
 from .order_stats import order_statistics, order_statistics_device
@@ -93,8 +93,8 @@ def sppi_thresholds_cpu(real: np.ndarray, n: np.ndarray, synth: np.ndarray, N: n
     return out
 
 
-def sppi_clip_selected(R: Any, S: Any, n: np.ndarray, N: np.ndarray, synth_rank: np.ndarray, r_plus: np.ndarray,
-                       r_minus: np.ndarray, top: float, backend: str) -> Any:
+def sppi_clip_selected(R: ArrayOrTensor, S: ArrayOrTensor, n: np.ndarray, N: np.ndarray, synth_rank: np.ndarray, r_plus: np.ndarray,
+                       r_minus: np.ndarray, top: float, backend: str) -> ArrayOrTensor:
     """SPPI thresholds from precomputed ranks (each int64 [B, A]) by order-statistic
     selection on ``backend``, then the clip where the scores live: numpy in, numpy out; CUDA
     tensors (cuda/triton) never leave the device. NaN must already be checked."""
