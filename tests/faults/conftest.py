@@ -4,9 +4,11 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pandas as pd
+import pytest
 import yaml
 
 HARNESS = Path(__file__).with_name("_harness.py")
@@ -40,3 +42,28 @@ def synthperf(args, *, timeout: float = 300, **extra: str) -> subprocess.Complet
 def sorted_frame(df: pd.DataFrame) -> pd.DataFrame:
     key = [c for c in ("point", "trial", "Method", "alpha", "Class") if c in df.columns]
     return df.sort_values(key, kind="stable").reset_index(drop=True)
+
+
+#: another live process holding the output lock of ``argv[1]`` (touches ``argv[2]`` once it holds it)
+HOLD = """
+import sys, time
+from pathlib import Path
+from synthperf._lock import RunLock
+with RunLock(Path(sys.argv[1])):
+    Path(sys.argv[2]).touch()
+    time.sleep(120)
+"""
+
+
+@pytest.fixture
+def held(tmp_path):
+    """``out`` locked by another live process (the first run of a command), and that process."""
+    out, ready = tmp_path / "out", tmp_path / "ready"
+    p = subprocess.Popen([sys.executable, "-c", HOLD, str(out), str(ready)], env=env())
+    deadline = time.time() + 60
+    while not ready.exists() and p.poll() is None and time.time() < deadline:
+        time.sleep(0.05)
+    assert ready.exists(), "the holder did not take the lock"
+    yield out, p
+    p.kill()
+    p.wait(timeout=30)

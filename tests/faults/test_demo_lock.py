@@ -16,33 +16,9 @@ import pytest
 from synthperf._lock import LOCK_NAME, OutputLockedError, RunLock
 from synthperf.experiments import demo
 
-from .conftest import env, synthperf
+from .conftest import HOLD, env, synthperf
 
 pytestmark = pytest.mark.faults
-
-HOLD = """
-import sys, time
-from pathlib import Path
-from synthperf._lock import RunLock
-with RunLock(Path(sys.argv[1])):
-    Path(sys.argv[2]).touch()
-    time.sleep(120)
-"""
-
-
-@pytest.fixture
-def held(tmp_path):
-    """``out`` locked by another live process (the first demo), and that process."""
-    out, ready = tmp_path / "out", tmp_path / "ready"
-    p = subprocess.Popen([sys.executable, "-c", HOLD, str(out), str(ready)], env=env())
-    deadline = time.time() + 60
-    while not ready.exists() and p.poll() is None and time.time() < deadline:
-        time.sleep(0.05)
-    assert ready.exists(), "the holder did not take the lock"
-    yield out, p
-    p.kill()
-    p.wait(timeout=30)
-
 
 def test_second_demo_on_the_same_out_is_refused_with_an_error_line(held):
     out, holder = held

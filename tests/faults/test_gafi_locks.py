@@ -6,42 +6,15 @@ point sub-folder of its own locked run) take no lock."""
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
-import time
 
 import pytest
 
 from synthperf._lock import LOCK_NAME, OutputLockedError, RunLock
 from synthperf.gafi import cli
 
-from .conftest import env, synthperf
+from .conftest import synthperf
 
 pytestmark = pytest.mark.faults
-
-HOLD = """
-import sys, time
-from pathlib import Path
-from synthperf._lock import RunLock
-with RunLock(Path(sys.argv[1])):
-    Path(sys.argv[2]).touch()
-    time.sleep(120)
-"""
-
-
-@pytest.fixture
-def held(tmp_path):
-    """``out`` locked by another live process (the first command), and that process."""
-    out, ready = tmp_path / "out", tmp_path / "ready"
-    p = subprocess.Popen([sys.executable, "-c", HOLD, str(out), str(ready)], env=env())
-    deadline = time.time() + 60
-    while not ready.exists() and p.poll() is None and time.time() < deadline:
-        time.sleep(0.05)
-    assert ready.exists(), "the holder did not take the lock"
-    yield out, p
-    p.kill()
-    p.wait(timeout=30)
-
 
 @pytest.mark.parametrize("args", [
     ["train-classifier", "--epochs", "1"],

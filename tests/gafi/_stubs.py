@@ -7,6 +7,8 @@ class (y + 1) % K the top class.
 """
 from __future__ import annotations
 
+from contextlib import contextmanager
+
 import torch
 
 
@@ -63,3 +65,20 @@ class ReplayGenerator(torch.nn.Module):
         src = torch.where(u[:, 1] < self.swap_prob, (y + 1) % self.num_classes, y)
         within = (u[:, 0] * self.counts[src]).long().clamp(max=self.counts[src] - 1)
         return self.pool[self.starts[src] + within]
+
+
+def interrupting_progress(n_epochs: int):
+    """A ``progress_task`` stand-in that raises KeyboardInterrupt once ``n_epochs`` epochs have
+    advanced: a kill right after that many epochs (and their checkpoints) were saved."""
+    done = {"n": 0}
+
+    @contextmanager
+    def fake(description, total):
+        def advance(k=1):
+            done["n"] += k
+            if done["n"] >= n_epochs:
+                raise KeyboardInterrupt
+
+        yield advance
+
+    return fake

@@ -14,6 +14,8 @@ from synthperf import _io
 from synthperf.gafi import classifier as C
 from synthperf.gafi.data import ImageData
 
+from ._stubs import interrupting_progress
+
 
 def _toy(n=96, seed=0):
     g = torch.Generator().manual_seed(seed)
@@ -27,17 +29,7 @@ EV = {"val": _toy(32, 1)}
 @contextmanager
 def _stop_after(monkeypatch, n_epochs):
     """``fit_classifier`` raises KeyboardInterrupt once ``n_epochs`` epochs (and their ``last``) are saved."""
-    done = {"n": 0}
-
-    @contextmanager
-    def fake(description, total):
-        def advance(k=1):
-            done["n"] += k
-            if done["n"] >= n_epochs:
-                raise KeyboardInterrupt
-
-        yield advance
-
+    fake = interrupting_progress(n_epochs)
     with monkeypatch.context() as m:
         m.setattr(C, "progress_task", fake)
         with pytest.raises(KeyboardInterrupt):

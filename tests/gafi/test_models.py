@@ -13,6 +13,8 @@ from synthperf.gafi.augment import noise_cutout, random_pad_crop
 from synthperf.gafi.data import ImageData
 from synthperf.gafi.gan import Discriminator, GANConfig, Generator
 
+from ._stubs import interrupting_progress
+
 
 def test_resnet20_shapes_and_option_a():
     m = C.ResNet20(7, width=4, in_channels=1)
@@ -91,18 +93,7 @@ def test_ema_copy_then_decay():
 
 @contextmanager
 def _interrupt_after(n_epochs):
-    done = {"n": 0}
-
-    @contextmanager
-    def fake(description, total):
-        def advance(k=1):
-            done["n"] += k
-            if done["n"] >= n_epochs:
-                raise KeyboardInterrupt
-
-        yield advance
-
-    yield fake
+    yield interrupting_progress(n_epochs)
 
 
 def _toy(n=96, seed=0):
