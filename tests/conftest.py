@@ -26,7 +26,18 @@ if not _HAS_CUDA:
 SHARED_DIR = Path(__file__).resolve().parents[1].parent / "shared"
 
 
+def pytest_addoption(parser):
+    parser.addoption("--fault-matrix", action="store_true", default=False,
+                     help="also run the per-command fault matrix (tests/faults/test_fault_matrix.py, about 15 min on "
+                          "2 cores); the default run keeps its `synthperf run` SPPI case and the fast fault suite")
+
+
 def pytest_collection_modifyitems(config, items):
+    if not config.getoption("--fault-matrix"):
+        keep = [it for it in items if "fault_matrix" not in it.keywords]
+        if len(keep) != len(items):
+            config.hook.pytest_deselected(items=[it for it in items if "fault_matrix" in it.keywords])
+            items[:] = keep
     if _HAS_CUDA:
         return
     skip_gpu = pytest.mark.skip(reason="needs a CUDA device (its CPU twin runs)")

@@ -1,6 +1,6 @@
 """The closing-note matrix: seeded kills resume equal, corruptions are detected, the second concurrent
 writer is refused. ``synthperf run`` (SPPI task) with 3 kills; the other long-running commands with
-the note's 2 kills (minutes each on a shared box, so all are marked slow; the table itself comes from
+the note's 2 kills (minutes each on a shared box: run them with ``pytest --fault-matrix``; the table itself comes from
 ``python tests/faults/fault_matrix.py``). ``run gafi`` covers the kill between the GaFi search's
 ``histories.parquet`` and ``results.parquet`` writes that once duplicated history rows; the GaFi CLI
 rows cover the resumed ``history.parquet`` column order and train-gan's earlier-epoch checkpoints."""
@@ -25,6 +25,7 @@ def test_run_sppi_matrix_loses_nothing(tmp_path):
     _check(row, 3)
 
 
+@pytest.mark.fault_matrix  # deselected unless --fault-matrix (minutes per command; tests/conftest.py)
 @pytest.mark.parametrize("command", ["demo", "flows simulate", "flows train", "guidance generate", "run flows",
                                      "run guidance", "run gafi", "gafi train-classifier", "gafi train-gan",
                                      "gafi demo"])
