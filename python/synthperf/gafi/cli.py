@@ -219,7 +219,7 @@ def _verify_ema_checkpoints(out_dir: Path, epochs: list[int]) -> None:
 
 
 def _train_gan(cfg: dict, out_dir: Path, resume: bool) -> None:
-
+    """Train the conditional BigGAN-deep on train+val; EMA-generator checkpoint every epoch."""
     from .._io import write_parquet
     from .config import gan_configs
     from .data import load_dataset
