@@ -22,9 +22,10 @@ import time
 from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Optional
+from typing import TYPE_CHECKING, Optional, Protocol
 
 import numpy as np
+from numpy.typing import ArrayLike
 
 from .._io import checkpoint_paths
 from .._lock import RunLock
@@ -32,16 +33,41 @@ from .._validation import positive_int, real_scalar
 from .pfode import Trajectory, run_simulations
 from .schedules import InflationSchedule
 
+if TYPE_CHECKING:  # torch is imported lazily; "torch.*" annotations resolve with torch in localns (_typing)
+    import torch
+
 BACKBONES = ("auto", "mlp", "unet")
+
+
+class DenoiserNetwork(Protocol):
+    """A loaded preconditioned denoiser, as :func:`simulate` uses it:
+    :class:`~synthperf.flows.networks.IFsPrecond` (a ``torch.nn.Module``, from :func:`train` or
+    :func:`~synthperf.flows.training.load_network`) is one; typed structurally so that importing
+    :mod:`synthperf.flows` does not import torch.
+
+    ``schedule`` its inflation schedule; ``W`` the eigenbasis [d, d] (float32 tensor);
+    ``data_mean`` float64 [d] or None (module doc, ``center``); ``num_classes`` 0 when
+    unconditional; ``denoise(u [B, d] (ES), t [B], labels int64 [B] or None) -> D [B, d]``.
+    """
+
+    schedule: InflationSchedule
+    W: torch.Tensor
+    data_mean: np.ndarray | None
+
+    @property
+    def num_classes(self) -> int: ...
+
+    def denoise(self, u: torch.Tensor, t: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor: ...
 
 
 @dataclass
 class TrainResult:
     """Outcome of :func:`train`: ``checkpoint`` (the ``.json`` of safetensors + JSON), the EMA
-    network ``net`` (eval mode), steps done, mean loss of the last 50 steps and wall seconds."""
+    network ``net`` (an ``IFsPrecond`` in eval mode), steps done, mean loss of the last 50 steps
+    and wall seconds."""
 
     checkpoint: Path
-    net: Any
+    net: DenoiserNetwork
     steps: int
     final_loss: float
     seconds: float
@@ -70,35 +96,35 @@ class SimulationResult:
         return float(np.mean((self.final("rdtrp") - self.x) ** 2))
 
 
-def _exactly_one(**sources: Any) -> str:
+def _exactly_one(**sources: object) -> str:
     given = [k for k, v in sources.items() if v is not None]
     if len(given) != 1:
         raise ValueError(f"give exactly one data source of {sorted(sources)}, got {given or 'none'}")
     return given[0]
 
 
-def _check_toy(name: Any) -> None:
+def _check_toy(name: object) -> None:
     from .toy_data import TOY_DATASETS
 
     if not isinstance(name, str) or name not in TOY_DATASETS:
         raise ValueError(f"data_name must be one of the toy datasets {sorted(TOY_DATASETS)}, got {name!r}")
 
 
-def _check_file(path: Any, what: str) -> None:
+def _check_file(path: str | Path, what: str) -> None:
     p = Path(path)
     if not p.is_file():
         raise FileNotFoundError(f"{what} {str(p)!r} does not exist (or is not a file)")
 
 
-def _positive(value: Any, name: str) -> float:
+def _positive(value: object, name: str) -> float:
     v = real_scalar(value, name, allow_inf=False)
     if v <= 0:
         raise ValueError(f"{name} must be > 0, got {v}")
     return v
 
 
-def check_schedule_args(*, dims_to_keep: Any, rho: Any, gamma0: Any, g_type: Any, inflation_gap: Any,
-                        end_vars: Any) -> None:
+def check_schedule_args(*, dims_to_keep: object, rho: object, gamma0: object, g_type: object,
+                        inflation_gap: object, end_vars: object) -> None:
     """Check the schedule arguments of :func:`train` / :func:`simulate` (spec §1.2) before any
     work; ``dims_to_keep <= data_dim`` is checked once the data is known. TypeError/ValueError
     naming the argument."""
@@ -112,9 +138,9 @@ def check_schedule_args(*, dims_to_keep: Any, rho: Any, gamma0: Any, g_type: Any
         raise ValueError(f"g_type must be one of {G_TYPES}, got {g_type!r}")
 
 
-def check_simulate_args(*, steps: Any, h: Any, grid: Any, end_time: Any, eps_s: Any, eps: Any, save_freq: Any,
-                        total_samples: Any, solver: Any, mode: Any, backend: Any, seed: Any,
-                        checkpoint_every: Any = None, discrete: bool = True) -> None:
+def check_simulate_args(*, steps: object, h: object, grid: object, end_time: object, eps_s: object, eps: object,
+                        save_freq: object, total_samples: object, solver: object, mode: object, backend: object,
+                        seed: object, checkpoint_every: object = None, discrete: bool = True) -> None:
     """Check every simulation option of :func:`simulate` before any work (issue 17: ``--mode
     bogus`` fails at once, not after the melt). TypeError/ValueError naming the argument."""
     from ..ops.discrete_score import MODES
@@ -161,7 +187,8 @@ def load_images(data: str | Path, max_images: int | None = None) -> tuple[np.nda
     return imgs, labels
 
 
-def _image_arrays(images: Any, labels: Any) -> tuple[np.ndarray, tuple[int, ...], np.ndarray | None]:
+def _image_arrays(images: ArrayLike, labels: ArrayLike | None
+                  ) -> tuple[np.ndarray, tuple[int, ...], np.ndarray | None]:
     arr = np.asarray(images)
     if arr.ndim not in (2, 4) or not np.issubdtype(arr.dtype, np.floating):
         raise TypeError(f"images must be a float array [n, d] or [n, C, R, R], got dtype {arr.dtype}, shape {arr.shape}")
@@ -182,9 +209,10 @@ def _image_arrays(images: Any, labels: Any) -> tuple[np.ndarray, tuple[int, ...]
     return flat, shape, lab
 
 
-def train(outdir: str | Path, *, data_name: str | None = None, data: str | Path | None = None, images: Any = None,
-          labels: Any = None, dims_to_keep: int | None = None, rho: float = 1.0, gamma0: float = 5e-4,
-          g_type: str = "orig", inflation_gap: float = 1.0, end_vars: float = 1.0, tmax: float = 7.01,
+def train(outdir: str | Path, *, data_name: str | None = None, data: str | Path | None = None,
+          images: ArrayLike | None = None, labels: ArrayLike | None = None, dims_to_keep: int | None = None,
+          rho: float = 1.0, gamma0: float = 5e-4, g_type: str = "orig", inflation_gap: float = 1.0,
+          end_vars: float = 1.0, tmax: float = 7.01,
           steps: int = 2000, batch: int = 512, lr: float = 2e-3, width: int = 128, depth: int = 3, seed: int = 0,
           resume: str | Path | bool | None = None, class_conditional: bool = False, center: bool = False,
           backbone: str = "auto", lr_rampup_samples: int | None = None, ema_halflife_samples: int | None = None,
@@ -289,7 +317,8 @@ def _train(outdir, data_name, data, images, labels, dims_to_keep, rho, gamma0, g
 
 
 def simulate(save_dir: str | Path | None = None, *, data_name: str | None = None, data: str | Path | None = None,
-             images: Any = None, labels: Any = None, network: Any = None, dims_to_keep: int | None = None,
+             images: ArrayLike | None = None, labels: ArrayLike | None = None,
+             network: str | Path | DenoiserNetwork | None = None, dims_to_keep: int | None = None,
              rho: float = 1.0, gamma0: float = 5e-4, g_type: str = "orig", inflation_gap: float = 1.0,
              end_vars: float = 1.0, steps: int = 1501, h: float = 1e-2, grid: str = "ifs", end_time: float = 15.01,
              eps_s: float = 1e-2, eps: float | None = None, save_freq: int = 10, total_samples: int = 2000,

@@ -21,11 +21,13 @@ import warnings
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable, Mapping, Protocol
 
 import numpy as np
+from numpy.typing import ArrayLike
 
 from .. import _io
+from .._typing import ArrayOrTensor
 from .._validation import float_array, positive_int
 from ..ops.discrete_score import TABLE_KEYS, integrate_discrete
 from ..progress import progress_task
@@ -33,22 +35,40 @@ from ._sizes import check_alloc
 from .schedules import InflationSchedule
 from .solvers import GRIDS, SOLVERS, check_solver, ifs_times, save_steps, time_grid, vp_ode_times
 
-__all__ = ["GRIDS", "SOLVERS", "DenoiserFlow", "DiscreteFlow", "Trajectory", "flow_fingerprint", "from_latent",
-           "ifs_times", "integrate_resumable", "melt", "run_simulations", "sample_latent", "time_grid",
+if TYPE_CHECKING:  # torch is imported lazily; "torch.*" annotations resolve with torch in localns (_typing)
+    import torch
+
+__all__ = ["GRIDS", "SOLVERS", "DenoiserFlow", "DiscreteFlow", "PfodeFlow", "Trajectory", "flow_fingerprint",
+           "from_latent", "ifs_times", "integrate_resumable", "melt", "run_simulations", "sample_latent", "time_grid",
            "vp_ode_times"]
 
 
 # ----------------------------------------------------------------------------- flows
+class PfodeFlow(Protocol):
+    """What the simulations need of a flow: :class:`DiscreteFlow`, :class:`DenoiserFlow`, or any
+    object with this ``integrate`` (it may also define ``fingerprint() -> str``, see
+    :func:`flow_fingerprint`).
+
+    ``integrate(z0 [M, d] float64 (ES), schedule, times [n] float64)`` returns float64 arrays
+    ``z`` [S+1, M, d] and ``denoiser``, ``score``, ``dz`` [S, M, d], S the steps saved by
+    :func:`~synthperf.flows.solvers.save_steps`.
+    """
+
+    def integrate(self, z0: np.ndarray, schedule: InflationSchedule, times: np.ndarray, *,
+                  solver: str = "euler", save_every: int = 1) -> dict[str, np.ndarray]: ...
+
+
 class DiscreteFlow:
     """pfODE driven by the exact score of the Gaussian-smoothed empirical data (§3).
 
-    data_es : [N, d] reference points in eigen-space. mode/backend: see
+    data_es : [N, d] reference points in eigen-space (numpy array, torch tensor or nested list;
+    stored as a float32/float64 numpy array). mode/backend: see
     :func:`synthperf.ops.discrete_score.discrete_score`.
     """
 
     is_net = False
 
-    def __init__(self, data_es: Any, *, mode: str = "stable", backend: str | None = None) -> None:
+    def __init__(self, data_es: ArrayLike | ArrayOrTensor, *, mode: str = "stable", backend: str | None = None) -> None:
         self.data_es = float_array(data_es, "data_es", ndim=2)
         self.mode = mode
         self.backend = backend
@@ -68,12 +88,18 @@ class DenoiserFlow:
     Runs in torch (float64 unless ``dtype`` says otherwise), batched over ``batch`` particles.
     ``labels`` (int [M], one per particle) are passed on as ``denoiser(u, t, labels)`` for a
     class-conditional network; the particles of :meth:`integrate` must then number M.
+
+    ``denoiser`` is called with torch tensors ``(u [m, d], t [m])`` (plus ``labels`` int64 [m])
+    in ``dtype`` on ``device`` and returns [m, d] (a tensor, or anything ``torch.as_tensor``
+    takes). ``dtype``: a floating ``torch.dtype`` (None = float64); ``device``: a torch device
+    or its name.
     """
 
     is_net = True
 
-    def __init__(self, denoiser: Callable[[Any, Any], Any], *, form: str = "denoiser", dtype: Any = None,
-                 device: Any = "cpu", batch: int = 65536, labels: Any = None) -> None:
+    def __init__(self, denoiser: Callable[..., ArrayOrTensor], *, form: str = "denoiser",
+                 dtype: torch.dtype | None = None, device: str | torch.device = "cpu", batch: int = 65536,
+                 labels: ArrayLike | None = None) -> None:
         if form not in ("denoiser", "score"):
             raise ValueError(f"form must be 'denoiser' or 'score', got {form!r}")
         self.denoiser, self.form, self.device, self.batch = denoiser, form, device, batch
@@ -172,8 +198,8 @@ def _trajectory(res: dict, schedule: InflationSchedule, W: np.ndarray, times: np
                       dxs_es=dz, dxs=dz @ W.T)
 
 
-def melt(flow: Any, schedule: InflationSchedule, W: np.ndarray, x_is: Any, times: np.ndarray, *,
-         solver: str = "euler", save_every: int = 10) -> Trajectory:
+def melt(flow: PfodeFlow, schedule: InflationSchedule, W: np.ndarray, x_is: ArrayLike | ArrayOrTensor,
+         times: np.ndarray, *, solver: str = "euler", save_every: int = 10) -> Trajectory:
     """Inflation: u = W^T x, z = s(t_0) u, integrate along ascending ``times`` (§5.1 step 1)."""
     x = float_array(x_is, "x_is", ndim=2).astype(np.float64)
     _check_dims(schedule, W, x.shape[1])
@@ -184,8 +210,8 @@ def melt(flow: Any, schedule: InflationSchedule, W: np.ndarray, x_is: Any, times
     return _trajectory(flow.integrate(z0, schedule, times, solver=solver, save_every=save_every), schedule, W, times, save_every)
 
 
-def from_latent(flow: Any, schedule: InflationSchedule, W: np.ndarray, z_T: Any, times: np.ndarray, *,
-                solver: str = "euler", save_every: int = 10) -> Trajectory:
+def from_latent(flow: PfodeFlow, schedule: InflationSchedule, W: np.ndarray, z_T: ArrayLike | ArrayOrTensor,
+                times: np.ndarray, *, solver: str = "euler", save_every: int = 10) -> Trajectory:
     """Integrate from a latent z(T) (ES) along descending ``times`` (roundtrip / generation)."""
     z = float_array(z_T, "z_T", ndim=2).astype(np.float64)
     _check_dims(schedule, W, z.shape[1])
@@ -220,13 +246,13 @@ def _check_dims(schedule: InflationSchedule, W: np.ndarray, d: int) -> None:
         raise ValueError(f"dimension mismatch: points have d = {d} but the schedule has data_dim = {schedule.data_dim}")
 
 
-def _array_digest(h: Any, a: Any) -> None:
+def _array_digest(h: Any, a: ArrayLike) -> None:  # h: a hashlib object
     a = np.ascontiguousarray(a)
     h.update(f"{a.dtype.str}{a.shape}".encode())
     h.update(a.tobytes())
 
 
-def flow_fingerprint(flow: Any) -> str | None:
+def flow_fingerprint(flow: PfodeFlow) -> str | None:
     """A digest identifying what ``flow`` computes, or None when it cannot be identified (then
     no integration checkpoint is trusted). DiscreteFlow: reference points and mode; DenoiserFlow
     over a module's bound method (e.g. ``net.denoise``): the module's parameters and buffers,
@@ -286,7 +312,7 @@ def _load_part(path: Path, key: str, lo: int, hi: int, z_shape: tuple) -> dict |
     return None
 
 
-def integrate_resumable(flow: Any, schedule: InflationSchedule, z0: np.ndarray, times: np.ndarray, *,
+def integrate_resumable(flow: PfodeFlow, schedule: InflationSchedule, z0: np.ndarray, times: np.ndarray, *,
                         solver: str, save_every: int, part_dir: str | Path | None = None, label: str = "sim",
                         checkpoint_every: int = 0) -> dict[str, np.ndarray]:
     """``flow.integrate(z0, schedule, times, ...)`` in segments of ``checkpoint_every`` steps
@@ -322,10 +348,11 @@ def integrate_resumable(flow: Any, schedule: InflationSchedule, z0: np.ndarray, 
     return {k: np.concatenate(v) for k, v in out.items()}
 
 
-def run_simulations(flow: Any, schedule: InflationSchedule, W: np.ndarray, x_is: Any, *, data_name: str,
-                    save_dir: str | Path | None = None, steps: int = 1501, h: float = 1e-2, grid: str = "ifs",
-                    end_time: float = 15.01, eps_s: float = 1e-2, solver: str = "euler", eps: float | None = None,
-                    save_freq: int = 10, seed: int = 0, extra_params: dict | None = None,
+def run_simulations(flow: PfodeFlow, schedule: InflationSchedule, W: np.ndarray, x_is: ArrayLike | ArrayOrTensor,
+                    *, data_name: str, save_dir: str | Path | None = None, steps: int = 1501, h: float = 1e-2,
+                    grid: str = "ifs", end_time: float = 15.01, eps_s: float = 1e-2, solver: str = "euler",
+                    eps: float | None = None,
+                    save_freq: int = 10, seed: int = 0, extra_params: Mapping[str, object] | None = None,
                     checkpoint_every: int | None = None) -> dict[str, Trajectory]:
     """melt, roundtrip (from the melt's z(T), compressed dims kept as they are) and gen (§5.1).
 

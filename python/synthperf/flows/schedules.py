@@ -25,7 +25,7 @@ import json
 import math
 import warnings
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import Mapping
 
 import numpy as np
 from numpy.typing import ArrayLike
@@ -128,20 +128,23 @@ class InflationSchedule:
     # ----------------------------------------------------------------- construction
     @classmethod
     def from_data(cls, x: ArrayLike, dims_to_keep: int | None = None,
-                  **kwargs: Any) -> tuple["InflationSchedule", np.ndarray]:
-        """Fit the PCA basis on ``x`` [n, d]; returns (schedule, W [d, d])."""
+                  **kwargs: float | str) -> tuple["InflationSchedule", np.ndarray]:
+        """Fit the PCA basis on ``x`` [n, d]; returns (schedule, W [d, d]). ``kwargs``: the other
+        fields (rho, gamma0, end_vars, g_type, inflation_gap, g_rescaling, form)."""
         W, xi, _ = pca_eigenbasis(x)
         d = W.shape[0]
         return cls(data_dim=d, dims_to_keep=d if dims_to_keep is None else dims_to_keep, xi=tuple(xi), **kwargs), W
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(self) -> dict[str, object]:
+        """The fields as JSON values (``xi`` a list; without the derived ``g``)."""
         out = asdict(self)
         out.pop("g", None)
         out["xi"] = list(self.xi)
         return out
 
     @classmethod
-    def from_dict(cls, params: dict[str, Any]) -> "InflationSchedule":
+    def from_dict(cls, params: Mapping[str, object]) -> "InflationSchedule":
+        """The schedule of :meth:`to_dict`'s output (ValueError naming unknown keys)."""
         known = {f for f in cls.__dataclass_fields__ if f != "g"}
         unknown = set(params) - known
         if unknown:
@@ -176,7 +179,7 @@ class InflationSchedule:
 
     # ----------------------------------------------------------------- time functions
     @staticmethod
-    def _times(t: Any) -> np.ndarray:
+    def _times(t: ArrayLike) -> np.ndarray:
         arr = np.atleast_1d(np.asarray(t, dtype=np.float64))
         if arr.ndim != 1:
             raise ValueError(f"t must be a scalar or 1-D, got shape {arr.shape}")

@@ -11,10 +11,10 @@ last (701 time points with save_every 10: 71 saved steps, 72 states).
 """
 from __future__ import annotations
 
-from typing import Any
-
 import numpy as np
+from numpy.typing import ArrayLike
 
+from .._typing import ArrayOrTensor
 from .._validation import positive_int, real_scalar
 from ..ops.discrete_score import pfode_step, snapshot_slots
 from ._sizes import check_alloc
@@ -24,7 +24,7 @@ SOLVERS: tuple[str, ...] = ("euler", "heun")
 GRIDS: tuple[str, ...] = ("ifs", "vp_ode")
 
 
-def check_solver(solver: Any) -> str:
+def check_solver(solver: object) -> str:
     """``solver`` if it is one of :data:`SOLVERS`; ValueError naming it otherwise."""
     if not isinstance(solver, str) or solver not in SOLVERS:
         raise ValueError(f"unknown solver {solver!r}: expected one of {SOLVERS}")
@@ -72,8 +72,9 @@ def time_grid(grid: str, direction: str, n: int, *, h: float = 1e-2, end_time: f
     return t if direction == "melt" else t[::-1].copy()
 
 
-def pfode_discrete_step(z: Any, data: Any, coef: dict, coef_next: dict, dt: float, *, solver: str = "euler",
-                        mode: str = "stable", backend: str | None = None) -> Any:
+def pfode_discrete_step(z: ArrayOrTensor, data: ArrayOrTensor, coef: dict[str, ArrayLike | ArrayOrTensor],
+                        coef_next: dict[str, ArrayLike | ArrayOrTensor], dt: float, *, solver: str = "euler",
+                        mode: str = "stable", backend: str | None = None) -> ArrayOrTensor:
     """One pfODE step z(t) -> z(t + dt) with the discrete score and ``solver`` (§1.2, §1.4).
 
     ``coef``/``coef_next``: dicts of [d] vectors ``s, r = s'/s, a = gamma'/(2 gamma), gamma`` at
