@@ -13,9 +13,15 @@ Aliases:
                       such alias, so it is defined here.
     Predictor      -- structural type of a fitted sklearn-style model: ``predict(x) -> labels``.
     Estimator      -- an unfitted sklearn-style model: ``fit(x, y)`` plus ``predict``.
+    LazyModule     -- a module imported on first attribute access, for annotations naming a
+                      lazily imported library: ``pd = LazyModule("pandas")`` (under ``else:`` of
+                      ``if TYPE_CHECKING: import pandas as pd``) lets ``typing.get_type_hints``
+                      resolve ``"pd.DataFrame"`` to the real class while importing the module
+                      never imports pandas.
 """
 from __future__ import annotations
 
+import importlib
 from typing import TYPE_CHECKING, Literal, Protocol, Union
 
 import numpy as np
@@ -42,4 +48,21 @@ class Estimator(Predictor, Protocol):
 
     def fit(self, x: FloatArray, y: IntArray) -> object: ...
 
-__all__ = ["ArrayLike", "FloatArray", "IntArray", "BoolArray", "ArrayOrTensor", "BackendName", "Predictor", "Estimator"]
+
+class LazyModule:
+    """Stands for module ``name`` and imports it on the first attribute access (annotations only)."""
+
+    def __init__(self, name: str) -> None:
+        self._lazy_name = name
+
+    def __getattr__(self, attr: str) -> object:
+        if attr.startswith("__"):  # copy/pickle/introspection probes must not import the module
+            raise AttributeError(attr)
+        return getattr(importlib.import_module(self._lazy_name), attr)
+
+    def __repr__(self) -> str:
+        return f"LazyModule({self._lazy_name!r})"
+
+
+__all__ = ["ArrayLike", "FloatArray", "IntArray", "BoolArray", "ArrayOrTensor", "BackendName", "Predictor", "Estimator",
+           "LazyModule"]

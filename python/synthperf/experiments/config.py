@@ -33,7 +33,7 @@ import itertools
 import os
 import typing
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any, Mapping, Protocol, Sequence
 
 import yaml
 
@@ -47,10 +47,21 @@ __all__ = ["ConfigError", "MAX_CONFIG_NODES", "parse_override", "safe_load_bound
 _MISSING = object()
 
 
+class ExperimentConfig(Protocol):
+    """A typed config of one grid point: an instance of a :data:`.schemas.SCHEMAS` dataclass
+    (``SPPIConfig``, ``GafiConfig``, ``FlowsConfig``, ``GuidanceConfig``)."""
+
+    @property
+    def experiment(self) -> str: ...
+
+    @property
+    def name(self) -> str: ...
+
+
 # ----------------------------------------------------------------------------------------
 # Overrides
 # ----------------------------------------------------------------------------------------
-def parse_override(text: str) -> tuple[str, Any]:
+def parse_override(text: str) -> tuple[str, object]:
     """``"a.b=value"`` -> ``("a.b", yaml.safe_load("value"))``; an empty value is ``None``.
 
     The plain ``key=value`` form only; the full grammar (``+``, ``++``, ``~``, sweeps) is
@@ -62,7 +73,7 @@ def parse_override(text: str) -> tuple[str, Any]:
     return o.key, o.values[0]
 
 
-def apply_overrides(raw: Mapping[str, Any], overrides: Sequence[str] | Mapping[str, Any]) -> dict:
+def apply_overrides(raw: Mapping[str, object], overrides: Sequence[str] | Mapping[str, object]) -> dict[str, object]:
     """A deep copy of ``raw`` with the overrides applied (grammar of :mod:`synthperf._overrides`:
     ``key=v``, ``+key=v``, ``++key=v``, ``~key``; dotted keys create nested mappings). A sweep
     (``key=a,b``) raises ``ConfigError`` naming the key: sweeps need :func:`resolve` with
@@ -202,7 +213,7 @@ def _section_type(tp: Any):
     return None
 
 
-def expand_grid(cls: type, raw: Mapping[str, Any]) -> list[tuple[dict, dict]]:
+def expand_grid(cls: type, raw: Mapping[str, object]) -> list[tuple[dict[str, object], dict[str, object]]]:
     """Cartesian expansion: a list of ``(raw point config, {dotted key: value of this point})``."""
     axes = _grid_axes(cls, raw)
     if not axes:
@@ -228,7 +239,7 @@ def schema_for(raw: Mapping[str, Any]) -> type:
     return SCHEMAS[kind]
 
 
-def load_config(path: str | os.PathLike) -> dict:
+def load_config(path: str | os.PathLike) -> dict[str, object]:
     """The raw mapping of a YAML config file (``yaml.safe_load``), with a clear error otherwise."""
     p = Path(path)
     if not p.is_file():
@@ -242,8 +253,8 @@ def load_config(path: str | os.PathLike) -> dict:
     return raw
 
 
-def resolve(raw: Mapping[str, Any], overrides: Sequence[str] | Mapping[str, Any] = (), *,
-            multirun: bool = False) -> list[tuple[Any, dict]]:
+def resolve(raw: Mapping[str, object], overrides: Sequence[str] | Mapping[str, object] = (), *,
+            multirun: bool = False) -> list[tuple[ExperimentConfig, dict[str, object]]]:
     """Overrides, grid expansion and validation: a list of ``(typed config, grid values)``.
 
     ``multirun``: sweeps ``key=a,b`` become grid axes (:func:`sweep_to_grid`); without it a

@@ -22,13 +22,19 @@ import math
 import os
 import zlib
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import TYPE_CHECKING, Any, Iterable, Mapping, Sequence
 
 import numpy as np
 
 from .._io import atomic_write_bytes, save_figure  # save_figure: the one figure-saving helper (re-exported)
+from .._typing import LazyModule
 from .config import parse_override
 from .store import load_results
+
+if TYPE_CHECKING:
+    import pandas as pd
+else:  # annotations resolve to pandas' classes; importing this module does not import pandas
+    pd = LazyModule("pandas")
 
 __all__ = ["summarize", "sppi_bounds", "plot_results", "write_report", "filter_results", "markdown_table",
            "latex_table", "save_figure", "method_color", "METHOD_COLORS", "sppi_checks", "group_columns",
@@ -471,8 +477,9 @@ _sppi_checks = sppi_checks  # former private name
 # ----------------------------------------------------------------------------------------
 # Report
 # ----------------------------------------------------------------------------------------
-def plot_results(df, out_dir: str | os.PathLike, *, title: str = "Experiment report",
-                 plot_classes: Sequence[int] | None = None, configs: dict | None = None) -> Path:
+def plot_results(df: pd.DataFrame, out_dir: str | os.PathLike, *, title: str = "Experiment report",
+                 plot_classes: Sequence[int] | None = None,
+                 configs: Mapping[int, Mapping[str, object]] | None = None) -> Path:
     """Write figures, tables and ``report.md`` for the rows ``df`` into ``out_dir``; returns report.md."""
     out = Path(out_dir)
     plots, tables = out / "plots", out / "tables"

@@ -115,9 +115,9 @@ def _triage(tasks: Sequence[Task], out: Path) -> tuple[list[Task], list[tuple[st
     return todo, damaged
 
 
-def run_experiment(config: str | os.PathLike | Mapping[str, Any], out: str | os.PathLike,
-                   overrides: Sequence[str] | Mapping[str, Any] = (), *, executor: str = "local",
-                   workers: int = 1, address: str | None = None, slurm: Mapping[str, Any] | None = None,
+def run_experiment(config: str | os.PathLike | Mapping[str, object], out: str | os.PathLike,
+                   overrides: Sequence[str] | Mapping[str, object] = (), *, executor: str = "local",
+                   workers: int = 1, address: str | None = None, slurm: Mapping[str, object] | None = None,
                    report: bool = True, force: bool = False) -> RunSummary:
     """Run (or resume) every grid point of ``config`` into ``out``; see the module docstring.
 

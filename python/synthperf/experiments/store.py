@@ -30,11 +30,17 @@ import os
 import re
 import shutil
 from pathlib import Path
-from typing import Any, Iterable
+from typing import TYPE_CHECKING, Iterable
 
 import yaml
 
 from .._io import atomic_write_bytes, atomic_write_text, remove_stale_temps, write_parquet  # noqa: F401
+from .._typing import LazyModule
+
+if TYPE_CHECKING:
+    import pandas as pd
+else:  # annotations resolve to pandas' classes; importing this module does not import pandas
+    pd = LazyModule("pandas")
 
 __all__ = ["atomic_write_bytes", "write_chunk", "chunk_path", "point_dir", "write_point_config",
            "read_point_config", "load_results", "chunk_files", "sidecar_path", "check_chunk", "discard_chunk",
@@ -239,7 +245,8 @@ def strays(out: str | os.PathLike, plan: Iterable[tuple[int, int, int]]) -> list
                   if not p.name.startswith(".") and p not in wanted)
 
 
-def load_results(out: str | os.PathLike, *, with_config: bool = False) -> Any:
+def load_results(out: str | os.PathLike, *, with_config: bool = False
+                 ) -> pd.DataFrame | tuple[pd.DataFrame, dict[int, dict[str, object]]]:
     """All finished chunks of run directory ``out`` as one pandas DataFrame.
 
     With a chunk plan in ``run.yaml`` (every run since shards have sidecars) exactly the
