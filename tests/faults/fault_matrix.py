@@ -150,11 +150,77 @@ def _cmd_gafi_demo(root: Path):
     return lambda out: ["gafi", "demo", "--size", "micro", "-o", out], None
 
 
+#: the CAS classifier of the pipeline / multigan / cas rows (2 epochs of a width-4 ResNet-20)
+_GAFI_CLS = {"OPTIMIZATION": {"epochs": 2, "batch_size": 64, "lr_milestones": [2]}, "MODEL": {"width": 4},
+             "AUG": {"random_flip": False, "crop_padding": 1}, "RUN": {"seed": 1}}
+
+
+def _gafi_assets(root: Path) -> tuple[Path, Path]:
+    """(filter classifier ``best`` stem, train-gan folder with EMA checkpoints of epochs 1, 2): the
+    inputs of ``gafi pipeline``/``multigan``/``cas``, trained once per matrix work folder (the
+    ``gafi train-classifier`` / ``train-gan`` rows' micro configs, 2 epochs each)."""
+    assets = root.parent / "gafi_assets"
+    cls, gan = assets / "cls", assets / "gan"
+    for name, out, doc in (("train-classifier", cls, {**_GAFI_CLS, "OPTIMIZATION": {
+                               "epochs": 3, "batch_size": 64, "lr_milestones": [2]}}),
+                           ("train-gan", gan, {
+                               "DATA": {"horizontal_flip": False}, "RUN": {"seed": 1},
+                               "OPTIMIZATION": {"epochs": 2, "batch_size": 64, "d_updates_per_step": 2, "g_lr": 1e-3,
+                                                "d_lr": 1e-3},
+                               "MODEL": {"latent_dim": 8, "shared_dim": 8, "g_conv_dim": 4, "d_conv_dim": 4,
+                                         "g_depth": 1, "d_depth": 1, "g_ema_start": 5, "g_ema_decay": 0.9}})):
+        if not (out / ".done").exists():
+            assets.mkdir(parents=True, exist_ok=True)
+            r = _run(["gafi", name, "--config", _gafi_yaml(assets, name, doc), "-o", out])
+            if r.returncode != 0:
+                raise RuntimeError(f"gafi {name} (fault-matrix input) failed: {r.stderr[-800:]}")
+            (out / ".done").touch()
+    return cls / "classifier" / "best", gan
+
+
+def _gafi_pipeline_config(root: Path, name: str) -> tuple[Path, dict]:
+    cls, gan = _gafi_assets(root)
+    doc = {**_GAFI_CLS, "CLS_PRE": {"path": str(cls)},
+           "PIPELINE": {"gan_dir": str(gan), "ckpt_epochs": [1, 2], "stddev_search": [1.0, 1.5],
+                        "threshold_search": [0.0], "class_samples": 8, "search_regen_every": 1,
+                        "filtering_attempts": 3}}
+    return _gafi_yaml(root, name, doc), doc
+
+
+def _cmd_gafi_pipeline(root: Path):
+    cfg, _ = _gafi_pipeline_config(root, "pipeline")  # 6 CAS runs: ckpt 1, 2; sigma 1.0, 1.5; tau 0.0; best
+    return lambda out: ["gafi", "pipeline", "--config", cfg, "-o", out], "ckpt/results.parquet"
+
+
+def _cmd_gafi_multigan(root: Path):
+    cfg, doc = _gafi_pipeline_config(root, "pipeline")
+    tuned = root.parent / "gafi_assets" / "pipeline"
+    if not (tuned / "summary.json").exists():
+        r = _run(["gafi", "pipeline", "--config", cfg, "-o", tuned])
+        if r.returncode != 0:
+            raise RuntimeError(f"gafi pipeline (fault-matrix input) failed: {r.stderr[-800:]}")
+    multi = _gafi_yaml(root, "multigan", {**doc, "PIPELINE": {"pipeline_dirs": [str(tuned)] * 2, "class_samples": 8,
+                                                              "filtering_attempts": 3}})
+    return lambda out: ["gafi", "multigan", "--config", multi, "-o", out], "cas.parquet"
+
+
+def _cmd_gafi_cas(root: Path):
+    from synthperf.gafi.gan_train import ema_checkpoint_path
+
+    _, doc = _gafi_pipeline_config(root, "pipeline")
+    gan = Path(doc["PIPELINE"]["gan_dir"])
+    cas = _gafi_yaml(root, "cas", {**doc, "PIPELINE": {"gan_checkpoint": str(ema_checkpoint_path(gan, 2)),
+                                                       "filter": True, "tau": 0.3, "class_samples": 8,
+                                                       "filtering_attempts": 3}})
+    return lambda out: ["gafi", "cas", "--config", cas, "-o", out], "cas.parquet"
+
+
 COMMANDS = {"run sppi": _cmd_run_sppi, "run flows": _cmd_run_flows, "run gafi": _cmd_run_gafi,
             "run guidance": _cmd_run_guidance, "guidance generate": _cmd_guidance_generate,
             "flows train": _cmd_flows_train, "flows simulate": _cmd_flows_simulate, "demo": _cmd_demo,
             "gafi train-classifier": _cmd_gafi_train_classifier, "gafi train-gan": _cmd_gafi_train_gan,
-            "gafi demo": _cmd_gafi_demo}
+            "gafi demo": _cmd_gafi_demo, "gafi pipeline": _cmd_gafi_pipeline, "gafi multigan": _cmd_gafi_multigan,
+            "gafi cas": _cmd_gafi_cas}
 
 
 def _run(argv, timeout=900, **extra) -> subprocess.CompletedProcess:

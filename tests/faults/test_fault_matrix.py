@@ -3,7 +3,11 @@ writer is refused. ``synthperf run`` (SPPI task) with 3 kills; the other long-ru
 the note's 2 kills (minutes each on a shared box: run them with ``pytest --fault-matrix``; the table itself comes from
 ``python tests/faults/fault_matrix.py``). ``run gafi`` covers the kill between the GaFi search's
 ``histories.parquet`` and ``results.parquet`` writes that once duplicated history rows; the GaFi CLI
-rows cover the resumed ``history.parquet`` column order and train-gan's earlier-epoch checkpoints."""
+rows cover the resumed ``history.parquet`` column order and train-gan's earlier-epoch checkpoints; the
+``gafi pipeline`` / ``multigan`` / ``cas`` rows (their classifier and GAN trained once per work folder)
+cover the checksummed result tables a resume reads back (before them a truncated or zeroed
+``results.parquet`` stopped the resume, a bit-flipped one stayed in place, and a damaged ``cas.parquet``
+was taken for "already done")."""
 from __future__ import annotations
 
 import pytest
@@ -28,7 +32,7 @@ def test_run_sppi_matrix_loses_nothing(tmp_path):
 @pytest.mark.fault_matrix  # deselected unless --fault-matrix (minutes per command; tests/conftest.py)
 @pytest.mark.parametrize("command", ["demo", "flows simulate", "flows train", "guidance generate", "run flows",
                                      "run guidance", "run gafi", "gafi train-classifier", "gafi train-gan",
-                                     "gafi demo"])
+                                     "gafi demo", "gafi pipeline", "gafi multigan", "gafi cas"])
 def test_command_matrix_loses_nothing(tmp_path, command):
     (row,) = matrix([command], seed=17, kills=2, work=tmp_path, log=lambda m: None)
     _check(row, 2)

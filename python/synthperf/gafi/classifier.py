@@ -17,7 +17,7 @@ import math
 import warnings
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Callable, Mapping, Protocol
+from typing import Callable, Mapping, Protocol, Sequence
 
 import torch
 import torch.nn as nn
@@ -30,7 +30,7 @@ from .augment import augment_batch
 from .data import ImageData
 
 __all__ = ["ResNet20", "SGDW", "ClassifierConfig", "FitResult", "fit_classifier", "predict_logits",
-           "accuracy", "build_classifier", "load_classifier", "StaticSource"]
+           "accuracy", "build_classifier", "load_classifier", "StaticSource", "history_keys", "ordered_rows"]
 
 _KERAS_TRUNC = 0.87962566103423978  # std of a unit normal truncated at +/-2 std
 
@@ -272,7 +272,7 @@ def fit_classifier(source: DataSource | ImageData, num_classes: int, cfg: Classi
     training has finished, so a ``best`` checkpoint on disk means a finished run (callers such
     as :func:`synthperf.gafi.digits.make_digits_synthetic` rely on that). ``resume=True``
     continues from ``last`` and reproduces an uninterrupted run exactly (same device and
-    thread count); a ``last`` that cannot be read (a kill between its two files, a damaged
+    thread count; the restored history rows keep :func:`history_keys`' order); a ``last`` that cannot be read (a kill between its two files, a damaged
     file) is reported with one ``RuntimeWarning`` and training starts over, a ``last`` written
     under another config raises :class:`CheckpointError`.
     """
@@ -297,7 +297,8 @@ def fit_classifier(source: DataSource | ImageData, num_classes: int, cfg: Classi
     result = FitResult(model=model, select_on=select_on)
     best_score, start = -1.0, 1
     if saved is not None:
-        start, best_score = _restore(saved, model, opt, scaler, gen, source, result)
+        start, best_score = _restore(saved, model, opt, scaler, gen, source, result,
+                                     history_keys=history_keys(eval_sets))
     with progress_task(f"{description}", cfg.epochs) as advance:
         advance(start - 1)
         for epoch in range(start, cfg.epochs + 1):
@@ -308,7 +309,7 @@ def fit_classifier(source: DataSource | ImageData, num_classes: int, cfg: Classi
             loss, acc = _train_epoch(model, opt, scaler, data, cfg, gen, device)
             row = {"epoch": epoch, "lr": lr, "train_loss": loss, "train_accuracy": acc}
             for name, ds in eval_sets.items():
-                row[f"{name}_accuracy"] = accuracy(model, ds, cfg.val_batch_size)
+                row[f"{name}_accuracy"] = accuracy(model, ds, cfg.val_batch_size)  # history_keys' order
             result.history.append(row)
             if select_on is not None and row[f"{select_on}_accuracy"] > best_score:
                 best_score = row[f"{select_on}_accuracy"]
@@ -392,7 +393,22 @@ def _read_last(ckdir: Path, cfg: ClassifierConfig) -> tuple[dict, dict] | None:
     return tensors, meta
 
 
-def _restore(saved, model, opt, scaler, gen, source, result):
+def history_keys(eval_sets: Mapping[str, ImageData] | Sequence[str]) -> tuple[str, ...]:
+    """The keys of a :func:`fit_classifier` history row, in the order a training epoch inserts
+    them: ``epoch, lr, train_loss, train_accuracy`` then ``<set>_accuracy`` per eval set."""
+    return ("epoch", "lr", "train_loss", "train_accuracy", *(f"{name}_accuracy" for name in eval_sets))
+
+
+def ordered_rows(rows: Sequence[Mapping], keys: Sequence[str]) -> list[dict]:
+    """``rows`` (dicts) with ``keys`` first in that order, any other key after them in its stored
+    order. A checkpoint's JSON stores history rows with sorted keys; a resumed history must have
+    the key (so DataFrame column) order of an uninterrupted run's (issue 17)."""
+    return [{**{k: r[k] for k in keys if k in r}, **{k: v for k, v in r.items() if k not in keys}} for r in rows]
+
+
+def _restore(saved, model, opt, scaler, gen, source, result, history_keys: Sequence[str] = ()):
+    """Load ``last`` into the training objects; the restored history rows get ``history_keys``'
+    order (:func:`ordered_rows`). Returns (first epoch to run, best score so far)."""
     tensors, meta = saved
     load_state_into(model, {k[6:]: v for k, v in tensors.items() if k.startswith("model.")}, "classifier checkpoint")
     for i, p in enumerate(model.parameters()):
@@ -404,7 +420,7 @@ def _restore(saved, model, opt, scaler, gen, source, result):
     best = {k[5:]: v for k, v in tensors.items() if k.startswith("best.")}
     result.best_state = best or None
     result.best_epoch = int(meta["best_epoch"])
-    result.history = list(meta["history"])
+    result.history = ordered_rows(meta["history"], history_keys)
     source.load_state_dict({k[7:]: v for k, v in tensors.items() if k.startswith("source.")})
     return int(meta["epoch"]) + 1, float(meta["best_score"])
 

@@ -13,7 +13,8 @@ cuda asks Ray/Slurm for one GPU per job; ``--slurm KEY=VALUE`` as in ``synthperf
 A config error (unknown section or key, wrong type, unsupported value) exits with status 2
 and a message naming the key. Runs resume unless ``--no-resume``: train-classifier and
 train-gan from their checkpoints, pipeline by skipping runs already in its results tables,
-multigan and cas by skipping when ``cas.parquet`` exists for the same config (``run.json``).
+multigan and cas by skipping when an intact ``cas.parquet`` (checked against its sidecar) exists
+for the same config (``run.json``).
 Results are written as Parquet (atomically) plus PNG/PDF plots; a summary is printed.
 Each job (and ``demo``), once its config is validated, holds the lock on its output folder (:class:`synthperf._lock.RunLock`): a
 second command on the same folder is refused with one ``error:`` line (exit 1), writing nothing.
@@ -71,16 +72,6 @@ def _locked(out_dir: Path):
     from .._lock import RunLock
 
     return RunLock(Path(out_dir))
-
-
-def _history_frame(rows: list[dict]):
-    """Per-epoch history rows as a DataFrame with a fixed column order (``epoch`` first, then by
-    name): a resumed run restores its rows from JSON with sorted keys, so insertion order would
-    make the resumed ``history.parquet`` differ from an uninterrupted run's (fault matrix, issue 17)."""
-    import pandas as pd
-
-    df = pd.DataFrame(rows)
-    return df[sorted(df.columns, key=lambda c: (c != "epoch", str(c)))]
 
 
 def _setup(cfg: dict, out_dir: Path):
@@ -157,28 +148,35 @@ def _dispatch(command: str, ctx: typer.Context, config: Optional[Path], out: Opt
 
 
 def _finished(out_dir: Path, command: str, cfg: dict, resume: bool) -> bool:
-    """Whether ``command`` already wrote ``cas.parquet`` under ``out_dir`` for this config."""
+    """Whether ``command`` already wrote ``cas.parquet`` under ``out_dir`` for this config. The
+    table is verified against its sidecar (:func:`synthperf.gafi._io.read_table`): a damaged one
+    is reported once and the command runs again (issue 17: never trust a damaged result)."""
+    from ._io import read_table
+
     run = out_dir / "run.json"
-    if not (resume and run.is_file() and (out_dir / "cas.parquet").is_file()):
+    if not (resume and run.is_file()):
         return False
     try:
         done = json.loads(run.read_text(encoding="utf-8"))
-    except json.JSONDecodeError:
+    except (json.JSONDecodeError, UnicodeDecodeError):
         return False
-    if done == {"command": command, "config": json.loads(json.dumps(cfg, default=str))}:
-        typer.echo(f"{command}: already done in {out_dir} (use --no-resume to recompute)")
-        return True
-    return False
+    if done != {"command": command, "config": json.loads(json.dumps(cfg, default=str))}:
+        return False
+    if read_table(out_dir / "cas.parquet", what=f"the {command} CAS") is None:
+        return False
+    typer.echo(f"{command}: already done in {out_dir} (use --no-resume to recompute)")
+    return True
 
 
 def _write_cas(rows: list[dict], out_dir: Path, command: str, cfg: dict) -> None:
     import pandas as pd
 
-    from .._io import atomic_write_bytes, write_parquet
+    from .._io import atomic_write_bytes
+    from ._io import write_table
     from .experiment import plot_cas
 
     df = pd.DataFrame(rows)
-    write_parquet(df, out_dir / "cas.parquet")
+    write_table(df, out_dir / "cas.parquet")
     plot_cas(df, out_dir / "cas")
     atomic_write_bytes(out_dir / "run.json", json.dumps({"command": command, "config": cfg}, default=str).encode())
     typer.echo(df.to_string(index=False))
@@ -186,6 +184,8 @@ def _write_cas(rows: list[dict], out_dir: Path, command: str, cfg: dict) -> None
 
 def _train_classifier(cfg: dict, out_dir: Path, resume: bool) -> None:
     """Train the ResNet-20 on real data (val-selected); it becomes the DSF filter classifier."""
+    import pandas as pd
+
     from .._io import write_parquet
     from .classifier import fit_classifier
     from .config import classifier_config
@@ -197,7 +197,7 @@ def _train_classifier(cfg: dict, out_dir: Path, resume: bool) -> None:
         fit = fit_classifier(splits.train, splits.num_classes, ccfg, eval_sets={"val": splits.val, "test": splits.test},
                              select_on="val", checkpoint_dir=out_dir / "classifier", resume=resume, device=device,
                              description="classifier")
-        write_parquet(_history_frame(fit.history), out_dir / "classifier" / "history.parquet")
+        write_parquet(pd.DataFrame(fit.history), out_dir / "classifier" / "history.parquet")
     best = fit.best_row()
     typer.echo(f"best epoch {fit.best_epoch}: val {best['val_accuracy']:.4f} test {best['test_accuracy']:.4f} "
                f"-> {out_dir / 'classifier' / 'best.safetensors'}")
@@ -220,6 +220,8 @@ def _verify_ema_checkpoints(out_dir: Path, epochs: list[int]) -> None:
 
 def _train_gan(cfg: dict, out_dir: Path, resume: bool) -> None:
     """Train the conditional BigGAN-deep on train+val; EMA-generator checkpoint every epoch."""
+    import pandas as pd
+
     from .._io import write_parquet
     from .config import gan_configs
     from .data import load_dataset
@@ -233,7 +235,7 @@ def _train_gan(cfg: dict, out_dir: Path, resume: bool) -> None:
     with _locked(out_dir):
         res = train_gan(gan_data.train, gcfg, tcfg, out_dir=out_dir, resume=resume, device=device)
         _verify_ema_checkpoints(out_dir, [int(r["epoch"]) for r in res.history])
-        write_parquet(_history_frame(res.history), out_dir / "history.parquet")
+        write_parquet(pd.DataFrame(res.history), out_dir / "history.parquet")
     typer.echo(f"{res.iterations} iterations; EMA checkpoints in {out_dir / 'checkpoints'}")
 
 

@@ -34,11 +34,15 @@ from ..progress import progress_task
 from .._threads import ThreadGovernor
 from .._io import CheckpointError, checkpoint_exists, load_checkpoint, load_state_into, save_checkpoint
 from .augment import diff_augment, random_flip
+from .classifier import ordered_rows
 from .data import ImageData
 from .gan import Discriminator, GANConfig, Generator
 
 __all__ = ["GANTrainConfig", "GANResult", "train_gan", "hinge_d_loss", "hinge_g_loss", "ema_update",
            "load_generator", "ema_checkpoint_path", "available_checkpoint_epochs", "apply_standing_stats"]
+
+#: keys of a :func:`train_gan` history row, in the order an epoch inserts them
+GAN_HISTORY_KEYS = ("epoch", "iterations", "d_loss", "g_loss", "seconds")
 
 
 @dataclass
@@ -239,7 +243,9 @@ def train_gan(data: ImageData, gan_cfg: GANConfig, cfg: GANTrainConfig, *, out_d
             _opt_restore("optG", opt_g, tensors, meta["opt_g"])
             _opt_restore("optD", opt_d, tensors, meta["opt_d"])
             gen.set_state(tensors["rng"])
-            it, start, history = int(meta["iterations"]), int(meta["epoch"]) + 1, list(meta["history"])
+            # the JSON holds the rows with sorted keys: back to an epoch's insertion order (issue 17)
+            it, start = int(meta["iterations"]), int(meta["epoch"]) + 1
+            history = ordered_rows(meta["history"], GAN_HISTORY_KEYS)
     z_dim = gan_cfg.latent_dim
     governor = ThreadGovernor()
     with progress_task("GAN", cfg.epochs) as advance:
@@ -295,7 +301,7 @@ def train_gan(data: ImageData, gan_cfg: GANConfig, cfg: GANTrainConfig, *, out_d
                 it += 1
                 if ema is not None:
                     ema_update(ema, G, cfg.g_ema_decay, copy_only=it <= cfg.g_ema_start)
-            row = {"epoch": epoch, "iterations": it, "d_loss": sum(d_losses) / len(d_losses),
+            row = {"epoch": epoch, "iterations": it, "d_loss": sum(d_losses) / len(d_losses),  # GAN_HISTORY_KEYS
                    "g_loss": sum(g_losses) / len(g_losses), "seconds": time.perf_counter() - t0}
             if not all(math.isfinite(row[k]) for k in ("d_loss", "g_loss")):
                 raise FloatingPointError(f"GAN training diverged at epoch {epoch}: {row}")

@@ -9,9 +9,11 @@ reporting both use the max-over-epochs *test* accuracy (optimistic, test-selecte
 **Search** (:func:`gafi_search`): greedy coordinate search ckpt epoch -> sigma -> tau with
 fast DDR (``search_regen_every``, upstream DS=10), then the final run with the best triple
 and accurate DDR (``final_regen_every``, DS=1). Each step's rows are written to
-``<out>/<step>/results.parquet`` after every run (atomically), so an interrupted search
-resumes by skipping finished runs; histories go to ``histories.parquet``; each step plots
-its score curve (PNG + PDF).
+``<out>/<step>/results.parquet`` after every run (atomically, with a checksummed sidecar:
+:func:`synthperf.gafi._io.write_table`), so an interrupted search resumes by skipping
+finished runs; histories go to ``histories.parquet``; each step plots its score curve
+(PNG + PDF). A damaged table is reported once and the runs it held are recomputed; the
+tables always list runs in grid order.
 """
 from __future__ import annotations
 
@@ -21,7 +23,8 @@ from typing import Callable, Mapping, Sequence
 
 import pandas as pd
 
-from .._io import save_figure, write_parquet
+from .._io import save_figure
+from ._io import write_table, read_table
 from .classifier import ClassifierConfig, fit_classifier
 from .data import DatasetSplits
 from .sampling import SamplerSpec, SyntheticSource, check_sigma, check_tau
@@ -166,6 +169,35 @@ def _plot_step(df: pd.DataFrame, column: str, step: str, path: Path) -> None:
     save_figure(fig, path)
 
 
+def _finished_runs(res_path: Path, hist_path: Path, step: str) -> tuple[list[dict], list[dict]]:
+    """(result rows, history rows) of the finished runs of a search step on disk (verified
+    tables, :func:`synthperf.gafi._io.read_table`; a damaged one is reported once and its runs
+    recomputed). A run is finished when it has its results row *and* its history rows: histories
+    are written before results, so a kill between the two leaves history rows of an unfinished
+    run (dropped here; it runs again), and a damaged ``histories.parquet`` makes the runs it held
+    run again rather than leaving their histories lost."""
+    res = read_table(res_path, what=f"every run of the {step!r} step")
+    hist = read_table(hist_path, what=f"every run of the {step!r} step")
+    rows = res.to_dict("records") if res is not None else []
+    hists = hist.to_dict("records") if hist is not None else []
+    with_history = {h.get("checkpoint_name") for h in hists}
+    rows = [r for r in rows if r["checkpoint_name"] in with_history]
+    done = {r["checkpoint_name"] for r in rows}
+    return rows, [h for h in hists if h.get("checkpoint_name") in done]
+
+
+def _in_grid_order(rows: list[dict], hists: list[dict], names: Sequence[str]) -> tuple[list[dict], list[dict]]:
+    """Rows and history rows sorted by their run's place in the step's grid ``names`` (runs of
+    an earlier grid, not in ``names``, first, in their stored order): the tables of a resumed
+    search equal an uninterrupted one's whichever runs had to be recomputed."""
+    place = {n: i for i, n in enumerate(names)}
+
+    def key(r: dict) -> int:
+        return place.get(r["checkpoint_name"], -1)
+
+    return sorted(rows, key=key), sorted(hists, key=key)
+
+
 def gafi_search(checkpoints: Mapping[int, Callable], classifier: Callable, splits: DatasetSplits,
                 cls_cfg: ClassifierConfig, pcfg: PipelineConfig, out_dir: str | Path, *,
                 device: str = "cpu", seed: int = 42, resume: bool = True) -> SearchResult:
@@ -191,14 +223,10 @@ def gafi_search(checkpoints: Mapping[int, Callable], classifier: Callable, split
     def run_step(step: str, grid: list[tuple[int, float, float]], ds: int, column: str) -> pd.DataFrame:
         sdir = out / step
         res_path, hist_path = sdir / "results.parquet", sdir / "histories.parquet"
-        rows = pd.read_parquet(res_path).to_dict("records") if resume and res_path.is_file() else []
-        hists = pd.read_parquet(hist_path).to_dict("records") if resume and hist_path.is_file() else []
+        names = [run_name(ckpt, ds, pcfg.replace_fraction, sigma, tau) for ckpt, sigma, tau in grid]
+        rows, hists = _finished_runs(res_path, hist_path, step) if resume else ([], [])
         done = {r["checkpoint_name"] for r in rows}
-        # histories are written before results: a kill between the two leaves history rows of a
-        # run that is not finished and will run again, so keep only those of finished runs
-        hists = [h for h in hists if h.get("checkpoint_name") in done]
-        for ckpt, sigma, tau in grid:
-            name = run_name(ckpt, ds, pcfg.replace_fraction, sigma, tau)
+        for (ckpt, sigma, tau), name in zip(grid, names):
             if name in done:
                 continue
             source = SyntheticSource([SamplerSpec(checkpoints[ckpt], sigma=sigma, tau=tau)], classifier,
@@ -210,8 +238,9 @@ def gafi_search(checkpoints: Mapping[int, Callable], classifier: Callable, split
                          "r": pcfg.replace_fraction, "selection_score": res.selection_score, "cas": res.cas,
                          "best_epoch": res.best_epoch, "protocol": res.protocol})
             hists.extend({"checkpoint_name": name, **h} for h in res.history)
-            write_parquet(pd.DataFrame(hists), hist_path)
-            write_parquet(pd.DataFrame(rows), res_path)
+            rows, hists = _in_grid_order(rows, hists, names)
+            write_table(pd.DataFrame(hists), hist_path)
+            write_table(pd.DataFrame(rows), res_path)
         df = pd.DataFrame(rows)
         tables[step] = df
         if len(df) and column:
