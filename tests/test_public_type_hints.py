@@ -12,7 +12,7 @@ import typing
 import pytest
 import torch
 
-CLEAN = ["synthperf.metrics", "synthperf.conformal", "synthperf.ops"]
+CLEAN = ["synthperf.metrics", "synthperf.conformal", "synthperf.ops", "synthperf.flows", "synthperf.experiments"]
 
 # (qualified name, parameter) pairs where Any is justified:
 # - predict_interval(**kwargs): MAPIE's keyword arguments, forwarded unchanged to the base method.
