@@ -117,7 +117,9 @@ def test_classwise_mode_and_multilabel_per_class_calibration():
     y_cal = (torch.rand(60, 2, generator=g) < 0.5).long()
     y_ref[0], y_cal[0] = torch.tensor([1, 1]), torch.tensor([1, 1])  # every class present
     s = EuclideanClassWiseScore(k=2, stat="mean")
-    assert s.mode is None
+    assert s.mode_ is None
+    with pytest.raises(RuntimeError, match="fit"):
+        _ = s.mode
     s.fit(ref={"embedding": ref, "label": y_ref}, cal={"embedding": cal, "label": y_cal})
     assert s.mode is ClassWiseMode.MULTI_LABEL and s.is_calibrated()
     thr = s.set_threshold(0.8)

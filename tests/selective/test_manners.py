@@ -25,16 +25,23 @@ def test_plots_leave_the_users_backend_and_pyplot_state_unchanged():
         from synthperf.selective import EuclideanScore, risk_coverage
         s = EuclideanScore(k=2).fit(X=torch.randn(50, 3), Y=torch.randn(20, 3))
         s.set_threshold(0.9)
-        fig1 = s.plot(torch.randn(10))
+        fig1 = s.plot(torch.randn(10), show=False)
         fig2 = risk_coverage(torch.rand(300), torch.rand(300), n_bins=20).plot()
         from matplotlib.figure import Figure
         assert isinstance(fig1, Figure) and isinstance(fig2, Figure)
         assert len(fig1.axes) == 1 and len(fig2.axes) == 1
         print(matplotlib.get_backend(), len(plt.get_fignums()))
+        # show=True (the default, seapig's behaviour): a pyplot figure, shown once, backend kept
+        from unittest import mock
+        with mock.patch("matplotlib.pyplot.show") as shown:
+            fig3 = s.plot(torch.randn(10))
+        assert shown.call_count == 1 and isinstance(fig3, Figure) and plt.fignum_exists(fig3.number)
+        print(matplotlib.get_backend(), len(plt.get_fignums()))
     """)
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
-    assert out.stdout.split() == ["svg", "0"]  # backend unchanged, no figure registered with pyplot
+    # backend unchanged; show=False registers no figure with pyplot, show=True exactly one
+    assert out.stdout.split() == ["svg", "0", "svg", "1"]
 
 
 def test_plot_in_process_keeps_backend():
@@ -42,7 +49,7 @@ def test_plot_in_process_keeps_backend():
     before = matplotlib.get_backend()
     s = EuclideanScore(k=1).fit(X=torch.randn(30, 2))
     s.set_threshold(0.5)
-    fig = s.plot()
+    fig = s.plot(show=False)
     assert matplotlib.get_backend() == before
     assert fig.axes[0].get_xlabel().startswith("euclidean")
 

@@ -43,8 +43,9 @@ def test_extract_collects_outputs_and_inputs_and_caches(tmp_path):
     torch.testing.assert_close(out["logit"], e.sum(1, keepdim=True))
     assert torch.equal(out["label"], ds.y) and set(out) == {"embedding", "logit", "label"}
     ex.extract(m, DataLoader(ds, batch_size=8), outdir=tmp_path, prefix="train")
-    cache = tmp_path / "train-embedding.safetensors"
+    cache = tmp_path / "train-embedding.pt"  # seapig 0.3.0's name and layout
     assert cache.is_file()
+    assert set(torch.load(cache, weights_only=True)) == {"embedding", "logit", "label"}
     with pytest.warns(UserWarning, match="Loading pre-existing data"):
         again = ex.extract(m, DataLoader(ds, batch_size=8), outdir=tmp_path, prefix="train")
     torch.testing.assert_close(again["embedding"], e)

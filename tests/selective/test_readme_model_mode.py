@@ -148,6 +148,19 @@ class _Embedder(torch.nn.Module):
         return self.bn(x)
 
 
+def _mark_loaded():
+    _Unpicklable.loaded = True
+
+
+class _Unpicklable:
+    """Pickles as a call of ``_mark_loaded``: unpickling it would run code."""
+
+    loaded = False
+
+    def __reduce__(self):
+        return (_mark_loaded, ())
+
+
 def _loaders():
     g = torch.Generator().manual_seed(0)
     ds = lambda n: torch.utils.data.TensorDataset(torch.randn(n, 3, generator=g), torch.zeros(n))  # noqa: E731
@@ -176,18 +189,23 @@ def test_model_mode_equals_tensor_mode_and_restores_mode(initial_training):
 def test_embedding_cache(tmp_path):
     model, loaders = _Embedder(), _loaders()
     a = EuclideanScore(k=2).fit(model=model, loaders=loaders, outdir=tmp_path, prefix="run")
-    assert (tmp_path / "run-embeddings-train.safetensors").is_file()
-    assert (tmp_path / "run-embeddings-val.safetensors").is_file()
+    assert (tmp_path / "run-embeddings-train.pt").is_file()  # seapig's names, torch.save of the tensor
+    torch.testing.assert_close(torch.load(tmp_path / "run-embeddings-val.pt", weights_only=True), a.cal_embeddings)
     calls = model.calls
     with pytest.warns(UserWarning, match="pre-existing"):
         b = EuclideanScore(k=2).fit(model=model, loaders=loaders, outdir=tmp_path, prefix="run")
     assert model.calls == calls  # nothing re-embedded
     torch.testing.assert_close(a.scores, b.scores)
     a.score(model=model, loader=loaders["val"], outdir=tmp_path, prefix="query")
-    assert (tmp_path / "query.safetensors").is_file()
-    (tmp_path / "bad-embeddings-train.safetensors").write_bytes(b"garbage")
+    assert (tmp_path / "query.pt").is_file()
+    (tmp_path / "bad-embeddings-train.pt").write_bytes(b"garbage")
     with pytest.raises(ValueError, match="corrupt"), pytest.warns(UserWarning):
         EuclideanScore().fit(model=model, loaders=loaders, outdir=tmp_path, prefix="bad")
+    # a pickle of anything but tensors is refused (torch.load(weights_only=True)), never executed
+    torch.save({"embeddings": _Unpicklable()}, tmp_path / "evil-embeddings-train.pt")
+    with pytest.raises(ValueError, match="not a torch.save file of tensors"), pytest.warns(UserWarning):
+        EuclideanScore().fit(model=model, loaders=loaders, outdir=tmp_path, prefix="evil")
+    assert not _Unpicklable.loaded
     with pytest.warns(UserWarning, match="without prefix"):
         EuclideanScore().fit(model=model, loaders=loaders, outdir=tmp_path)
 

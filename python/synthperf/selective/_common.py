@@ -31,10 +31,22 @@ class _PackageLogger:
 
 logger = _PackageLogger()
 
+
 class SelectiveInputError(ValueError, AssertionError):
     """Bad input that seapig rejects with ``assert``: a ValueError (synthperf's rule: validation
     raises a clear error naming the argument, never ``assert``) that is also an AssertionError, so
     code written for seapig that catches ``AssertionError`` keeps working (spec ``seapig.md`` §1.4)."""
+
+
+class SelectiveTypeError(TypeError, AssertionError):
+    """An object of the wrong type where seapig git main asserts (e.g. a wrapped task returning
+    neither a tensor nor a dict): a TypeError that is also an AssertionError, as
+    :class:`SelectiveInputError` is for values."""
+
+
+class LabelIndexError(ValueError, IndexError):
+    """Class-index labels outside ``[0, C)`` (or NaN): a ValueError naming ``labels`` that is also an
+    IndexError, the error seapig's cross-entropy gives for the same labels (spec ``seapig.md`` §1.9)."""
 
 
 #: keys accepted for embeddings / logits / labels when a dict is passed (seapig version B).

@@ -10,7 +10,12 @@ Two protocols, one implementation (spec §0):
 The A method wins when a model has both. The batch input x of A: a tensor as is, a list/tuple ->
 element 0, a dict -> ``batch["image"]``; tensors are moved to the model's device (first parameter
 or buffer). The model runs in eval mode under ``torch.inference_mode`` and its train/eval mode is
-restored afterwards. Cache files are safetensors written atomically (``synthperf._io``).
+restored afterwards.
+
+Cache files (``outdir`` + ``prefix``) use seapig's names and layout, so caches are shared with
+seapig both ways: ``<name>.pt`` written with ``torch.save`` (atomically, ``synthperf._io``) holding
+a tensor or a dict of tensors, and read back only with ``torch.load(weights_only=True)`` (torch's
+restricted unpickler: tensors and plain containers, never arbitrary objects).
 """
 from __future__ import annotations
 
@@ -22,6 +27,7 @@ from typing import Any, Mapping
 import torch
 
 from ..progress import track
+from ._common import SelectiveTypeError
 
 #: per kind: (version-A method, key of the version-B ``extract`` dict)
 PROTOCOLS = {"embedding": ("embed", "embedding"), "logit": ("logits", "logit")}
@@ -131,7 +137,9 @@ def run_model(model: Any, loader: Any, kind: str, *, desc: str) -> tuple[list[to
                     label = res.get("label", label)
                 if not isinstance(out, torch.Tensor):
                     what = f"model.{method}()" + ("" if key is None else f"[{key!r}]")
-                    raise TypeError(f"{what} must return a torch.Tensor, got {type(out).__name__}")
+                    # seapig's wording; an AssertionError too, as seapig git main asserts for embeddings
+                    raise SelectiveTypeError(f"Extracted {kind}s is not a torch.Tensor: {what} must return a "
+                                             f"torch.Tensor, got {type(out).__name__}")
                 outs.append(out)
                 labels.append(label)
     finally:
@@ -156,7 +164,7 @@ def embed_batches(model: Any, loader: Any, *, method: str = "embed", desc: str =
 
 
 def cache_path(outdir: str | Path | None, prefix: str | None, suffix: str = "") -> Path | None:
-    """``outdir/{prefix}{suffix}.safetensors`` (folder created), or None when either is missing."""
+    """``outdir/{prefix}{suffix}.pt`` (folder created), or None when either is missing."""
     if outdir is None:
         return None
     if prefix is None:
@@ -164,33 +172,51 @@ def cache_path(outdir: str | Path | None, prefix: str | None, suffix: str = "") 
         return None
     p = Path(outdir)
     p.mkdir(parents=True, exist_ok=True)
-    return p / f"{prefix}{suffix}.safetensors"
+    return p / f"{prefix}{suffix}.pt"
 
 
-def save_tensors(path: Path, tensors: Mapping[str, torch.Tensor]) -> None:
-    """Write ``tensors`` as a safetensors file, atomically."""
-    from safetensors.torch import save
-
-    from .._io import atomic_write_bytes
-
-    atomic_write_bytes(path, save({k: v.detach().cpu().contiguous() for k, v in tensors.items()}))
+def _cpu(obj: Any) -> Any:
+    if isinstance(obj, torch.Tensor):
+        return obj.detach().cpu().contiguous()
+    return {k: _cpu(v) for k, v in obj.items()}
 
 
-def load_or_embed(path: Path | None, model: Any, loader: Any, *, method: str = "embed") -> torch.Tensor:
-    """Load cached embeddings from ``path`` when it exists, else embed and (if path) save."""
-    from safetensors.torch import load_file
+def save_cache(path: Path, obj: torch.Tensor | Mapping[str, torch.Tensor]) -> None:
+    """Write a tensor or a dict of tensors (moved to the CPU) with ``torch.save``, atomically."""
+    from .._io import atomic_write
 
+    data = _cpu(obj)
+    atomic_write(path, lambda fh: torch.save(data, fh))
+
+
+def load_cache(path: Path) -> Any:
+    """``torch.load(path, map_location="cpu", weights_only=True)``; ValueError naming the file when it
+    is not a readable ``torch.save`` file of tensors (a pickle of other objects is refused)."""
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # corrupt zip, foreign pickle globals (UnpicklingError), truncated file
+        raise ValueError(f"cache file {path} is corrupt or not a torch.save file of tensors: {exc}") from None
+
+
+def load_or_embed(path: Path | None, model: Any, loader: Any, *, method: str = "embed",
+                  key: str | None = None) -> torch.Tensor:
+    """Load cached embeddings from ``path`` when it exists, else embed and (if path) save.
+
+    The file holds the (N, D) tensor itself (seapig git main) or, with ``key`` (seapig 0.3.0's
+    extractor layout), a dict ``{key: tensor}``; either layout is read."""
     if path is not None and path.is_file():
         warnings.warn(f"Loading pre-existing embeddings from {path}", UserWarning, stacklevel=3)
-        try:
-            data = load_file(str(path))
-        except Exception as exc:  # safetensors raises its own error types
-            raise ValueError(f"embedding cache {path} is corrupt: {exc}") from None
-        if "embeddings" not in data:
-            raise ValueError(f"embedding cache {path} has no 'embeddings' tensor (keys {sorted(data)})")
+        data = load_cache(path)
+        if isinstance(data, Mapping):
+            found = next((data[k] for k in (key, "embedding", "embeddings") if k is not None and k in data), None)
+            if found is None:
+                raise ValueError(f"embedding cache {path} has no 'embedding' tensor (keys {sorted(map(str, data))})")
+            data = found
+        if not isinstance(data, torch.Tensor):
+            raise ValueError(f"embedding cache {path} holds a {type(data).__name__}, not a tensor of embeddings")
         dev = model_device(model)
-        return data["embeddings"].to(dev) if dev is not None else data["embeddings"]
+        return data.to(dev) if dev is not None else data
     emb = embed_batches(model, loader, method=method)
     if path is not None:
-        save_tensors(path, {"embeddings": emb})
+        save_cache(path, emb if key is None else {key: emb})
     return emb

@@ -15,9 +15,10 @@ Two call styles are accepted (spec §0): version A (``fit(X=ref, Y=cal)``,
 Model mode embeds loader batches under ``torch.inference_mode`` in eval mode, restoring the
 model's train/eval mode afterwards, with either protocol (:mod:`synthperf.selective._model_io`):
 ``model.embed(x)`` (version A; batches are a tensor, a list/tuple whose element 0 is the input, or
-a dict with key ``"image"``) or ``model.extract(batch) -> {"embedding": (B, D), ...}`` (version B). Embeddings can be cached as safetensors
-files under ``outdir`` (``{prefix}-embeddings-{train|val}.safetensors`` for fit,
-``{prefix}.safetensors`` for score/select).
+a dict with key ``"image"``) or ``model.extract(batch) -> {"embedding": (B, D), ...}`` (version B). Embeddings can be cached
+under ``outdir`` with seapig's names (``{prefix}-embeddings-{train|val|cal}.pt`` for fit,
+``{prefix}.pt`` for score/select, ``{prefix}-embedding.pt`` for ``extract`` models), written with
+``torch.save`` and read only with ``torch.load(weights_only=True)`` (``_model_io``).
 """
 from __future__ import annotations
 
@@ -171,18 +172,22 @@ class UncertaintyScore(torch.nn.Module, ABC):
     def select(self, *args: Any, **kwargs: Any) -> dict[str, torch.Tensor]:
         """``{"score": (N,), "selected": (N,) bool}``."""
 
-    def plot(self, query_scores: torch.Tensor | None = None, bins: int = 100):
+    def plot(self, query_scores: torch.Tensor | None = None, bins: int = 100, *, show: bool = True):
         """Histogram densities of the stored scores (and of ``query_scores`` (N,) if given) with the
-        threshold as a dashed line; returns a ``matplotlib.figure.Figure``.
+        threshold as a dashed line; returns the ``matplotlib.figure.Figure``.
 
-        Built with matplotlib's object API: pyplot's backend, state and open figures are left
-        untouched and nothing is shown (seapig called ``plt.show()``); display the returned
-        figure (a notebook renders it) or save it with ``fig.savefig``.
+        ``show=True`` (default, seapig's behaviour): the figure is a pyplot figure and
+        ``plt.show()`` is called (a no-op on non-interactive backends such as Agg; the figure stays
+        open in pyplot until closed). ``show=False``: built with matplotlib's object API, so
+        pyplot's backend, state and open figures are left untouched; display the returned figure
+        (a notebook renders it) or save it with ``fig.savefig``. The backend is never changed.
         """
+        if not isinstance(show, bool):
+            raise TypeError(f"show must be a bool, got {type(show).__name__}")
         if self.scores is None:
             raise ValueError("nothing to plot: call fit(...) first")
-        Figure = _figure_class()
-        fig = Figure(figsize=(6, 4))
+        plt = _pyplot() if show else None
+        fig = plt.figure(figsize=(6, 4)) if show else _figure_class()(figsize=(6, 4))
         ax = fig.add_subplot()
         ax.hist(self.scores.detach().cpu().float().numpy(), bins=bins, density=True, alpha=0.6, label="calibration")
         if query_scores is not None:
@@ -192,7 +197,12 @@ class UncertaintyScore(torch.nn.Module, ABC):
             ax.axvline(float(self.threshold), color="k", linestyle="--", label="threshold")
         ax.set_xlabel(f"{self.ident} score (lower = accept)")
         ax.legend()
+        if show:
+            plt.show()
         return fig
+
+
+_NO_MATPLOTLIB = "matplotlib is not installed; install it to plot (pip install matplotlib)"
 
 
 def _figure_class():
@@ -200,8 +210,17 @@ def _figure_class():
     try:
         from matplotlib.figure import Figure
     except ImportError as exc:
-        raise ImportError("matplotlib is not installed; install it to plot (pip install matplotlib)") from exc
+        raise ImportError(_NO_MATPLOTLIB) from exc
     return Figure
+
+
+def _pyplot():
+    """``matplotlib.pyplot``, imported lazily (only for ``plot(show=True)``)."""
+    try:
+        import matplotlib.pyplot as plt
+    except ImportError as exc:
+        raise ImportError(_NO_MATPLOTLIB) from exc
+    return plt
 
 
 class RandomScore(UncertaintyScore):
@@ -282,14 +301,14 @@ class EmbeddingScore(UncertaintyScore):
             raise KeyError("loaders must contain a 'train' loader (the reference set)")
         if "val" in loaders and "cal" in loaders:
             raise ValueError("loaders 'val' and 'cal' are aliases; pass only one of them")
-        resolve_protocol(model, "embedding")  # TypeError naming the method(s) before any work
+        _, key = resolve_protocol(model, "embedding")  # TypeError naming the method(s) before any work
         ref_t = check_embeddings(load_or_embed(cache_path(outdir, prefix, "-embeddings-train"), model,
-                                               loaders["train"]), "embeddings of loaders['train']")
+                                               loaders["train"], key=key), "embeddings of loaders['train']")
         cal_key = "val" if "val" in loaders else ("cal" if "cal" in loaders else None)
         cal_t = None
         if cal_key is not None:
             cal_t = check_embeddings(load_or_embed(cache_path(outdir, prefix, f"-embeddings-{cal_key}"), model,
-                                                   loaders[cal_key]), f"embeddings of loaders[{cal_key!r}]",
+                                                   loaders[cal_key], key=key), f"embeddings of loaders[{cal_key!r}]",
                                      dim=ref_t.shape[1])
         return ref_t, cal_t
 
@@ -305,7 +324,9 @@ class EmbeddingScore(UncertaintyScore):
             raise SelectiveInputError("model is required when not using precomputed embeddings." + _B_TENSORS)
         if loader is None:
             raise SelectiveInputError("loader is required when using a model." + _B_TENSORS)
-        return load_or_embed(cache_path(outdir, prefix), model, loader)
+        _, key = resolve_protocol(model, "embedding")
+        # seapig's query cache names: git main `<prefix>.pt`, 0.3.0 (extract models) `<prefix>-embedding.pt`
+        return load_or_embed(cache_path(outdir, prefix, "" if key is None else "-embedding"), model, loader, key=key)
 
     # -- public API ----------------------------------------------------------------------------
     def fit(self, X: Any = None, Y: Any = None, model: Any = None, loaders: Mapping[str, Any] | None = None,

@@ -132,9 +132,11 @@ class ClassWiseScore(UncertaintyScore):
         return (y == c) if self.mode_ == ClassWiseMode.SINGLE_LABEL else (y[:, c] == 1)
 
     def fit(self, X: Any = None, Y: Any = None, *, ref: Any = None, cal: Any = None, labels: Any = None,
-            cal_labels: Any = None, model: Any = None, loaders: Any = None) -> "ClassWiseScore":
-        """Fit on ``X`` (dict ``{"embedding", "label"}`` or embeddings + ``labels``) and optional ``Y``,
-        or on ``model`` + ``loaders`` (``"train"``, optional ``"cal"``/``"val"``; module notes)."""
+            cal_labels: Any = None, model: Any = None, loaders: Any = None, y: Any = None) -> "ClassWiseScore":
+        """Fit on ``X`` (dict ``{"embedding", "label"}`` or embeddings (N, D) + ``labels`` (N,) / (N, C))
+        and optional ``Y`` (same forms, labels in ``cal_labels``), or on ``model`` + ``loaders``
+        (``"train"``, optional ``"cal"``/``"val"``; module notes). ``y`` is an alias of ``labels``."""
+        _, labels = pick(("labels", labels), ("y", y))
         x_arg, X = pick(("X", X), ("ref", ref))
         y_arg, Y = pick(("Y", Y), ("cal", cal))
         if (X is not None or Y is not None) and (model is not None or loaders is not None):
@@ -191,8 +193,11 @@ class ClassWiseScore(UncertaintyScore):
         return self
 
     @property
-    def mode(self) -> ClassWiseMode | None:
-        """``ClassWiseMode.SINGLE_LABEL`` (1-D labels) or ``MULTI_LABEL`` (2-D), None before fit."""
+    def mode(self) -> ClassWiseMode:
+        """``ClassWiseMode.SINGLE_LABEL`` (1-D labels) or ``MULTI_LABEL`` (2-D); RuntimeError before fit
+        (as seapig; ``mode_`` is None until then)."""
+        if self.mode_ is None:
+            raise RuntimeError("fit() must be called before mode is known: ClassWiseScore is not fitted")
         return self.mode_
 
     def _full(self, emb: torch.Tensor) -> torch.Tensor:

@@ -6,8 +6,8 @@ dict batches (not collected), ``input_keys[1:]`` (e.g. ``"label"``) are collecte
 batches themselves. Tensors are detached, moved to the CPU and concatenated over batches along
 dim 0; the result is moved to the model's device (first parameter or buffer, else CPU).
 
-Cache: ``<outdir>/<prefix>-<cache_tag or output_keys[0]>.safetensors``, written atomically. seapig
-writes ``.pt`` pickles; synthperf never unpickles, so its cache files use safetensors.
+Cache: ``<outdir>/<prefix>-<cache_tag or output_keys[0]>.pt``, seapig's name and layout (a dict of
+tensors, ``torch.save``), written atomically and read only with ``torch.load(weights_only=True)``.
 """
 from __future__ import annotations
 
@@ -19,7 +19,7 @@ from typing import Any, Mapping
 import torch
 
 from ..progress import track
-from ._model_io import model_device, save_tensors
+from ._model_io import load_cache, model_device, save_cache
 
 
 def _resolve_method(model: Any, name: str = "extract"):
@@ -63,7 +63,7 @@ class ModelExtractor:
             warnings.warn("ModelExtractor: give both outdir and prefix to cache; not caching", UserWarning,
                           stacklevel=3)
             return None
-        return Path(outdir) / f"{prefix}-{self.cache_tag or self.output_keys[0]}.safetensors"
+        return Path(outdir) / f"{prefix}-{self.cache_tag or self.output_keys[0]}.pt"
 
     def _validate(self, data: Mapping[str, torch.Tensor], where: str) -> None:
         missing = [k for k in (*self.output_keys, *self.input_keys[1:]) if k not in data]
@@ -77,15 +77,15 @@ class ModelExtractor:
         path = self._cache_path(outdir, prefix)
         dev = model_device(model)
         if path is not None and path.is_file() and not overwrite:
-            from safetensors.torch import load_file
-
             warnings.warn(f"Loading pre-existing data from {path}", UserWarning, stacklevel=2)
-            data = load_file(str(path))
+            data = load_cache(path)
+            if not isinstance(data, Mapping) or not all(isinstance(v, torch.Tensor) for v in data.values()):
+                raise TypeError(f"Cached file {path} does not contain a dict of tensors (got {type(data).__name__})")
             self._validate(data, f"cache file {path}")
         else:
             data = self._extract_loader(model, fn, loader)
             if path is not None:
-                save_tensors(path, data)
+                save_cache(path, data)
         return {k: (v.to(dev) if dev is not None else v) for k, v in data.items()}
 
     def _extract_loader(self, model: torch.nn.Module, fn, loader: Any) -> dict[str, torch.Tensor]:

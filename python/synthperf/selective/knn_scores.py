@@ -33,7 +33,7 @@ import torch.nn.functional as F
 
 from ..backend import backend_option
 from .._validation import positive_int, real_scalar
-from ._common import logger, quantile_threshold
+from ._common import SelectiveInputError, logger, quantile_threshold
 from .base import EmbeddingScore
 from .knn import KNNIndex
 from .knn_exact import data_fingerprint
@@ -94,7 +94,7 @@ class KNNScore(EmbeddingScore):
         elif isinstance(save_index, (str, Path)):
             self.index_path = Path(save_index)
             if self.index_path.suffix != ".bin":
-                raise ValueError(f"save_index path must end with '.bin', got {str(self.index_path)!r}")
+                raise SelectiveInputError(f"save_index path must end with '.bin', got {str(self.index_path)!r}")
         else:
             raise TypeError(f"save_index must be a bool or a path ending in .bin, got {type(save_index).__name__}")
         self.index: KNNIndex | None = None

@@ -37,8 +37,8 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from ._common import LABEL_KEYS, LOGIT_KEYS, as_tensor, pick
-from ._model_io import cache_path, resolve_protocol, run_model, save_tensors
+from ._common import LABEL_KEYS, LOGIT_KEYS, LabelIndexError, as_tensor, pick
+from ._model_io import cache_path, load_cache, resolve_protocol, run_model, save_cache
 from .base import UncertaintyScore
 
 #: seapig 0.3.0's wording for the same input errors (both versions' messages are kept, spec §1.9)
@@ -77,11 +77,10 @@ class LogitScore(UncertaintyScore):
             raise ValueError(f"convention must be 'A' (seapig git main) or 'B' (seapig 0.3.0 on PyPI), "
                              f"got {convention!r}")
         self.convention = convention
-        if task not in TASKS:
-            raise ValueError(f"Unknown task: {task} (expected one of {TASKS})")
+        self.task = task
+        self._check_task()
         if temperature is not None and not float(temperature) > 0:
             raise ValueError(f"temperature must be > 0, got {temperature}")
-        self.task = task
         self.per_member = bool(per_member)
         self.temperature = None if temperature is None else float(temperature)
         self.register_buffer("logits", None, persistent=False)
@@ -95,7 +94,13 @@ class LogitScore(UncertaintyScore):
     def _single_logit(self, x: torch.Tensor) -> bool:
         return self.task == "binary" and (x.ndim == 1 or (x.ndim == 2 and x.shape[1] == 1))
 
+    def _check_task(self) -> None:
+        """``task`` is a public attribute: re-checked at each use (seapig reports it at score time)."""
+        if self.task not in TASKS:
+            raise ValueError(f"Unknown task: {self.task} (expected one of {TASKS})")
+
     def _check_logits(self, x: Any, name: str, *, allow_empty: bool = False) -> torch.Tensor:
+        self._check_task()
         t = as_tensor(x, name, keys=LOGIT_KEYS)
         if not t.is_floating_point():
             raise TypeError(f"{name} must be floating-point logits, got dtype {t.dtype}")
@@ -176,9 +181,12 @@ class LogitScore(UncertaintyScore):
             y = y[:, 0]
         if y.ndim != 1:
             raise ValueError("multiclass labels must be 1-D class indices")
+        if y.is_floating_point() and not bool(torch.isfinite(y).all() and torch.equal(y, y.round())):
+            raise LabelIndexError(f"labels must be class indices in [0, {logits.shape[1] - 1}]; got NaN, infinite "
+                                  "or non-integer values")
         y = y.long()
         if (y < 0).any() or (y >= logits.shape[1]).any():
-            raise ValueError(f"labels must be class indices in [0, {logits.shape[1] - 1}]")
+            raise LabelIndexError(f"labels must be class indices in [0, {logits.shape[1] - 1}]")
         return logits, y
 
     def _temperature_loss(self, z: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
@@ -187,6 +195,8 @@ class LogitScore(UncertaintyScore):
         return F.cross_entropy(z, y)
 
     def _fit_temperature(self, logits: torch.Tensor, labels: Any) -> float:
+        if logits.shape[0] == 0:
+            raise ValueError("logits must contain at least one sample")
         z, y = self._normalize_labels(logits.detach().double(), labels)
         log_t = torch.tensor(float(torch.log(torch.tensor(self.T))), dtype=torch.float64, requires_grad=True)
 
@@ -259,11 +269,10 @@ class LogitScore(UncertaintyScore):
                                  "`model` and `loader` must be given together.")
             resolve_protocol(model, "logit")  # TypeError naming .logits()/.extract() before any work
             path = cache_path(outdir, prefix or "logits", "_train")
-            if path is not None and path.is_file():
-                from safetensors.torch import load_file
-
-                data = load_file(str(path))
-                if "logits" not in data:
+            if path is not None and path.is_file():  # seapig git main's `<prefix>_train.pt` {"logits", "labels"}
+                warnings.warn(f"Loading pre-existing logits from {path}", UserWarning, stacklevel=2)
+                data = load_cache(path)
+                if not isinstance(data, dict) or not isinstance(data.get("logits"), torch.Tensor):
                     raise ValueError(f"Saved file {path} does not contain 'logits'")
                 src, labels = data["logits"], data.get("labels")
             else:
@@ -272,7 +281,7 @@ class LogitScore(UncertaintyScore):
                     payload = {"logits": src}
                     if labels is not None:
                         payload["labels"] = labels
-                    save_tensors(path, payload)
+                    save_cache(path, payload)
         logits = self._check_logits(src, "logits")
         self.logits = logits
         self.labels = None if labels is None else as_tensor(labels, "labels", keys=LABEL_KEYS)

@@ -25,6 +25,7 @@ import torch
 from lightning import LightningModule
 from torchmetrics import Metric, MetricCollection
 
+from ._common import SelectiveTypeError
 from .base import EmbeddingScore, UncertaintyScore
 from .logits import LogitScore
 from .metric import RiskCoverageMetric, SelectiveMetric
@@ -113,7 +114,7 @@ class SelectiveInferenceTask(LightningModule):
         if isinstance(preds, torch.Tensor):
             return {"predictions": preds}
         if not isinstance(preds, dict):
-            raise TypeError(f"the wrapped task must return a tensor or a dict, got {type(preds).__name__}")
+            raise SelectiveTypeError(f"the wrapped task must return a tensor or a dict, got {type(preds).__name__}")
         return dict(preds)
 
     def forward(self, x: Any) -> dict[str, Any]:

@@ -13,10 +13,6 @@ KNN = "knn-owner"
 
 KNOWN_FAILURES: dict[str, dict[str, tuple[str, str]]] = {
     "git": {
-        'tests/test_base.py::test_plot_method[False]':
-            (DIVERGENCE, 'plot() returns a matplotlib Figure built with the object API and never calls plt.show() (project rule, issue 14 item 7)'),
-        'tests/test_base.py::test_plot_method[True]':
-            (DIVERGENCE, 'plot() returns a matplotlib Figure built with the object API and never calls plt.show() (project rule, issue 14 item 7)'),
         'tests/test_base.py::test_set_threshold_invalid_quantile_raises':
             (DIVERGENCE, 'set_threshold(q=1.0) is accepted (issue 15 item 1) and bad input raises ValueError, never AssertionError'),
         'tests/test_embed.py::test_check_model_valid_and_invalid':
@@ -34,11 +30,9 @@ KNOWN_FAILURES: dict[str, dict[str, tuple[str, str]]] = {
         'tests/test_embed.py::test_embed_from_dict_errors_and_saves':
             (PRIVATE, "private attribute/helper _embed_from_dict of seapig; synthperf's internals differ"),
         'tests/test_embed.py::test_embed_loadorembed_uses_disk_when_present':
-            (DIVERGENCE, "cache files: synthperf loads only its own safetensors cache files (cache_path), not a torch.save'd '<name>.pt', so no 'Loading pre-existing embeddings' warning"),
+            (PRIVATE, "calls the private static helper EmbeddingScore._loadorembed of seapig git main; synthperf reads the same torch.save'd '<name>.pt' caches (torch.load(weights_only=True), with the 'Loading pre-existing embeddings' warning) through score/fit(model=, outdir=, prefix=) (tests/selective/test_seapig_public_compat.py)"),
         'tests/test_embed.py::test_loadorembed_uses_existing_file_and_moves_to_model_device':
-            (DIVERGENCE, "cache files: synthperf loads only its own safetensors cache files (cache_path), not a torch.save'd '<name>.pt', so no 'Loading pre-existing embeddings' warning"),
-        'tests/test_embed.py::test_score_with_model_loader_writes_and_returns_tensor':
-            (DIVERGENCE, "cache files: synthperf caches model outputs as safetensors under its own names (cache_path), not seapig's '<prefix>.pt'/'<prefix>_train.pt'"),
+            (PRIVATE, "calls the private static helper EmbeddingScore._loadorembed of seapig git main; synthperf reads the same torch.save'd '<name>.pt' caches (torch.load(weights_only=True), with the 'Loading pre-existing embeddings' warning) through score/fit(model=, outdir=, prefix=) (tests/selective/test_seapig_public_compat.py)"),
         'tests/test_embed.py::test_setup_path_creates_dir_and_returns_path':
             (PRIVATE, "private attribute/helper _setup_path of seapig; synthperf's internals differ"),
         'tests/test_embed.py::test_write_and_load_roundtrip':
@@ -63,8 +57,6 @@ KNOWN_FAILURES: dict[str, dict[str, tuple[str, str]]] = {
             (KNN, "private KNN index helper (_setup_index) of seapig A; synthperf's exact engine has none (knn_scores.py, KNN owner)"),
         'tests/test_knn.py::test_knn_search_offset_and_distances':
             (KNN, "private KNN index helper (_setup_index) of seapig A; synthperf's exact engine has none (knn_scores.py, KNN owner)"),
-        'tests/test_knn.py::test_knnscore_save_index_variants':
-            (DIVERGENCE, 'save_index with a wrong suffix raises ValueError where seapig asserts (project rule: validation raises, never assert; knn_scores.py, KNN owner)'),
         'tests/test_knn.py::test_knnstat_all_branches[max-<lambda>]':
             (KNN, "private KNN index helper (_setup_index) of seapig A; synthperf's exact engine has none (knn_scores.py, KNN owner)"),
         'tests/test_knn.py::test_knnstat_all_branches[mean-<lambda>]':
@@ -89,12 +81,6 @@ KNOWN_FAILURES: dict[str, dict[str, tuple[str, str]]] = {
             (PRIVATE, "private attribute/helper _check_model of seapig; synthperf's internals differ"),
         'tests/test_logits.py::test_check_model_requires_logits_method':
             (PRIVATE, "private attribute/helper _check_model of seapig; synthperf's internals differ"),
-        'tests/test_logits.py::test_fit_saves_files':
-            (DIVERGENCE, "cache files: synthperf caches model outputs as safetensors under its own names (cache_path), not seapig's '<prefix>.pt'/'<prefix>_train.pt'"),
-        'tests/test_logits.py::test_fit_temperature_nan_labels':
-            (DIVERGENCE, 'NaN/out-of-range labels raise ValueError in the temperature fit; seapig fits on them'),
-        'tests/test_logits.py::test_fit_temperature_validation_errors':
-            (DIVERGENCE, 'message order: for 0 logits and 1 label synthperf reports the length mismatch first'),
         'tests/test_logits.py::test_is_binary_single_logit':
             (PRIVATE, "private attribute/helper _is_binary_single_logit of seapig; synthperf's internals differ"),
         'tests/test_logits.py::test_loadorpredict_loads_from_disk':
@@ -105,8 +91,6 @@ KNOWN_FAILURES: dict[str, dict[str, tuple[str, str]]] = {
             (PRIVATE, "private attribute/helper _loadorpredict of seapig; synthperf's internals differ"),
         'tests/test_logits.py::test_loadorpredict_missing_logits_key':
             (PRIVATE, "private attribute/helper _loadorpredict of seapig; synthperf's internals differ"),
-        'tests/test_logits.py::test_logits_from_loader_non_tensor':
-            (DIVERGENCE, "message: synthperf says 'model.logits() must return a torch.Tensor, got ...'"),
         'tests/test_logits.py::test_normalize_binary_single_logit':
             (PRIVATE, "private attribute/helper _normalize_logits_and_labels of seapig; synthperf's internals differ"),
         'tests/test_logits.py::test_normalize_binary_two_logit':
@@ -117,14 +101,6 @@ KNOWN_FAILURES: dict[str, dict[str, tuple[str, str]]] = {
             (PRIVATE, "private attribute/helper _normalize_logits_and_labels of seapig; synthperf's internals differ"),
         'tests/test_logits.py::test_normalize_raises_on_missing_labels':
             (PRIVATE, "private attribute/helper _normalize_logits_and_labels of seapig; synthperf's internals differ"),
-        'tests/test_logits.py::test_score_methods_unknown_task_raise[EnergyScore]':
-            (DIVERGENCE, 'unknown task: synthperf rejects it in __init__ (ValueError); the test sets .task after construction (internal attribute) and expects the error at score time'),
-        'tests/test_logits.py::test_score_methods_unknown_task_raise[EntropyScore]':
-            (DIVERGENCE, 'unknown task: synthperf rejects it in __init__ (ValueError); the test sets .task after construction (internal attribute) and expects the error at score time'),
-        'tests/test_logits.py::test_score_methods_unknown_task_raise[MarginScore]':
-            (DIVERGENCE, 'unknown task: synthperf rejects it in __init__ (ValueError); the test sets .task after construction (internal attribute) and expects the error at score time'),
-        'tests/test_logits.py::test_score_methods_unknown_task_raise[SoftmaxScore]':
-            (DIVERGENCE, 'unknown task: synthperf rejects it in __init__ (ValueError); the test sets .task after construction (internal attribute) and expects the error at score time'),
         'tests/test_logits.py::test_score_nan_inf_inputs':
             (DIVERGENCE, 'NaN logits raise ValueError (documented); seapig propagates NaN scores'),
         'tests/test_logits.py::test_temperature_loss_unknown_task_raises':
@@ -153,8 +129,6 @@ KNOWN_FAILURES: dict[str, dict[str, tuple[str, str]]] = {
             (PRIVATE, "internal metric state: synthperf's RiskCoverageMetric keeps torchmetrics list states ('cat' lists until compute); seapig concatenates into a tensor on update. compute() results agree"),
         'tests/test_metric_risk_coverage.py::test_validate_tensor_cases':
             (PRIVATE, "private RiskCoverageMetric._validate_tensor with seapig's signature"),
-        'tests/test_model.py::test_forward_raises_when_predict_not_tensor_or_dict':
-            (DIVERGENCE, 'TypeError where seapig A asserts (project rule: validation raises, never assert)'),
         'tests/test_model.py::test_init_accepts_default_and_alt_keys':
             (PRIVATE, 'internal attribute input_key (seapig stores the default as int 0, synthperf as None)'),
         'tests/test_pca.py::test__rff_returns_input_when_not_in_rff_mode':
@@ -181,22 +155,12 @@ KNOWN_FAILURES: dict[str, dict[str, tuple[str, str]]] = {
             (PRIVATE, "collection error: the module imports private helpers (_concat, _model_device, _move, _resolve_cache_path, _to_cpu) of seapig.scores.extractor; ModelExtractor's public behaviour is covered by tests/selective/test_model_extractor.py"),
         '::tests.test_mixins_faiss':
             (KNN, "collection error: imports seapig 0.3.0's internal FAISSIndexMixin (seapig.scores.mixins) and asserts faiss index object types; synthperf's exact engine keeps no faiss index per score (KNN owner)"),
-        'tests/test_base.py::test_plot_method[False]':
-            (DIVERGENCE, 'plot() returns a matplotlib Figure built with the object API and never calls plt.show() (project rule, issue 14 item 7)'),
-        'tests/test_base.py::test_plot_method[True]':
-            (DIVERGENCE, 'plot() returns a matplotlib Figure built with the object API and never calls plt.show() (project rule, issue 14 item 7)'),
-        'tests/test_base.py::test_plot_without_threshold[False]':
-            (DIVERGENCE, 'plot() returns a matplotlib Figure built with the object API and never calls plt.show() (project rule, issue 14 item 7)'),
-        'tests/test_base.py::test_plot_without_threshold[True]':
-            (DIVERGENCE, 'plot() returns a matplotlib Figure built with the object API and never calls plt.show() (project rule, issue 14 item 7)'),
         'tests/test_base.py::test_set_threshold_computes_quantile_and_calibrates':
             (DIVERGENCE, "set_threshold never changes the calibrated flag (calibrated = fitted with a calibration set); seapig's base class sets it"),
         'tests/test_base.py::test_set_threshold_invalid_quantile_raises':
             (DIVERGENCE, 'set_threshold(q=1.0) is accepted (issue 15 item 1) and bad input raises ValueError, never AssertionError'),
         'tests/test_classwise.py::test_extractor_collects_output_and_prediction':
             (PRIVATE, "private attribute/helper _make_extractor of seapig; synthperf's internals differ"),
-        'tests/test_classwise.py::test_fit_errors_and_mode_property':
-            (DIVERGENCE, "fit(X=, y=, ...) raises Python's TypeError for the unknown keyword y; seapig's **kwargs swallowed it"),
         'tests/test_classwise.py::test_fit_multi_label_with_validation_sets_scores':
             (PRIVATE, "private attribute/helper _score_multi_label of seapig; synthperf's internals differ"),
         'tests/test_classwise.py::test_full_matrix_scoring_and_select':
@@ -205,8 +169,6 @@ KNOWN_FAILURES: dict[str, dict[str, tuple[str, str]]] = {
             (PRIVATE, "private attribute/helper _infer_mode of seapig; synthperf's internals differ"),
         'tests/test_classwise.py::test_make_extractor_branches':
             (PRIVATE, "private attribute/helper _make_extractor of seapig; synthperf's internals differ"),
-        'tests/test_classwise.py::test_mode_property_before_fit_raises':
-            (DIVERGENCE, "ClassWiseScore.mode is None before fit (synthperf's tests rely on it); seapig raises RuntimeError"),
         'tests/test_classwise.py::test_model_mode_fit_with_pca_and_validation':
             (PRIVATE, 'internal attribute names: seapig 0.3.0 keeps the global PCA as .pca and the classes as ._class_labels (synthperf: .global_pca, .classes_); model mode itself is tested in tests/selective/test_classwise_model_mode.py'),
         'tests/test_classwise.py::test_multi_label_aggregation[max-<lambda>]':
@@ -237,8 +199,6 @@ KNOWN_FAILURES: dict[str, dict[str, tuple[str, str]]] = {
             (PRIVATE, "the test's DummyScore (a KNNScore whose fit is a no-op and that overrides score()) leaves the private state (scores, index) that synthperf's ClassWiseScore reads from each per-class scorer unset"),
         'tests/test_classwise.py::test_select_full_matrix_warning_and_mask':
             (DIVERGENCE, "a class with one reference row and no calibration set has no leave-one-out neighbour: synthperf raises, seapig returns scores from faiss's FLT_MAX padding"),
-        'tests/test_embed.py::test_score_with_model_loader_writes_and_returns_tensor':
-            (DIVERGENCE, "cache files: synthperf caches model outputs as safetensors under its own names (cache_path), not seapig's '<prefix>.pt'/'<prefix>_train.pt'"),
         'tests/test_knn.py::test_build_index_saves_and_loads':
             (KNN, "private KNN index helper (_setup_index) of seapig A; synthperf's exact engine has none (knn_scores.py, KNN owner)"),
         'tests/test_knn.py::test_cosine_k_mean':
@@ -259,8 +219,6 @@ KNOWN_FAILURES: dict[str, dict[str, tuple[str, str]]] = {
             (KNN, "private KNN index helper (_setup_index) of seapig A; synthperf's exact engine has none (knn_scores.py, KNN owner)"),
         'tests/test_knn.py::test_knn_search_offset_and_distances':
             (KNN, "private KNN index helper (_setup_index) of seapig A; synthperf's exact engine has none (knn_scores.py, KNN owner)"),
-        'tests/test_knn.py::test_knnscore_save_index_variants':
-            (DIVERGENCE, 'save_index with a wrong suffix raises ValueError where seapig asserts (project rule: validation raises, never assert; knn_scores.py, KNN owner)'),
         'tests/test_knn.py::test_knnstat_all_branches[max-<lambda>]':
             (KNN, "private KNN index helper (_setup_index) of seapig A; synthperf's exact engine has none (knn_scores.py, KNN owner)"),
         'tests/test_knn.py::test_knnstat_all_branches[mean-<lambda>]':
