@@ -330,6 +330,48 @@ def write_parquet(df: Any, path: str | os.PathLike) -> Path:
     return atomic_write_bytes(path, buf.getvalue())
 
 
+def read_sidecar(path: Path, side: Path, what: str) -> tuple[str, Any]:
+    """Shared first half of a sidecar-checked Parquet file's verification.
+
+    ``path``: the data file; ``side``: its JSON sidecar; ``what``: the data file's kind in
+    messages ("shard", "table"). Returns ``("", doc)`` with the parsed sidecar, or
+    ``(reason, None)`` when either file is missing, not a regular file, or the sidecar is not JSON.
+    """
+    for p, kind in ((path, what), (side, "sidecar")):
+        if not os.path.lexists(p):
+            return ((f"its sidecar {side.name} is missing (the write did not finish, or the file was "
+                     "put there by hand)" if kind == "sidecar" else f"the {what} file is missing"), None)
+        if p.is_symlink() or not p.is_file():
+            return f"the {kind} {p.name} is not a regular file (a directory or link is in its place)", None
+    try:
+        return "", json.loads(side.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        return f"its sidecar {side.name} is unreadable or not JSON ({exc})", None
+
+
+def verify_parquet_payload(path: Path, doc: Mapping[str, Any]) -> str:
+    """Shared second half: ``path``'s bytes against the sidecar ``doc``'s ``bytes`` and
+    ``sha256``, then the Parquet footer's row count against ``rows``. Returns ``""`` when all
+    agree, else the reason (truncated/extended, SHA-256 differs, footer unreadable, row count)."""
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        return f"it cannot be read ({exc})"
+    if len(data) != doc["bytes"]:
+        return f"it is truncated or extended ({len(data)} bytes on disk, {doc['bytes']} recorded)"
+    if hashlib.sha256(data).hexdigest() != doc["sha256"]:
+        return "its SHA-256 differs from the sidecar's (bit flip, zeroed or replaced content)"
+    try:
+        import pyarrow.parquet as pq
+
+        rows = pq.ParquetFile(io.BytesIO(data)).metadata.num_rows
+    except Exception as exc:  # pyarrow raises several types for damaged footers
+        return f"its Parquet footer is unreadable ({type(exc).__name__}: {exc})"
+    if rows != doc["rows"]:
+        return f"its Parquet footer holds {rows} rows, the sidecar records {doc['rows']}"
+    return ""
+
+
 def save_figure(fig: Any, stem: str | os.PathLike, *, dpi: int = 120) -> list[Path]:
     """Save ``fig`` as ``<stem>.png`` and ``<stem>.pdf`` (each atomically); returns both paths.
 

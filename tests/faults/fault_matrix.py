@@ -39,9 +39,11 @@ import numpy as np
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parents[1]
 try:
+    from ._corrupt import BYTE_DAMAGE, corrupt_file
     from .conftest import HARNESS, env, write_config
 except ImportError:  # run as a script
     sys.path.insert(0, str(HERE))
+    from _corrupt import BYTE_DAMAGE, corrupt_file  # noqa: E402
     from conftest import HARNESS, env, write_config  # noqa: E402
 
 TIMING = ("seconds", "time", "date", "started", "elapsed", "duration")
@@ -330,21 +332,6 @@ def _target(ref: Path, rel: str | None) -> str:
     raise RuntimeError(f"nothing to corrupt in {ref}")
 
 
-def _corrupt(p: Path, how: str) -> None:
-    data = p.read_bytes()
-    if how == "truncate":
-        p.write_bytes(data[: len(data) // 2])
-    elif how == "bitflip":
-        b = bytearray(data)
-        b[len(b) // 2] ^= 0x04
-        p.write_bytes(bytes(b))
-    elif how == "zero":
-        p.write_bytes(b"\0" * len(data))
-    elif how == "directory":
-        p.unlink()
-        p.mkdir()
-
-
 def matrix(names, seed: int, kills: int, work: Path, log=print, on_row=None) -> list[dict]:
     rows = []
     for name in names:
@@ -384,12 +371,12 @@ def matrix(names, seed: int, kills: int, work: Path, log=print, on_row=None) -> 
                 row["notes"].append(f"kill at write {n} ({phase}): lost {c['lost'][:3]} extra {c['extra'][:3]} "
                                     f"differ {c['differ'][:3]}")
         target = _target(ref, rel)
-        for how in ("truncate", "bitflip", "zero", "directory"):
+        for how in BYTE_DAMAGE:
             out = root / f"corrupt_{how}"
             shutil.rmtree(out, ignore_errors=True)
             shutil.copytree(ref, out, symlinks=True)
             p = out / target
-            _corrupt(p, how)
+            corrupt_file(p, how)
             damaged = p.read_bytes() if p.is_file() else None
             row["corrupt"] += 1
             r3 = _run(argv(out))

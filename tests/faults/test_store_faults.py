@@ -27,6 +27,7 @@ from synthperf.experiments import run_experiment
 from synthperf._lock import LOCK_NAME, OutputLockedError, RunLock
 from synthperf.experiments.store import chunk_files, chunk_path, load_results, sidecar_path  # the verifying reader
 
+from ._corrupt import BYTE_DAMAGE, corrupt_file
 from .conftest import HARNESS, env, sorted_frame, synthperf, write_config
 
 pytestmark = pytest.mark.faults
@@ -42,19 +43,8 @@ def reference(tmp_path_factory):
 
 
 def _damage(path: Path, how: str, ref_out: Path) -> None:
-    data = path.read_bytes()
-    if how == "truncate":
-        path.write_bytes(data[: len(data) // 2])
-    elif how == "bitflip":
-        b = bytearray(data)
-        b[len(b) // 3] ^= 0x10
-        path.write_bytes(bytes(b))
-    elif how == "zero":
-        path.write_bytes(b"\0" * len(data))
-    elif how == "directory":
-        path.unlink()
-        path.mkdir()
-        (path / "part-0.parquet").write_bytes(data)
+    if how in BYTE_DAMAGE:
+        corrupt_file(path, how, flip_at=1 / 3, mask=0x10, keep_in_directory="part-0.parquet")
     elif how == "foreign":  # another shard's valid Parquet file (same size class) in its place
         shutil.copy(chunk_path(ref_out, 0, 0, 2), path)
     elif how == "copied_pair":  # another shard copied in with its own (valid) sidecar

@@ -24,6 +24,8 @@ from synthperf.gafi import pipeline as P
 from synthperf.gafi.data import DatasetSplits, ImageData
 from synthperf.gafi.gan import GANConfig
 
+from faults._corrupt import BYTE_DAMAGE, corrupt_file
+
 from ._stubs import StubClassifier, StubGenerator, interrupting_progress
 
 
@@ -78,18 +80,8 @@ def test_ordered_rows_puts_known_keys_first_and_keeps_the_rest():
 
 # ------------------------------------------------------------------ checked tables
 def _damage(path, how):
-    data = path.read_bytes()
-    if how == "truncate":
-        path.write_bytes(data[: len(data) // 2])
-    elif how == "bitflip":
-        b = bytearray(data)
-        b[len(b) // 2] ^= 0x04
-        path.write_bytes(bytes(b))
-    elif how == "zero":
-        path.write_bytes(b"\0" * len(data))
-    elif how == "directory":
-        path.unlink()
-        path.mkdir()
+    if how in BYTE_DAMAGE:
+        corrupt_file(path, how)
     elif how == "no sidecar":
         gio.table_sidecar(path).unlink()
     elif how == "foreign sidecar":

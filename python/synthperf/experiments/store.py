@@ -34,7 +34,8 @@ from typing import TYPE_CHECKING, Iterable
 
 import yaml
 
-from .._io import atomic_write_bytes, atomic_write_text, remove_stale_temps, write_parquet  # noqa: F401
+from .._io import (atomic_write_bytes, atomic_write_text, read_sidecar, remove_stale_temps,  # noqa: F401
+                   verify_parquet_payload, write_parquet)
 from .._typing import LazyModule
 
 if TYPE_CHECKING:
@@ -128,16 +129,9 @@ def check_chunk(path: str | os.PathLike, *, config_sha256: str | None = None) ->
     side = sidecar_path(path)
     if not os.path.lexists(path) and not os.path.lexists(side):
         return "missing", ""
-    for p, what in ((path, "shard"), (side, "sidecar")):
-        if not os.path.lexists(p):
-            return "damaged", (f"its sidecar {side.name} is missing (the write did not finish, or the file "
-                               "was put there by hand)" if what == "sidecar" else "the shard file is missing")
-        if p.is_symlink() or not p.is_file():
-            return "damaged", f"the {what} {p.name} is not a regular file (a directory or link is in its place)"
-    try:
-        doc = json.loads(side.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        return "damaged", f"its sidecar {side.name} is unreadable or not JSON ({exc})"
+    reason, doc = read_sidecar(path, side, "shard")
+    if reason:
+        return "damaged", reason
     fields = ("point", "lo", "hi", "rows", "bytes")
     if (not isinstance(doc, dict) or doc.get("format") != SHARD_FORMAT or doc.get("version") != _SHARD_VERSION
             or not all(isinstance(doc.get(k), int) for k in fields) or not isinstance(doc.get("sha256"), str)):
@@ -148,22 +142,9 @@ def check_chunk(path: str | os.PathLike, *, config_sha256: str | None = None) ->
                            f"point {key[0]} trials [{key[1]}, {key[2]}) (a file copied from another shard)")
     if config_sha256 is not None and doc.get("config_sha256") not in (None, config_sha256):
         return "damaged", "it was written for another config (its sidecar's config_sha256 differs)"
-    try:
-        data = path.read_bytes()
-    except OSError as exc:
-        return "damaged", f"it cannot be read ({exc})"
-    if len(data) != doc["bytes"]:
-        return "damaged", f"it is truncated or extended ({len(data)} bytes on disk, {doc['bytes']} recorded)"
-    if hashlib.sha256(data).hexdigest() != doc["sha256"]:
-        return "damaged", "its SHA-256 differs from the sidecar's (bit flip, zeroed or replaced content)"
-    try:
-        import pyarrow.parquet as pq
-
-        rows = pq.ParquetFile(io.BytesIO(data)).metadata.num_rows
-    except Exception as exc:  # pyarrow raises several types for damaged footers
-        return "damaged", f"its Parquet footer is unreadable ({type(exc).__name__}: {exc})"
-    if rows != doc["rows"]:
-        return "damaged", f"its Parquet footer holds {rows} rows, the sidecar records {doc['rows']}"
+    reason = verify_parquet_payload(path, doc)
+    if reason:
+        return "damaged", reason
     return "ok", ""
 
 

@@ -26,7 +26,8 @@ from pathlib import Path
 from typing import Any
 
 from .._io import (CheckpointError, atomic_write_bytes, atomic_write_text, checkpoint_exists, load_checkpoint,
-                   load_state_into, remove_stale_temps, save_checkpoint, save_figure, write_parquet)
+                   load_state_into, read_sidecar, remove_stale_temps, save_checkpoint, save_figure,
+                   verify_parquet_payload, write_parquet)
 
 __all__ = ["CheckpointError", "atomic_write_bytes", "save_checkpoint", "load_checkpoint", "checkpoint_exists",
            "load_state_into", "write_parquet", "save_figure", "TABLE_FORMAT", "table_sidecar", "write_table",
@@ -78,36 +79,16 @@ def check_table(path: str | os.PathLike) -> tuple[str, str]:
     path, side = Path(path), table_sidecar(path)
     if not os.path.lexists(path) and not os.path.lexists(side):
         return "missing", ""
-    for p, what in ((path, "table"), (side, "sidecar")):
-        if not os.path.lexists(p):
-            return "damaged", (f"its sidecar {side.name} is missing (the write did not finish, or the file was "
-                               "put there by hand)" if what == "sidecar" else "the table file is missing")
-        if p.is_symlink() or not p.is_file():
-            return "damaged", f"the {what} {p.name} is not a regular file (a directory or link is in its place)"
-    try:
-        doc = json.loads(side.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        return "damaged", f"its sidecar {side.name} is unreadable or not JSON ({exc})"
+    reason, doc = read_sidecar(path, side, "table")
+    if reason:
+        return "damaged", reason
     if (not isinstance(doc, dict) or doc.get("format") != TABLE_FORMAT or doc.get("version") != _TABLE_VERSION
             or not all(isinstance(doc.get(k), int) for k in ("rows", "bytes"))
             or not isinstance(doc.get("sha256"), str)):
         return "damaged", f"its sidecar {side.name} is not a GaFi table sidecar (version {_TABLE_VERSION})"
-    try:
-        data = path.read_bytes()
-    except OSError as exc:
-        return "damaged", f"it cannot be read ({exc})"
-    if len(data) != doc["bytes"]:
-        return "damaged", f"it is truncated or extended ({len(data)} bytes on disk, {doc['bytes']} recorded)"
-    if hashlib.sha256(data).hexdigest() != doc["sha256"]:
-        return "damaged", "its SHA-256 differs from the sidecar's (bit flip, zeroed or replaced content)"
-    try:
-        import pyarrow.parquet as pq
-
-        rows = pq.ParquetFile(io.BytesIO(data)).metadata.num_rows
-    except Exception as exc:  # pyarrow raises several types for damaged footers
-        return "damaged", f"its Parquet footer is unreadable ({type(exc).__name__}: {exc})"
-    if rows != doc["rows"]:
-        return "damaged", f"its Parquet footer holds {rows} rows, the sidecar records {doc['rows']}"
+    reason = verify_parquet_payload(path, doc)
+    if reason:
+        return "damaged", reason
     return "ok", ""
 
 
