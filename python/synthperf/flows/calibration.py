@@ -19,7 +19,7 @@ import numpy as np
 from numpy.typing import ArrayLike
 
 from .metrics import chi2_coverage, shell_points
-from .pfode import DenoiserFlow, DiscreteFlow, from_latent, melt
+from .pfode import PfodeFlow, from_latent, melt
 from .schedules import InflationSchedule
 
 
@@ -29,7 +29,7 @@ def latent_radius(schedule: InflationSchedule, z_es: np.ndarray) -> np.ndarray:
     return np.linalg.norm(np.asarray(z_es)[:, :k] / schedule.end_vars, axis=1)
 
 
-def latent_coverage(flow: DiscreteFlow | DenoiserFlow, schedule: InflationSchedule, W: np.ndarray,
+def latent_coverage(flow: PfodeFlow, schedule: InflationSchedule, W: np.ndarray,
                     x_heldout: ArrayLike, times: np.ndarray, *,
                     radii: Iterable[float] = (0.5, 1.0, 1.5, 2.0, 2.5), solver: str = "euler") -> dict[str, np.ndarray]:
     """Melt held-out points [n, d] (data space) and compare the fraction inside each latent
@@ -45,7 +45,7 @@ def latent_coverage(flow: DiscreteFlow | DenoiserFlow, schedule: InflationSchedu
             "stderr": np.sqrt(nominal * (1 - nominal) / n), "latent": traj.final_es}
 
 
-def credible_region_boundary(flow: DiscreteFlow | DenoiserFlow, schedule: InflationSchedule, W: np.ndarray,
+def credible_region_boundary(flow: PfodeFlow, schedule: InflationSchedule, W: np.ndarray,
                              radius: float, times_gen: np.ndarray, *, n_points: int = 200, eps: float = 1e-2,
                              seed: int = 0, solver: str = "euler") -> np.ndarray:
     """Data-space image [n_points, d] of the latent shell at Mahalanobis ``radius``."""

@@ -16,7 +16,6 @@ import json
 import stat
 import zipfile
 from pathlib import Path, PurePosixPath
-from typing import Any
 
 import numpy as np
 
@@ -174,5 +173,5 @@ class ImageZipDataset:
     def __enter__(self) -> "ImageZipDataset":
         return self
 
-    def __exit__(self, *exc: Any) -> None:
+    def __exit__(self, *exc: object) -> None:
         self.close()

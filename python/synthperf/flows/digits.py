@@ -28,11 +28,15 @@ import hashlib
 import json
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterable
 
 import numpy as np
+from numpy.typing import ArrayLike
 
+from .._typing import Predictor
 from .._validation import positive_int
+from .api import DenoiserNetwork
+from .pfode import Trajectory
 
 __all__ = ["BUDGETS", "SCHEDULES", "make_digits_synthetic", "load_digits_model", "generate_digits",
            "digits_roundtrip", "evaluate_digits", "plot_digits_trajectories", "cas_score", "digits_split",
@@ -58,7 +62,7 @@ BUDGETS: dict[str, dict[str, Any]] = {
 }
 
 
-def _check_inputs(x_train: Any, y_train: Any) -> tuple[np.ndarray, np.ndarray]:
+def _check_inputs(x_train: ArrayLike, y_train: ArrayLike) -> tuple[np.ndarray, np.ndarray]:
     x = np.asarray(x_train)
     y = np.asarray(y_train)
     if not np.issubdtype(x.dtype, np.floating):
@@ -87,8 +91,9 @@ def _model_dir(out_dir: Path, schedule: str, budget: str, seed: int, fp: str) ->
     return Path(out_dir) / f"flows_{schedule}_{budget}_seed{seed}_{fp}"
 
 
-def load_digits_model(model_or_dir: Any):
-    """An ``IFsPrecond`` from a loaded net, a model folder (holding ``network.json``) or a checkpoint path."""
+def load_digits_model(model_or_dir: DenoiserNetwork | str | Path) -> DenoiserNetwork:
+    """An ``IFsPrecond`` (eval mode) from a loaded net, a model folder (holding ``network.json``) or a
+    checkpoint path."""
     from .networks import IFsPrecond
     from .training import load_network
 
@@ -102,8 +107,8 @@ def load_digits_model(model_or_dir: Any):
     return load_network(p)
 
 
-def generate_digits(net: Any, labels: Any, *, seed: int = 0, n_iters: int = 128, solver: str = "heun",
-                    eps: float | None = None, save_every: int | None = None):
+def generate_digits(net: DenoiserNetwork, labels: ArrayLike, *, seed: int = 0, n_iters: int = 128,
+                    solver: str = "heun", eps: float | None = None, save_every: int | None = None) -> Trajectory:
     """Generate one image per label (int [M]) by the pfODE T -> eps_s; returns the
     :class:`~synthperf.flows.pfode.Trajectory` (centred coordinates; add ``net.data_mean``)."""
     from .pfode import DenoiserFlow, from_latent, sample_latent, time_grid
@@ -116,9 +121,9 @@ def generate_digits(net: Any, labels: Any, *, seed: int = 0, n_iters: int = 128,
                        save_every=save_every or n_iters)
 
 
-def digits_roundtrip(net: Any, x01: Any, y: Any, *, n_iters: int = 128, solver: str = "heun",
-                     save_every: int | None = None):
-    """Melt x01 [M, 64] (eps_s -> T) then integrate back from z(T); returns (melt, rdtrp)
+def digits_roundtrip(net: DenoiserNetwork, x01: ArrayLike, y: ArrayLike, *, n_iters: int = 128, solver: str = "heun",
+                     save_every: int | None = None) -> tuple[Trajectory, Trajectory, float]:
+    """Melt x01 [M, 64] (labels ``y`` int [M]; eps_s -> T) then integrate back from z(T); returns (melt, rdtrp)
     trajectories (centred model coordinates) and the roundtrip MSE in [0, 1] pixel units."""
     from .pfode import DenoiserFlow, from_latent, melt, time_grid
 
@@ -133,8 +138,9 @@ def digits_roundtrip(net: Any, x01: Any, y: Any, *, n_iters: int = 128, solver: 
     return m, r, float(np.mean((back01 - np.asarray(x01, np.float64)) ** 2))
 
 
-def make_digits_synthetic(x_train: Any, y_train: Any, per_class: int, *, out_dir: str | Path, seed: int = 0,
-                          budget: str = "demo", schedule: str = "PRP") -> tuple[np.ndarray, np.ndarray, dict]:
+def make_digits_synthetic(x_train: ArrayLike, y_train: ArrayLike, per_class: int, *, out_dir: str | Path,
+                          seed: int = 0, budget: str = "demo",
+                          schedule: str = "PRP") -> tuple[np.ndarray, np.ndarray, dict]:
     """Train (or reuse) a class-conditional flow on (x_train [N, 64] float in [0, 1], y_train int [N])
     and return (x01 float32 [10 per_class, 64] in [0, 1], y int64 [10 per_class], info).
 
@@ -206,9 +212,11 @@ def digits_split(seed: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.
     return shared_split(seed)
 
 
-def cas_score(x_syn: Any, y_syn: Any, x_test: Any, y_test: Any, seed: int = 0, *, return_model: bool = False):
+def cas_score(x_syn: ArrayLike, y_syn: ArrayLike, x_test: ArrayLike, y_test: ArrayLike, seed: int = 0, *,
+              return_model: bool = False) -> float | tuple[float, Predictor]:
     """Shared CAS protocol: MLPClassifier((128,), alpha=1e-3, max_iter=500, random_state=seed) on the
-    synthetic set, accuracy on the real held-out half."""
+    synthetic set (x [n, 64], y int [n]), accuracy on the real held-out half; with
+    ``return_model`` also the fitted ``MLPClassifier``."""
     import warnings
 
     from sklearn.exceptions import ConvergenceWarning
@@ -227,7 +235,7 @@ def _mlp_features(clf: Any, x: np.ndarray) -> np.ndarray:
     return np.maximum(np.asarray(x, np.float64) @ clf.coefs_[0] + clf.intercepts_[0], 0.0)
 
 
-def nearest_neighbour_ratio(x_syn: Any, x_train: Any, x_test: Any) -> float:
+def nearest_neighbour_ratio(x_syn: ArrayLike, x_train: ArrayLike, x_test: ArrayLike) -> float:
     """Memorisation check: median distance of synthetic images to their nearest training image,
     divided by the same median for real held-out images (~1: no copying; << 1: copies)."""
     from scipy.spatial import cKDTree
@@ -237,8 +245,8 @@ def nearest_neighbour_ratio(x_syn: Any, x_train: Any, x_test: Any) -> float:
                  np.median(tree.query(np.asarray(x_test, np.float64))[0]))
 
 
-def evaluate_digits(out_dir: str | Path, *, schedule: str = "PRP", budget: str = "demo", seeds=(0, 1, 2),
-                    per_class: int = 90, n_roundtrip: int = 200) -> dict[str, Any]:
+def evaluate_digits(out_dir: str | Path, *, schedule: str = "PRP", budget: str = "demo",
+                    seeds: Iterable[int] = (0, 1, 2), per_class: int = 90, n_roundtrip: int = 200) -> dict[str, object]:
     """Per seed: generate with :func:`make_digits_synthetic`, CAS (MLP seed = seed), Frechet distance
     to the held-out half in pixel space and in the 128-d hidden features of an MLP trained on the
     real train half ("FID-like"), the roundtrip MSE ([0, 1] pixels) of the first ``n_roundtrip``
@@ -272,7 +280,7 @@ def evaluate_digits(out_dir: str | Path, *, schedule: str = "PRP", budget: str =
                      "fd_mlp": frechet_distance_from_features(_mlp_features(real_clf, xs), _mlp_features(real_clf, x_te)),
                      "roundtrip_mse01": mse, "roundtrip_seconds": time.perf_counter() - t0,
                      **{k: info[k] for k in ("train_seconds", "sample_seconds", "clip_fraction", "final_loss")}})
-    summary: dict[str, Any] = {"schedule": schedule, "budget": budget, "per_class": per_class, "rows": rows, **ref}
+    summary: dict[str, object] = {"schedule": schedule, "budget": budget, "per_class": per_class, "rows": rows, **ref}
     for key in ("cas", "fd_pixels", "fd_mlp", "roundtrip_mse01", "roundtrip_mse01_train", "nn_ratio", "train_seconds",
                 "sample_seconds"):
         v = np.array([r[key] for r in rows], np.float64)
@@ -281,9 +289,11 @@ def evaluate_digits(out_dir: str | Path, *, schedule: str = "PRP", budget: str =
     return summary
 
 
-def plot_digits_trajectories(model_or_dir: Any, out_stem: str | Path, **kwargs: Any) -> list[Path]:
+def plot_digits_trajectories(model_or_dir: DenoiserNetwork | str | Path, out_stem: str | Path,
+                             **kwargs: object) -> list[Path]:
     """Trajectories figure (melt and generation grids, PR and per-dim variance curves) as
-    ``out_stem.png`` + ``out_stem.pdf``; see :func:`synthperf.flows.plots.plot_flow_trajectories`."""
+    ``out_stem.png`` + ``out_stem.pdf``; ``kwargs`` are the keyword options of
+    :func:`synthperf.flows.plots.plot_flow_trajectories` (x01, y, n_show, ...), which checks them."""
     from .plots import plot_flow_trajectories
 
     return plot_flow_trajectories(load_digits_model(model_or_dir), out_stem, **kwargs)

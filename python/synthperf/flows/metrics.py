@@ -17,22 +17,30 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Callable, Iterable
+from typing import TYPE_CHECKING, Callable, Iterable, Sequence
 
 import numpy as np
+from numpy.typing import ArrayLike
 from scipy import linalg, spatial, stats
 
+from .._typing import ArrayOrTensor
 from .._validation import float_array
+from .pfode import PfodeFlow
+from .schedules import InflationSchedule
+
+if TYPE_CHECKING:  # torch is imported lazily; "torch.*" annotations resolve with torch in localns (_typing)
+    import torch
 
 
 # ----------------------------------------------------------------------------- roundtrip MSE
-def to_uint8_pixels(x: Any) -> np.ndarray:
+def to_uint8_pixels(x: ArrayLike | ArrayOrTensor) -> np.ndarray:
     """[-1, 1] floats -> uint8 via clip(x 127.5 + 128) (upstream's transform)."""
     arr = float_array(x, "x")
     return np.clip(arr * 127.5 + 128.0, 0, 255).astype(np.uint8)
 
 
-def roundtrip_mse(original: Any, reconstructed: Any, *, uint8_wrap: bool = False) -> float:
+def roundtrip_mse(original: ArrayLike | ArrayOrTensor, reconstructed: ArrayLike | ArrayOrTensor, *,
+                 uint8_wrap: bool = False) -> float:
     """Mean squared pixel error (units: 0-255 grey levels^2) between [-1, 1] images [N, ...].
 
     ``uint8_wrap=True`` reproduces upstream's arithmetic: subtraction and squaring in uint8, so
@@ -49,7 +57,7 @@ def roundtrip_mse(original: Any, reconstructed: Any, *, uint8_wrap: bool = False
 
 
 # ----------------------------------------------------------------------------- Frechet distance
-def feature_statistics(features: Any) -> tuple[np.ndarray, np.ndarray]:
+def feature_statistics(features: ArrayLike | ArrayOrTensor) -> tuple[np.ndarray, np.ndarray]:
     """Mean [k] and covariance [k, k] (ddof=1) of features [n, k], float64."""
     f = float_array(features, "features", ndim=2).astype(np.float64)
     if f.shape[0] < 2:
@@ -57,8 +65,9 @@ def feature_statistics(features: Any) -> tuple[np.ndarray, np.ndarray]:
     return f.mean(0), np.cov(f, rowvar=False).reshape(f.shape[1], f.shape[1])
 
 
-def frechet_distance(mu1: Any, sigma1: Any, mu2: Any, sigma2: Any) -> float:
-    """||mu1 - mu2||^2 + tr(S1 + S2 - 2 sqrtm(S1 S2)) (exact; imaginary round-off dropped)."""
+def frechet_distance(mu1: ArrayLike, sigma1: ArrayLike, mu2: ArrayLike, sigma2: ArrayLike) -> float:
+    """||mu1 - mu2||^2 + tr(S1 + S2 - 2 sqrtm(S1 S2)) (exact; imaginary round-off dropped);
+    means [k], covariances [k, k]."""
     m1, m2 = np.atleast_1d(np.asarray(mu1, np.float64)), np.atleast_1d(np.asarray(mu2, np.float64))
     s1, s2 = np.atleast_2d(np.asarray(sigma1, np.float64)), np.atleast_2d(np.asarray(sigma2, np.float64))
     if m1.shape != m2.shape or s1.shape != s2.shape or s1.shape != (m1.size, m1.size):
@@ -68,13 +77,16 @@ def frechet_distance(mu1: Any, sigma1: Any, mu2: Any, sigma2: Any) -> float:
     return float(((m1 - m2) ** 2).sum() + np.trace(s1) + np.trace(s2) - 2 * np.trace(covmean))
 
 
-def frechet_distance_from_features(feat_a: Any, feat_b: Any) -> float:
+def frechet_distance_from_features(feat_a: ArrayLike | ArrayOrTensor, feat_b: ArrayLike | ArrayOrTensor) -> float:
+    """:func:`frechet_distance` between the statistics of two feature sets [n_a, k] and [n_b, k]."""
     return frechet_distance(*feature_statistics(feat_a), *feature_statistics(feat_b))
 
 
-def frechet_distance_with_extractor(extractor: Callable[[Any], Any], images_a: Any, images_b: Any, *,
+def frechet_distance_with_extractor(extractor: Callable[[torch.Tensor], ArrayOrTensor],
+                                    images_a: ArrayLike | ArrayOrTensor, images_b: ArrayLike | ArrayOrTensor, *,
                                     batch: int = 256) -> float:
-    """FID-style distance with any local torch module or callable mapping [B, ...] -> [B, k].
+    """FID-style distance with any local torch module or callable mapping a tensor [B, ...] to
+    features [B, k] (a tensor or anything ``torch.as_tensor`` takes); images [n, ...].
 
     An ``nn.Module`` gets its inputs in the dtype of its first parameter."""
     import torch
@@ -91,7 +103,7 @@ def frechet_distance_with_extractor(extractor: Callable[[Any], Any], images_a: A
     return frechet_distance_from_features(feats(images_a), feats(images_b))
 
 
-def load_local_feature_extractor(path: str | Path, module: Any = None):
+def load_local_feature_extractor(path: str | Path, module: torch.nn.Module | None = None) -> torch.nn.Module:
     """A feature extractor [B, ...] -> [B, k] from a local ``.safetensors`` state dict (data only).
 
     ``module`` (a ``torch.nn.Module``, e.g. the caller's Inception port): the tensors are loaded
@@ -159,7 +171,8 @@ def _circumradius(pts: np.ndarray) -> np.ndarray:
     return r
 
 
-def alpha_shape_contains(boundary: Any, points: Any, alpha: float) -> np.ndarray:
+def alpha_shape_contains(boundary: ArrayLike | ArrayOrTensor, points: ArrayLike | ArrayOrTensor,
+                         alpha: float) -> np.ndarray:
     """Whether each point [n, d] (d = 2 or 3) lies inside the alpha shape of ``boundary`` [b, d].
 
     The shape is the union of Delaunay simplices whose circumradius is < 1/alpha (alpha -> 0
@@ -188,7 +201,8 @@ def shell_points(std: np.ndarray, radius: float, n: int, rng: np.random.Generato
     return radius * std * v / np.linalg.norm(v, axis=1, keepdims=True)
 
 
-def coverage_experiment(flow: Any, schedule: Any, W: np.ndarray, *, radii=np.linspace(0.5, 3.5, 7),
+def coverage_experiment(flow: PfodeFlow, schedule: InflationSchedule, W: np.ndarray, *,
+                        radii: Sequence[float] | np.ndarray = np.linspace(0.5, 3.5, 7),
                         n_test: int = 20000, n_boundary: int = 200, eps: float = 1e-2, steps: int = 701,
                         h: float = 1e-2, alpha: float | None = None, seed: int = 0) -> dict[str, np.ndarray]:
     """§6 coverage: latent test points + boundary shells, generation T -> 0, coverage in data space.
@@ -221,7 +235,8 @@ def coverage_experiment(flow: Any, schedule: Any, W: np.ndarray, *, radii=np.lin
 
 
 # ----------------------------------------------------------------------------- residual correlations
-def residual_cross_correlations(r0: Any, rt: Any, *, upstream_normalization: bool = False) -> np.ndarray:
+def residual_cross_correlations(r0: ArrayLike | ArrayOrTensor, rt: ArrayLike | ArrayOrTensor, *,
+                                upstream_normalization: bool = False) -> np.ndarray:
     """R(0, t)[i, j] = mean_n (r0_ni - mu0_i)(rt_nj - mut_j) / (sigma0_i sigma_t_j), [d, d].
 
     ``upstream_normalization=True`` divides column j by sigma0_j sigma_t_j instead (the
@@ -239,9 +254,13 @@ def residual_cross_correlations(r0: Any, rt: Any, *, upstream_normalization: boo
         return cov / denom
 
 
-def network_residuals(denoiser: Callable[[Any, Any], Any], schedule: Any, y_es: Any, times: Any, *,
+def network_residuals(denoiser: Callable[[torch.Tensor, torch.Tensor], ArrayOrTensor], schedule: InflationSchedule,
+                      y_es: ArrayLike | ArrayOrTensor, times: ArrayLike, *,
                       seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
-    """Outputs D(y + n_t, t) and residuals D - y, each [T, N, d], with fresh noise per time (§6)."""
+    """Outputs D(y + n_t, t) and residuals D - y, each [T, N, d], with fresh noise per time (§6).
+
+    ``y_es`` [N, d] clean points (ES), ``times`` scalar or [T]; ``denoiser(u float32 [N, d], t [N])``
+    returns D [N, d] (a tensor or anything ``torch.as_tensor`` takes)."""
     import torch
 
     y = float_array(y_es, "y_es", ndim=2).astype(np.float64)

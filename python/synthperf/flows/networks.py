@@ -14,9 +14,10 @@ always returns D in eigen-space [B, d].
 from __future__ import annotations
 
 import math
-from typing import Any, Sequence
+from typing import Sequence
 
 import numpy as np
+from numpy.typing import ArrayLike
 import torch
 from torch import nn
 
@@ -184,7 +185,7 @@ class SmallUNet(nn.Module):
         return self.conv_out(nn.functional.silu(self.norm_out(h)))
 
 
-def _num_classes(num_classes: Any) -> int:
+def _num_classes(num_classes: object) -> int:
     if isinstance(num_classes, bool) or not isinstance(num_classes, (int, np.integer)):
         raise TypeError(f"num_classes must be an int, got {type(num_classes).__name__}")
     if num_classes < 0:
@@ -216,7 +217,8 @@ class IFsPrecond(nn.Module):
 
     space="ES": the backbone maps [B, d] -> [B, d]. space="IS": the backbone maps images
     [B, *image_shape] (prod = d) and W rotates in and out. Schedule quantities (xi, g, gamma0,
-    rho, W) are buffers, so they travel with the state dict.
+    rho, W) are buffers, so they travel with the state dict. ``W``: the eigenbasis [d, d] (columns
+    the eigenvectors, from :func:`~synthperf.flows.schedules.pca_eigenbasis`), stored float32.
 
     ``xi_min`` floors the eigenvalues used by the preconditioner (default 1e-6): constant pixels
     (e.g. the blank corners of the digits) have xi = 0, which makes c_out = 0 and the loss
@@ -228,8 +230,9 @@ class IFsPrecond(nn.Module):
     and add it back to outputs (:func:`synthperf.flows.api.simulate` does).
     """
 
-    def __init__(self, backbone: nn.Module, schedule: InflationSchedule, W: Any, *, space: str = "ES",
-                 image_shape: Sequence[int] | None = None, xi_min: float = 1e-6, data_mean: Any = None) -> None:
+    def __init__(self, backbone: nn.Module, schedule: InflationSchedule, W: ArrayLike, *, space: str = "ES",
+                 image_shape: Sequence[int] | None = None, xi_min: float = 1e-6, data_mean: ArrayLike | None = None
+                 ) -> None:
         super().__init__()
         if space not in ("ES", "IS"):
             raise ValueError(f"space must be 'ES' or 'IS', got {space!r}")

@@ -17,12 +17,12 @@ and the last one the latent at data scale), mapped from [-1, 1] to grey levels a
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
-
 import numpy as np
+from numpy.typing import ArrayLike
 
 from .._io import save_figure
 from .._validation import positive_int
+from .api import DenoiserNetwork
 
 
 def participation_ratio(z: np.ndarray) -> float:
@@ -42,9 +42,9 @@ def _mosaic(frames: np.ndarray, side: int) -> np.ndarray:
     return out
 
 
-def plot_flow_trajectories(net: Any, out_stem: str | Path, *, x01: Any = None, y: Any = None, n_show: int = 8,
-                           n_frames: int = 8, n_particles: int = 300, n_iters: int = 64, solver: str = "heun",
-                           seed: int = 0, dims: tuple[int, ...] = (0, 1, 2, 4, 8, 16, 32, 63)) -> list[Path]:
+def plot_flow_trajectories(net: DenoiserNetwork, out_stem: str | Path, *, x01: ArrayLike | None = None,
+                           y: ArrayLike | None = None, n_show: int = 8, n_frames: int = 8, n_particles: int = 300,
+                           n_iters: int = 64, solver: str = "heun", seed: int = 0, dims: tuple[int, ...] = (0, 1, 2, 4, 8, 16, 32, 63)) -> list[Path]:
     """Write ``out_stem.png`` and ``out_stem.pdf``; returns both paths.
 
     ``net``: a trained ``IFsPrecond`` on square single-channel images (d = R^2, e.g. 64).

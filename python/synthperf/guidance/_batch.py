@@ -3,12 +3,13 @@ from __future__ import annotations
 
 import numbers
 from dataclasses import dataclass, field
-from typing import Any, Sequence
+from typing import Sequence
 
 import numpy as np
 import torch
 
 from .._validation import real_scalar
+from .criteria import CriterionSpec
 
 #: Pipelines whose ``step`` is the DDPM-family update consistent with reading alphas_cumprod[t] (spec §1).
 DDPM_TYPE_SCHEDULERS: tuple[str, ...] = (
@@ -17,7 +18,7 @@ DDPM_TYPE_SCHEDULERS: tuple[str, ...] = (
 )
 
 
-def check_sd_scheduler(scheduler: Any) -> None:
+def check_sd_scheduler(scheduler: object) -> None:
     """Raise ValueError for schedulers inconsistent with the SD guidance formula (Euler, LMS, ...)."""
     name = type(scheduler).__name__
     if name not in DDPM_TYPE_SCHEDULERS or not hasattr(scheduler, "alphas_cumprod"):
@@ -29,7 +30,7 @@ def check_sd_scheduler(scheduler: Any) -> None:
                          "guidance formula indexes. Set use_karras_sigmas=False.")
 
 
-def broadcast_rows(name: str, value: Any, n: int | None) -> list:
+def broadcast_rows(name: str, value: object, n: int | None) -> list:
     """A scalar becomes [value]*n; a list/tuple/array is checked for length n."""
     if isinstance(value, (list, tuple, np.ndarray, torch.Tensor)):
         seq = list(value.tolist() if hasattr(value, "tolist") else value)
@@ -43,7 +44,7 @@ def broadcast_rows(name: str, value: Any, n: int | None) -> list:
     return [value] * n
 
 
-def batch_size_of(**values: Any) -> int:
+def batch_size_of(**values: object) -> int:
     sizes = {k: len(v) for k, v in values.items() if isinstance(v, (list, tuple, np.ndarray, torch.Tensor))}
     if not sizes:
         return 1
@@ -67,7 +68,7 @@ class Rows:
 
     prompts: list[str]
     class_ids: torch.Tensor      # (B,) int64
-    criteria: list[Any]          # names or callables
+    criteria: list[CriterionSpec]  # names or callables
     fg_scales: torch.Tensor      # (B,) float32
     seeds: list[int]
     extra: dict = field(default_factory=dict)
@@ -77,7 +78,7 @@ class Rows:
                     self.fg_scales[list(idx)], [self.seeds[i] for i in idx])
 
 
-def make_rows(prompt: Any, class_ids: Any, criterion: Any, fg_scale: Any, seeds: Any,
+def make_rows(prompt: object, class_ids: object, criterion: object, fg_scale: object, seeds: object,
               n_classes: int | None) -> Rows:
     """Broadcast and validate the per-row arguments (see pipeline ``__call__``)."""
     n = batch_size_of(prompt=prompt if not isinstance(prompt, str) else "x", class_ids=class_ids,

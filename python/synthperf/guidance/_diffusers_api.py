@@ -17,9 +17,10 @@ from __future__ import annotations
 
 import numbers
 from dataclasses import dataclass
-from typing import Any, Callable, Sequence
+from typing import Callable, Mapping, Protocol, Sequence, Union
 
 import numpy as np
+import PIL.Image
 import torch
 
 from ._batch import Rows
@@ -32,6 +33,12 @@ except ImportError as exc:  # pragma: no cover - exercised only without the extr
 
 #: Values of ``output_type`` every family accepts ("latent" only where the family has latents).
 OUTPUT_TYPES: tuple[str, ...] = ("pt", "np", "pil", "latent")
+
+#: Random generators of a call: one for the batch, or one per image (diffusers' ``generator=``).
+Generators = Union[torch.Generator, list[torch.Generator]]
+
+#: The images of a pipeline call by ``output_type``: "pt"/"latent" a tensor, "np" an array, "pil" a list.
+PipelineImages = Union[torch.Tensor, np.ndarray, list[PIL.Image.Image]]
 
 _GOLDEN = 0x9E3779B97F4A7C15
 
@@ -49,7 +56,7 @@ class FeedbackGuidedPipelineOutput(BaseOutput):
     regenerated: (B,) bool. ``return_dict=False`` gives this tuple in this order.
     """
 
-    images: Any
+    images: PipelineImages
     criterion: np.ndarray
     corrupted: np.ndarray
     seeds: np.ndarray
@@ -61,7 +68,7 @@ def image_seed(seed: int, k: int) -> int:
     return int(seed) if k == 0 else (int(seed) + k * _GOLDEN) % (2 ** 63)
 
 
-def positive_count(value: Any, name: str) -> int:
+def positive_count(value: object, name: str) -> int:
     if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
         raise ValueError(f"{name} must be a positive integer, got {value!r}")
     return int(value)
@@ -78,7 +85,8 @@ def expand_rows(rows: Rows, n: int) -> tuple[Rows, list[int]]:
     return out, src
 
 
-def per_row_strings(value: Any, name: str, n_rows: int, default: str | None) -> list[str] | None:
+def per_row_strings(value: str | Sequence[str] | None, name: str, n_rows: int, default: str | None
+                    ) -> list[str] | None:
     """None -> [default]*n (or None when default is None); str -> broadcast; list -> length n_rows."""
     if value is None:
         return None if default is None else [default] * n_rows
@@ -102,7 +110,8 @@ class NoiseSource:
     retry seed (seeds), from the generators' continued streams (generator), and not at all
     with ``latents`` (the noise is the caller's; the row is reported corrupted)."""
 
-    def __init__(self, generator: Any, latents: Any, n_images: int, latent_shape: tuple[int, ...]) -> None:
+    def __init__(self, generator: Generators | None, latents: torch.Tensor | None, n_images: int,
+                 latent_shape: tuple[int, ...]) -> None:
         if generator is not None:
             gens = generator if isinstance(generator, list) else [generator]
             for i, g in enumerate(gens):
@@ -125,10 +134,10 @@ class NoiseSource:
     def can_retry(self) -> bool:
         return self.latents is None
 
-    def draw(self, rows: Rows, idx: Sequence[int]) -> tuple[Any, torch.Tensor | None]:
+    def draw(self, rows: Rows, idx: Sequence[int]) -> tuple[Generators, torch.Tensor | None]:
         """(generator(s) for randn_tensor / scheduler / VAE, initial latents or None) for images ``idx``."""
         if self.generator is None:
-            gen: Any = [torch.Generator(device="cpu").manual_seed(s) for s in rows.seeds]
+            gen: Generators = [torch.Generator(device="cpu").manual_seed(s) for s in rows.seeds]
         elif isinstance(self.generator, list):
             gen = [self.generator[i] for i in idx]
         else:
@@ -144,7 +153,8 @@ class NoiseSource:
         return [int(self.generator.initial_seed())] * len(idx)
 
 
-def check_output_args(output_type: Any, image_size: Any, allowed: Sequence[str]) -> tuple[int, int] | None:
+def check_output_args(output_type: str, image_size: int | Sequence[int] | None, allowed: Sequence[str]
+                      ) -> tuple[int, int] | None:
     """Validate ``output_type`` and ``image_size`` (None, int or (height, width)); returns the size."""
     if output_type not in allowed:
         raise ValueError(f"output_type must be one of {tuple(allowed)}, got {output_type!r}")
@@ -158,7 +168,7 @@ def check_output_args(output_type: Any, image_size: Any, allowed: Sequence[str])
     return int(size[0]), int(size[1])
 
 
-def resize_images(images01: torch.Tensor, size: tuple[int, int]) -> list:
+def resize_images(images01: torch.Tensor, size: tuple[int, int]) -> list[PIL.Image.Image]:
     """(B,3,H,W) float in [0,1] -> B RGB ``PIL.Image`` of ``size`` = (height, width), as upstream
     saved (spec §1 "Output"): uint8 = round(255 x) (diffusers' numpy_to_pil), then
     ``Image.resize`` with the bicubic filter (PIL's default for RGB since Pillow 7)."""
@@ -168,7 +178,7 @@ def resize_images(images01: torch.Tensor, size: tuple[int, int]) -> list:
     return [im.resize((size[1], size[0]), Image.Resampling.BICUBIC) for im in pil]
 
 
-def postprocess(images: torch.Tensor, output_type: str, size: tuple[int, int] | None) -> Any:
+def postprocess(images: torch.Tensor, output_type: str, size: tuple[int, int] | None) -> PipelineImages:
     """Decoded (B,3,H,W) float images in [0,1] (or latents for "latent") -> the ``output_type`` form.
 
     Without ``size``: "pt" the float32 tensor on the CPU, "np" (B,H,W,3) float32, "pil"
@@ -190,7 +200,7 @@ def postprocess(images: torch.Tensor, output_type: str, size: tuple[int, int] | 
 
 
 # ----------------------------------------------------------------------------- callbacks
-def check_callback(callback: Any, tensor_inputs: Any, allowed: Sequence[str]) -> list[str]:
+def check_callback(callback: object, tensor_inputs: str | Sequence[str] | None, allowed: Sequence[str]) -> list[str]:
     """The tensor names to pass to ``callback_on_step_end`` (a PipelineCallback's own when given)."""
     if callback is None:
         return []
@@ -210,8 +220,8 @@ def check_callback(callback: Any, tensor_inputs: Any, allowed: Sequence[str]) ->
     return names
 
 
-def run_callback(pipe: Any, callback: Callable, names: Sequence[str], i: int, t: Any,
-                 tensors: dict[str, Any]) -> dict[str, Any]:
+def run_callback(pipe: object, callback: Callable[..., object], names: Sequence[str], i: int, t: torch.Tensor,
+                 tensors: Mapping[str, torch.Tensor | None]) -> dict[str, torch.Tensor]:
     """diffusers' step-end hook: ``callback(pipe, i, t, {name: tensor})``; returns its dict (the
     tensors it replaces). TypeError when it returns something other than a dict."""
     out = callback(pipe, i, t, {k: tensors[k] for k in names})
@@ -222,6 +232,28 @@ def run_callback(pipe: Any, callback: Callable, names: Sequence[str], i: int, t:
 
 
 # ----------------------------------------------------------------------------- progress
+class StepProgress(Protocol):
+    """What a pipeline's ``progress_bar(total=n)`` gives: a context manager with ``update(n)``
+    (:class:`LibraryProgress`, or diffusers' ``tqdm`` bar once ``set_progress_bar_config`` is called)."""
+
+    def __enter__(self) -> StepProgress: ...
+
+    def __exit__(self, *exc: object) -> object: ...
+
+    def update(self, n: int = 1) -> object: ...
+
+
+class TextTokenizer(Protocol):
+    """A Hugging Face tokenizer as the SD family calls it (``transformers.PreTrainedTokenizerBase``,
+    e.g. ``CLIPTokenizer``): ``tokenizer(prompts, padding=..., max_length=..., truncation=...,
+    return_tensors="pt")`` gives a ``BatchEncoding`` with ``input_ids`` / ``attention_mask`` (B, L)."""
+
+    model_max_length: int
+
+    def __call__(self, text: list[str], *, padding: str, max_length: int, truncation: bool,
+                 return_tensors: str) -> Mapping[str, torch.Tensor]: ...
+
+
 class LibraryProgress:
     """A tqdm-like context manager (``update(n)``) over :func:`synthperf.progress.progress_task`:
     a bar on stderr on a terminal, INFO lines on ``synthperf.progress`` elsewhere, nothing when
@@ -243,7 +275,7 @@ class LibraryProgress:
     def update(self, n: int = 1) -> None:
         self._advance(n)
 
-    def __exit__(self, *exc: Any) -> None:
+    def __exit__(self, *exc: object) -> None:
         if self._cm is not None:
             self._cm.__exit__(*exc)
             self._cm = None

@@ -6,6 +6,10 @@ latent z_tilde -> image in about [-1, 1] (spec §2 e). They are thin nn.Modules 
 """
 from __future__ import annotations
 
+from pathlib import Path
+from typing import Protocol
+
+import numpy as np
 import torch
 from torch import nn
 
@@ -128,13 +132,14 @@ class FeatureClassifier(nn.Module):
         super().__init__()
         self.backbone, self.head = backbone, head
 
-    def forward_with_features(self, x):
+    def forward_with_features(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(logits (B, K), features (B, D)) for images x (B, 3, H, W)."""
         f = self.backbone(x)
         if f.ndim != 2:
             f = f.flatten(1)
         return self.head(f), f
 
-    def forward(self, x):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.forward_with_features(x)[0]
 
 
@@ -166,12 +171,24 @@ class SmallResNet(nn.Module):
         self.head = nn.Linear(4 * width, n_classes)
         self.n_classes = n_classes
 
-    def forward_with_features(self, x):
+    def forward_with_features(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(logits (B, n_classes), pooled features (B, 4*width)) for images x (B, in_channels, H, W)."""
         f = self.stages(self.stem(x)).mean(dim=(2, 3))
         return self.head(f), f
 
-    def forward(self, x):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.forward_with_features(x)[0]
+
+
+class KerasModel(Protocol):
+    """A built ``keras.Model`` as :class:`synthperf.interop.keras.KerasClassifier` reads it
+    (TensorFlow is not imported here): ``output_shape[-1]`` = K and ``predict(x (N, H, W, C)
+    float32, batch_size=, verbose=) -> (N, K)``."""
+
+    @property
+    def output_shape(self) -> tuple[int | None, ...]: ...
+
+    def predict(self, x: np.ndarray, *, batch_size: int, verbose: int) -> np.ndarray: ...
 
 
 class KerasTorchClassifier(nn.Module):
@@ -191,7 +208,8 @@ class KerasTorchClassifier(nn.Module):
 
     supports_gradients = False
 
-    def __init__(self, model, *, outputs: str = "probabilities", batch_size: int = 128) -> None:
+    def __init__(self, model: KerasModel | str | Path, *, outputs: str = "probabilities",
+                 batch_size: int = 128) -> None:
         super().__init__()
         from ..interop.keras import KerasClassifier
 

@@ -25,14 +25,15 @@ from __future__ import annotations
 import importlib
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
 
 import torch
 from torch import nn
 
 from .._io import CheckpointError, checkpoint_paths, load_checkpoint, save_checkpoint
 from .._threads import ThreadGovernor
+from .._typing import ArrayLike
 from .adapters import KerasTorchClassifier, SmallResNet
+from .criteria import HardnessCriterion
 from .step import IMAGENET_MEAN, IMAGENET_STD
 
 DIGIT_NAMES: tuple[str, ...] = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine")
@@ -62,7 +63,7 @@ def digits_images(size: int = 16) -> tuple[torch.Tensor, torch.Tensor]:
     return x.clamp(0, 1).repeat(1, 3, 1, 1), torch.as_tensor(d.target, dtype=torch.long)
 
 
-def _upsample_digits(x01: Any, y: Any, *, size: int) -> tuple[torch.Tensor, torch.Tensor]:
+def _upsample_digits(x01: ArrayLike, y: ArrayLike, *, size: int) -> tuple[torch.Tensor, torch.Tensor]:
     """(N, 64) [0,1] digits + (N,) labels -> (N, 3, size, size) as :func:`digits_images`, (N,) int64."""
     import numpy as np
 
@@ -81,7 +82,7 @@ def _upsample_digits(x01: Any, y: Any, *, size: int) -> tuple[torch.Tensor, torc
 
 def train_digits_classifier(*, size: int = 16, width: int = 8, epochs: int = 15, batch_size: int = 64,
                             lr: float = 3e-3, val_fraction: float = 0.2, seed: int = 0,
-                            max_train: int | None = None, data: tuple[Any, Any] | None = None
+                            max_train: int | None = None, data: tuple[ArrayLike, ArrayLike] | None = None
                             ) -> tuple[SmallResNet, ClassifierInfo]:
     """Train the embedded digits default (SmallResNet, Adam, cross-entropy) on CPU in seconds.
 
@@ -133,11 +134,9 @@ def train_digits_classifier(*, size: int = 16, width: int = 8, epochs: int = 15,
 
 
 def digits_hardness(model: nn.Module, info: ClassifierInfo, *, shrinkage: float | None = None,
-                    data: tuple[Any, Any] | None = None):
+                    data: tuple[ArrayLike, ArrayLike] | None = None) -> HardnessCriterion:
     """Fit :class:`~synthperf.guidance.criteria.HardnessCriterion` on the digits' real features
     (all of scikit-learn's digits, or ``data=(x01 (N,64), y (N,))`` as in :func:`train_digits_classifier`)."""
-    from .criteria import HardnessCriterion
-
     size = int(info.size or 16)
     x, y = digits_images(size) if data is None else _upsample_digits(*data, size=size)
     mean = torch.tensor(info.mean).view(1, -1, 1, 1)
@@ -212,7 +211,7 @@ def load_classifier(spec: str | Path) -> tuple[nn.Module, ClassifierInfo]:
     if ":" in text and not path.exists():
         module_name, _, attr = text.partition(":")
         try:
-            obj: Any = getattr(importlib.import_module(module_name), attr)
+            obj: object = getattr(importlib.import_module(module_name), attr)
         except (ImportError, AttributeError) as exc:
             raise ValueError(f"cannot import classifier {text!r}: {exc}") from None
         model = obj() if callable(obj) and not isinstance(obj, nn.Module) else obj

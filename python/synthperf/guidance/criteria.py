@@ -23,12 +23,13 @@ on it (attribute) when it reads ``features``.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Callable, Mapping, Sequence, Union
+from typing import Callable, Mapping, Sequence, Union
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
+from .._typing import ArrayLike
 from .._validation import float_array, int_array
 
 Criterion = Callable[[torch.Tensor, torch.Tensor, "torch.Tensor | None"], torch.Tensor]
@@ -45,7 +46,7 @@ def _compiling() -> bool:
     return bool(torch.compiler.is_compiling())
 
 
-def check_float_tensor(x: Any, name: str, *, ndim: int | None = None, min_ndim: int = 1,
+def check_float_tensor(x: torch.Tensor | ArrayLike, name: str, *, ndim: int | None = None, min_ndim: int = 1,
                        finite: bool = True) -> torch.Tensor:
     """``x`` (torch tensor, numpy array or nested list) as a float tensor, gradients kept.
 
@@ -71,7 +72,7 @@ def check_float_tensor(x: Any, name: str, *, ndim: int | None = None, min_ndim: 
     return x
 
 
-def check_labels(y: Any, n: int, n_classes: int | None = None, *, name: str = "y",
+def check_labels(y: torch.Tensor | ArrayLike, n: int, n_classes: int | None = None, *, name: str = "y",
                  rows_of: str = "logits") -> torch.Tensor:
     """``y`` as a (n,) int64 tensor of class indices in [0, n_classes) (TypeError for float or
     bool labels, ValueError for a wrong shape/length or a class out of range, naming ``name``)."""
@@ -165,7 +166,8 @@ class HardnessCriterion(torch.nn.Module):
         if self.means_.numel() == 0:
             raise ValueError("HardnessCriterion is not fitted: call fit(features, labels) on real features first")
 
-    def fit(self, features: Any, labels: Any, *, n_classes: int | None = None) -> "HardnessCriterion":
+    def fit(self, features: torch.Tensor | ArrayLike, labels: torch.Tensor | ArrayLike, *,
+            n_classes: int | None = None) -> "HardnessCriterion":
         """Fit class means and the shared shrunk covariance.
 
         features : (n, D) real features (numpy or torch); labels : (n,) ints in [0, K).

@@ -21,13 +21,19 @@ import os
 import time
 import warnings
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 
 from .._io import (CheckpointError, atomic_directory, atomic_write_text, checkpoint_exists, load_checkpoint,
                    save_checkpoint)
 from .._threads import ThreadGovernor
+from .._typing import LazyModule
+
+if TYPE_CHECKING:
+    import torch
+else:  # annotations resolve to torch's classes; importing this module does not import torch
+    torch = LazyModule("torch")
 
 N_CLASSES = 10
 TRAIN_VERSION = 1
@@ -45,6 +51,16 @@ PRESETS: dict[str, dict[str, Any]] = {
     "full": dict(block_out_channels=(32, 64), layers_per_block=1, train_steps=1500, batch_size=128, lr=2e-3,
                  ema_decay=0.995, label_dropout=0.1, sample_steps=20, guidance_scale=1.0, warmup=100),
 }
+
+
+class ClassifierInfoLike(Protocol):
+    """What sampling reads from :class:`synthperf.guidance.classifiers.ClassifierInfo` (that module
+    imports torch, this one does not): the classifier's input normalisation and size."""
+
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+    size: int | None
+    val_accuracy: float | None
 
 
 def _check_digits(x01: Any, y: Any, *, x_name: str = "x_train", y_name: str = "y_train") -> tuple[np.ndarray, np.ndarray]:
@@ -68,7 +84,7 @@ def _check_digits(x01: Any, y: Any, *, x_name: str = "x_train", y_name: str = "y
     return x, y.astype(np.int64)
 
 
-def resolve_preset(budget: str | dict) -> tuple[str, dict[str, Any]]:
+def resolve_preset(budget: str | dict[str, object]) -> tuple[str, dict[str, Any]]:
     """(name, settings) for a preset name or a dict overriding ``demo``'s settings."""
     if isinstance(budget, str):
         if budget not in PRESETS:
@@ -110,7 +126,7 @@ def build_scheduler():
 
 
 def train_digits_diffusion(x_train: np.ndarray, y_train: np.ndarray, *, out_dir: str | os.PathLike, seed: int = 0,
-                           budget: str | dict = "demo") -> tuple[Path, dict[str, Any]]:
+                           budget: str | dict[str, object] = "demo") -> tuple[Path, dict[str, Any]]:
     """Train (or reuse) the class-conditional digits diffusion model; returns (model folder, info).
 
     x_train (N, 64) float in [0, 1], y_train (N,) int in 0..9. The folder
@@ -192,7 +208,7 @@ def train_digits_diffusion(x_train: np.ndarray, y_train: np.ndarray, *, out_dir:
     return model_dir, info
 
 
-def load_digits_pipeline(model_dir: str | os.PathLike, classifier=None):
+def load_digits_pipeline(model_dir: str | os.PathLike, classifier: torch.nn.Module | None = None):
     """``FeedbackGuidedPipeline.from_pretrained(model_dir)`` (a FeedbackGuidedPixelPipeline).
 
     diffusers' loading bar follows :func:`synthperf.progress_enabled` (restored afterwards)."""
@@ -227,8 +243,10 @@ def guidance_classifier(x_train: np.ndarray, y_train: np.ndarray, *, seed: int =
     return train_digits_classifier(size=16, width=8, epochs=epochs, seed=int(seed), data=(x, y))
 
 
-def sample_digits(model_dir: str | os.PathLike, class_ids: np.ndarray, *, seed: int = 0, budget: str | dict = "demo",
-                  criterion: str | None = None, fg_scale: float = 0.0, classifier=None, hardness=None,
+def sample_digits(model_dir: str | os.PathLike, class_ids: np.ndarray, *, seed: int = 0,
+                  budget: str | dict[str, object] = "demo", criterion: str | None = None, fg_scale: float = 0.0,
+                  classifier: tuple[torch.nn.Module, ClassifierInfoLike] | None = None,
+                  hardness: torch.nn.Module | None = None,
                   batch_size: int = 500, guidance_freq: int = 1) -> tuple[np.ndarray, dict[str, Any]]:
     """Sample one 8x8 digit per entry of ``class_ids`` (ints in 0..9); returns (x01 (B, 64) float32, info).
 
@@ -264,8 +282,9 @@ def sample_digits(model_dir: str | os.PathLike, class_ids: np.ndarray, *, seed: 
 
 
 def make_digits_synthetic(x_train: np.ndarray, y_train: np.ndarray, per_class: int, *, out_dir: str | os.PathLike,
-                          seed: int = 0, budget: str | dict = "demo", criterion: str | None = None,
-                          fg_scale: float = 0.0, classifier=None) -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:
+                          seed: int = 0, budget: str | dict[str, object] = "demo", criterion: str | None = None,
+                          fg_scale: float = 0.0, classifier: tuple[torch.nn.Module, ClassifierInfoLike] | None = None
+                          ) -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:
     """Shared demo contract: ``per_class`` synthetic digits of each class from the diffusion model.
 
     x_train float (N, 64) in [0, 1], y_train int (N,) in 0..9; returns x01 float32

@@ -238,7 +238,7 @@ def run_job(job: GenerateJob) -> str:
 
 def run_generation(job: GenerateJob, *, executor: str = "local", workers: int = 1, shards: Sequence[int] | None = None,
                    processes: int = 1, address: str | None = None, log_dir: str | Path | None = None,
-                   slurm: Mapping[str, Any] | None = None) -> list[dict]:
+                   slurm: Mapping[str, object] | None = None) -> list[dict[str, object]]:
     """Run shards ``shards`` (default all of 0..workers-1) of ``job``'s plan with an executor.
 
     ``local`` runs them in this process (``processes == 1``) or in spawned processes; ``slurm``

@@ -25,11 +25,17 @@ import math
 import os
 import time
 from pathlib import Path
-from typing import Any, Sequence
+from typing import TYPE_CHECKING, Any, Sequence
 
 import numpy as np
 
 from .._io import save_figure
+from .._typing import LazyModule
+
+if TYPE_CHECKING:
+    import pandas as pd
+else:  # annotations resolve to pandas' classes; importing this module does not import pandas
+    pd = LazyModule("pandas")
 
 ARMS: tuple[str, ...] = ("real", "unguided", "loss", "entropy", "hardness")
 GENERATOR_DATA: tuple[str, ...] = ("longtail", "balanced")
@@ -113,11 +119,12 @@ def _train_eval(x: np.ndarray, y: np.ndarray, x_test: np.ndarray, y_test: np.nda
 
 
 def run_longtail_experiment(*, seeds: Sequence[int] = (0, 1, 2), out_dir: str | os.PathLike,
-                            arms: Sequence[str] = ARMS, budget: str | dict = "demo", fg_scale: float | dict = 0.02,
+                            arms: Sequence[str] = ARMS, budget: str | dict[str, object] = "demo",
+                            fg_scale: float | dict[str, float] = 0.02,
                             guidance_freq: int = 5, n_minority_classes: int = 3, n_minority: int = 8,
                             target: int | None = None, generator_data: str = "longtail", evaluator: str = "resnet",
                             classifier_epochs: int = 15, generator_seed: int | None = None,
-                            model_root: str | os.PathLike | None = None):
+                            model_root: str | os.PathLike | None = None) -> pd.DataFrame:
     """Run the long-tail top-up experiment; returns a pandas DataFrame, one row per (seed, arm).
 
     Columns: seed, arm, generator_data, evaluator, minority_classes ("7,8,9"), n_real, n_synth,
@@ -198,7 +205,7 @@ def run_longtail_experiment(*, seeds: Sequence[int] = (0, 1, 2), out_dir: str | 
     return pd.DataFrame(rows)
 
 
-def summarize_longtail(df) -> "Any":
+def summarize_longtail(df: pd.DataFrame) -> pd.DataFrame:
     """Per arm: mean and standard error (std / sqrt(n_seeds)) of minority/majority/overall accuracy."""
     g = df.groupby("arm", sort=False)
     out = g[["minority_acc", "majority_acc", "overall_acc"]].agg(["mean", "sem"])
@@ -207,7 +214,8 @@ def summarize_longtail(df) -> "Any":
     return out.reset_index()
 
 
-def paired_difference(df, arm: str, baseline: str = "unguided", metric: str = "minority_acc") -> tuple[float, float, int]:
+def paired_difference(df: pd.DataFrame, arm: str, baseline: str = "unguided",
+                      metric: str = "minority_acc") -> tuple[float, float, int]:
     """Mean and SE over seeds of metric(arm) - metric(baseline), paired by seed; (mean, se, n)."""
     a = df[df.arm == arm].set_index("seed")[metric]
     b = df[df.arm == baseline].set_index("seed")[metric]
@@ -217,7 +225,7 @@ def paired_difference(df, arm: str, baseline: str = "unguided", metric: str = "m
     return float(d.mean()) if n else float("nan"), se, n
 
 
-def plot_longtail(df, path: str | os.PathLike) -> list[Path]:
+def plot_longtail(df: pd.DataFrame, path: str | os.PathLike) -> list[Path]:
     """Bar chart of minority and overall accuracy per arm (mean +- SE over seeds); writes PATH.png and PATH.pdf."""
     from matplotlib.figure import Figure
 

@@ -23,8 +23,9 @@ how rows are batched.
 from __future__ import annotations
 
 import inspect
+import os
 from pathlib import Path
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any, Callable, Iterable, Mapping, Sequence, TypeVar, Union
 
 import numpy as np
 import torch
@@ -32,15 +33,16 @@ from torch import nn
 
 from .._threads import ThreadGovernor
 from ._batch import Rows, check_sd_scheduler, is_corrupted, make_rows, retry_seed
-from ._diffusers_api import (FeedbackGuidedPipelineOutput, LibraryProgress, NoiseSource, check_callback,
-                             check_output_args, expand_rows, per_row_strings, positive_count, postprocess,
-                             run_callback)
+from ._diffusers_api import (FeedbackGuidedPipelineOutput, Generators, LibraryProgress, NoiseSource, StepProgress,
+                             TextTokenizer,
+                             check_callback, check_output_args, expand_rows, per_row_strings, positive_count,
+                             postprocess, run_callback)
 from .adapters import SDDecoder, SDDenoiser
-from .criteria import HardnessCriterion, resolve_criteria
+from .criteria import CriterionSpec, HardnessCriterion, resolve_criteria
 from .step import IMAGENET_MEAN, IMAGENET_STD, FeedbackGuidanceStep, compile_step
 
 try:
-    from diffusers import DiffusionPipeline
+    from diffusers import AutoencoderKL, DiffusionPipeline, SchedulerMixin, UNet2DConditionModel
     from diffusers.utils.torch_utils import randn_tensor
 except ImportError as exc:  # pragma: no cover - exercised only without the extra
     raise ImportError("synthperf.guidance needs the 'diffusion' extra: pip install 'synthperf[diffusion]'") from exc
@@ -48,6 +50,13 @@ except ImportError as exc:  # pragma: no cover - exercised only without the extr
 
 #: Backwards-compatible name of :class:`FeedbackGuidedPipelineOutput` (a ``BaseOutput``).
 FeedbackGuidedOutput = FeedbackGuidedPipelineOutput
+
+#: What ``pipe.to(...)`` takes, as ``DiffusionPipeline.to`` / ``nn.Module.to``: a device
+#: ("cuda", 0, torch.device) and/or a torch.dtype; keywords device=, dtype=, silence_dtype_warnings=,
+#: non_blocking= (the classifier's nn.Module.to only).
+DeviceOrDtype = Union[str, int, torch.device, torch.dtype, None]
+
+_T = TypeVar("_T")
 
 
 def infer_num_classes(classifier: nn.Module, size: int, device, dtype) -> int:
@@ -95,15 +104,17 @@ class _GuidedSamplingMixin:
         """Wrap ``run(rows, crit_index, idx, gen, init)`` so a row subset (the retry) indexes the
         cached step's criteria; ``idx`` are the images' positions in the full batch."""
 
-        def sample(r: Rows, idx: list[int], gen: Any, init: torch.Tensor | None):
+        def sample(r: Rows, idx: list[int], gen: Generators, init: torch.Tensor | None
+                   ) -> tuple[torch.Tensor, torch.Tensor | None]:
             sub_fns, sub_index = resolve_criteria(r.criteria, hardness=hardness, custom=custom_criteria)
             remap = torch.tensor([next(j for j, f in enumerate(fns) if f is g) for g in sub_fns], dtype=torch.long)
             return run(r, remap[sub_index].to(device), idx, gen, init)
 
         return sample
 
-    def _begin_call(self, *, guidance_scale: float, output_type: str, image_size: Any, callback: Any,
-                    callback_inputs: Any, num_images_per_prompt: int, seeds: Any, generator: Any,
+    def _begin_call(self, *, guidance_scale: float, output_type: str, image_size: int | Sequence[int] | None,
+                    callback: Callable | None, callback_inputs: str | Sequence[str] | None,
+                    num_images_per_prompt: int, seeds: int | Sequence[int] | None, generator: Generators | None,
                     allowed_outputs: Sequence[str] = ("pt", "np", "pil", "latent")) -> dict:
         """Checks shared by every family's ``__call__``; sets the diffusers-style call state."""
         size = check_output_args(output_type, image_size, allowed_outputs)
@@ -116,7 +127,8 @@ class _GuidedSamplingMixin:
         return {"size": size, "callback_names": names, "seeds": 0 if seeds is None else seeds,
                 "guidance_scale": guidance_scale}
 
-    def _step_end(self, call: dict, callback: Any, i: int, t: Any, tensors: dict) -> dict:
+    def _step_end(self, call: dict, callback: Callable | None, i: int, t: torch.Tensor,
+                  tensors: dict[str, torch.Tensor | None]) -> dict[str, torch.Tensor]:
         """Run ``callback_on_step_end`` (when given) on ``tensors``; returns the replacements."""
         if callback is None:
             return {}
@@ -178,7 +190,7 @@ class _GuidedSamplingMixin:
         return out if return_dict else out.to_tuple()
 
 
-def family_of_entries(entries: Mapping[str, Any]) -> type:
+def family_of_entries(entries: Mapping[str, object]) -> type:
     """The pipeline class for a model_index.json mapping: FLUX, pixel-space or SD family."""
     if "transformer" in entries and "unet" not in entries:
         from .pipeline_flux import FeedbackGuidedFluxPipeline
@@ -223,7 +235,8 @@ class FeedbackGuidedPipeline(DiffusionPipeline, _GuidedSamplingMixin):
     def interrupt(self) -> bool:
         return self.__dict__.get("_interrupt", False)
 
-    def progress_bar(self, iterable=None, total=None):
+    def progress_bar(self, iterable: Iterable[_T] | None = None, total: int | None = None
+                     ) -> Iterable[_T] | StepProgress:
         """The denoising progress. Until ``set_progress_bar_config(...)`` is called: synthperf's
         (a bar on stderr on a terminal, INFO lines on ``synthperf.progress`` elsewhere, nothing
         after ``synthperf.disable_progress()`` or off torch.distributed rank 0). Once configured:
@@ -245,7 +258,7 @@ class FeedbackGuidedPipeline(DiffusionPipeline, _GuidedSamplingMixin):
             raise ValueError("Either `total` or `iterable` has to be defined.")
         return LibraryProgress(desc, total, enabled=rank_zero)
 
-    def __new__(cls, *args: Any, **kwargs: Any):
+    def __new__(cls, *args: object, **kwargs: object) -> FeedbackGuidedPipeline:
         # FeedbackGuidedPipeline(transformer=..., ...) builds the FLUX family (a subclass, so
         # Python then runs the subclass's __init__ with the same arguments).
         if cls is FeedbackGuidedPipeline and "transformer" in kwargs and "unet" not in kwargs:
@@ -258,7 +271,8 @@ class FeedbackGuidedPipeline(DiffusionPipeline, _GuidedSamplingMixin):
             cls = FeedbackGuidedPixelPipeline
         return super().__new__(cls)
 
-    def __init__(self, vae, text_encoder, tokenizer, unet, scheduler, classifier: nn.Module | None = None) -> None:
+    def __init__(self, vae: AutoencoderKL, text_encoder: nn.Module, tokenizer: TextTokenizer,
+                 unet: UNet2DConditionModel, scheduler: SchedulerMixin, classifier: nn.Module | None = None) -> None:
         super().__init__()
         if classifier is not None and not isinstance(classifier, nn.Module):
             raise TypeError(f"classifier must be a torch nn.Module, got {type(classifier).__name__}")
@@ -279,7 +293,7 @@ class FeedbackGuidedPipeline(DiffusionPipeline, _GuidedSamplingMixin):
                     return p.device
         return torch.device("cpu")
 
-    def to(self, *args: Any, **kwargs: Any):
+    def to(self, *args: DeviceOrDtype, **kwargs: DeviceOrDtype | bool) -> FeedbackGuidedPipeline:
         """``DiffusionPipeline.to`` (device and/or dtype), also moving a plain classifier module.
 
         diffusers reads ``module.dtype`` on every component, which a plain ``nn.Module`` lacks,
@@ -321,7 +335,7 @@ class FeedbackGuidedPipeline(DiffusionPipeline, _GuidedSamplingMixin):
         return target.from_pretrained(str(p), classifier=classifier, local_files_only=True, **kwargs)
 
     @classmethod
-    def from_pretrained(cls, pretrained_model_name_or_path, **kwargs: Any):
+    def from_pretrained(cls, pretrained_model_name_or_path: str | os.PathLike, **kwargs: Any) -> FeedbackGuidedPipeline:
         """``DiffusionPipeline.from_pretrained``; on this base class a LOCAL folder picks its family.
 
         A folder with ``transformer`` (no ``unet``) loads as FeedbackGuidedFluxPipeline, one with
@@ -370,7 +384,8 @@ class FeedbackGuidedPipeline(DiffusionPipeline, _GuidedSamplingMixin):
     # ------------------------------------------------------------------ sampling
     @torch.no_grad()
     def __call__(self, prompt: str | Sequence[str], class_ids: int | Sequence[int] = 0, *,
-                 seeds: int | Sequence[int] | None = None, criterion: Any = "entropy",
+                 seeds: int | Sequence[int] | None = None,
+                 criterion: CriterionSpec | Sequence[CriterionSpec] = "entropy",
                  fg_scale: float | Sequence[float] = 0.03, guidance_freq: int = 5, guidance_scale: float = 5.0,
                  num_inference_steps: int = 30, height: int | None = None, width: int | None = None,
                  eta: float = 0.0, negative_prompt: str | Sequence[str] | None = None,
@@ -437,7 +452,8 @@ class FeedbackGuidedPipeline(DiffusionPipeline, _GuidedSamplingMixin):
             step = self._guidance_step(denoiser, decoder, fns, mode=mode, mean=classifier_mean, std=classifier_std,
                                        classifier_size=classifier_size, compile=compile)
 
-        def run(r: Rows, crit_index: torch.Tensor, idx: list[int], gen: Any, init: torch.Tensor | None):
+        def run(r: Rows, crit_index: torch.Tensor, idx: list[int], gen: Generators, init: torch.Tensor | None
+                ) -> tuple[torch.Tensor, torch.Tensor | None]:
             return self._sample(r, crit_index, step, [negatives[i] for i in idx], gen, init, call,
                                 callback_on_step_end, guidance_freq=guidance_freq,
                                 num_inference_steps=num_inference_steps, height=height, width=width, eta=eta,
@@ -447,7 +463,8 @@ class FeedbackGuidedPipeline(DiffusionPipeline, _GuidedSamplingMixin):
         return self._run_with_retry(rows, sample, retry_corrupted, noise, call, output_type, return_dict)
 
     def _sample(self, rows: Rows, crit_index: torch.Tensor, step: FeedbackGuidanceStep | None,
-                negatives: list[str], generators: Any, init: torch.Tensor | None, call: dict, callback: Any, *,
+                negatives: list[str], generators: Generators, init: torch.Tensor | None, call: dict,
+                callback: Callable | None, *,
                 guidance_freq: int, num_inference_steps: int, height: int, width: int, eta: float, mode: str,
                 device, decode: bool) -> tuple[torch.Tensor, torch.Tensor | None]:
         """One denoising run for ``rows``: (images (B,3,H,W) in [0,1] or final latents, criterion or None)."""

@@ -27,7 +27,7 @@ eps -> v map dv = d eps / (1 - sigma), which is singular at sigma = 1 (FLUX's fi
 """
 from __future__ import annotations
 
-from typing import Any, Callable, Mapping, Sequence
+from typing import Callable, Mapping, Sequence
 
 import numpy as np
 import torch
@@ -35,16 +35,18 @@ from torch import nn
 
 from .._threads import ThreadGovernor
 from ._batch import Rows
-from ._diffusers_api import FeedbackGuidedPipelineOutput, NoiseSource, expand_rows, per_row_strings
+from ._diffusers_api import FeedbackGuidedPipelineOutput, Generators, NoiseSource, expand_rows, per_row_strings
 from .adapters import FluxDecoder, FluxDenoiser
-from .criteria import HardnessCriterion
+from .criteria import CriterionSpec, HardnessCriterion
 from .pipeline import FeedbackGuidedPipeline
 from .step import IMAGENET_MEAN, IMAGENET_STD, FeedbackGuidanceStep
 
 try:
-    from diffusers import DiffusionPipeline
+    from diffusers import (AutoencoderKL, DiffusionPipeline, FlowMatchEulerDiscreteScheduler,
+                           FluxTransformer2DModel)
     from diffusers.pipelines.flux.pipeline_flux import FluxPipeline, calculate_shift, retrieve_timesteps
     from diffusers.utils.torch_utils import randn_tensor
+    from transformers import CLIPTextModel, PreTrainedTokenizerBase, T5EncoderModel  # loaded by FluxPipeline
 except ImportError as exc:  # pragma: no cover - exercised only without the extra
     raise ImportError("the FLUX family needs the 'diffusion' extra (diffusers>=0.30 with FluxPipeline): "
                       "pip install 'synthperf[diffusion]'") from exc
@@ -53,7 +55,7 @@ except ImportError as exc:  # pragma: no cover - exercised only without the extr
 FLOW_SCHEDULERS: tuple[str, ...] = ("FlowMatchEulerDiscreteScheduler",)
 
 
-def check_flux_scheduler(scheduler: Any) -> None:
+def check_flux_scheduler(scheduler: object) -> None:
     """Raise ValueError unless ``scheduler`` is a flow-matching Euler scheduler (sigma in [0, 1])."""
     name = type(scheduler).__name__
     if name not in FLOW_SCHEDULERS:
@@ -76,7 +78,9 @@ class FeedbackGuidedFluxPipeline(FeedbackGuidedPipeline):
     _optional_components = ["classifier"]
     _callback_tensor_inputs = ["latents", "prompt_embeds"]
 
-    def __init__(self, scheduler, vae, text_encoder, tokenizer, text_encoder_2, tokenizer_2, transformer,
+    def __init__(self, scheduler: FlowMatchEulerDiscreteScheduler, vae: AutoencoderKL, text_encoder: CLIPTextModel,
+                 tokenizer: PreTrainedTokenizerBase, text_encoder_2: T5EncoderModel,
+                 tokenizer_2: PreTrainedTokenizerBase, transformer: FluxTransformer2DModel,
                  classifier: nn.Module | None = None) -> None:
         DiffusionPipeline.__init__(self)
         if classifier is not None and not isinstance(classifier, nn.Module):
@@ -114,7 +118,8 @@ class FeedbackGuidedFluxPipeline(FeedbackGuidedPipeline):
     # ------------------------------------------------------------------ sampling
     @torch.no_grad()
     def __call__(self, prompt: str | Sequence[str], class_ids: int | Sequence[int] = 0, *,
-                 seeds: int | Sequence[int] | None = None, criterion: Any = "entropy",
+                 seeds: int | Sequence[int] | None = None,
+                 criterion: CriterionSpec | Sequence[CriterionSpec] = "entropy",
                  fg_scale: float | Sequence[float] = 0.03, guidance_freq: int = 5, guidance_scale: float = 3.5,
                  true_cfg_scale: float = 1.0, negative_prompt: str | Sequence[str] | None = "",
                  num_inference_steps: int = 28, height: int | None = None, width: int | None = None,
@@ -176,7 +181,8 @@ class FeedbackGuidedFluxPipeline(FeedbackGuidedPipeline):
             step = self._guidance_step(denoiser, self._decoder(lh, lw), fns, mode=mode, mean=classifier_mean,
                                        std=classifier_std, classifier_size=classifier_size, compile=compile)
 
-        def run(r: Rows, crit_index: torch.Tensor, idx: list[int], gen: Any, init: torch.Tensor | None):
+        def run(r: Rows, crit_index: torch.Tensor, idx: list[int], gen: Generators, init: torch.Tensor | None
+                ) -> tuple[torch.Tensor, torch.Tensor | None]:
             negs = None if negatives is None or true_cfg_scale <= 1.0 else [negatives[i] for i in idx]
             return self._sample_flux(r, crit_index, step, negs, gen, init, call, callback_on_step_end,
                                      guidance_freq=guidance_freq, guidance_scale=guidance_scale,
@@ -188,8 +194,8 @@ class FeedbackGuidedFluxPipeline(FeedbackGuidedPipeline):
                                     retry_corrupted, noise, call, output_type, return_dict)
 
     def _sample_flux(self, rows: Rows, crit_index: torch.Tensor, step: FeedbackGuidanceStep | None,
-                     negatives: list[str] | None, generators: Any, init: torch.Tensor | None, call: dict,
-                     callback: Any, *, guidance_freq: int, guidance_scale: float, true_cfg_scale: float,
+                     negatives: list[str] | None, generators: Generators, init: torch.Tensor | None, call: dict,
+                     callback: Callable | None, *, guidance_freq: int, guidance_scale: float, true_cfg_scale: float,
                      num_inference_steps: int, latent_hw: tuple[int, int], max_sequence_length: int, device,
                      decode: bool) -> tuple[torch.Tensor, torch.Tensor | None]:
         """One run: (images (B,3,H,W) in [0,1] or the packed final latents, criterion or None)."""

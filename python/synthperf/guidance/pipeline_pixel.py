@@ -24,21 +24,21 @@ holding only ``unet`` + ``scheduler`` (+ optional ``classifier``) returns this c
 from __future__ import annotations
 
 import numbers
-from typing import Any, Callable, Mapping, Sequence
+from typing import Callable, Mapping, Sequence
 
 import torch
 from torch import nn
 
 from .._threads import ThreadGovernor
 from ._batch import Rows, check_sd_scheduler
-from ._diffusers_api import FeedbackGuidedPipelineOutput, NoiseSource, expand_rows
+from ._diffusers_api import FeedbackGuidedPipelineOutput, Generators, NoiseSource, expand_rows
 from .adapters import PixelDecoder, PixelDenoiser
-from .criteria import HardnessCriterion
+from .criteria import CriterionSpec, HardnessCriterion
 from .pipeline import FeedbackGuidedPipeline
 from .step import FeedbackGuidanceStep
 
 try:
-    from diffusers import DiffusionPipeline
+    from diffusers import DiffusionPipeline, SchedulerMixin, UNet2DModel
     from diffusers.utils.torch_utils import randn_tensor
 except ImportError as exc:  # pragma: no cover - exercised only without the extra
     raise ImportError("synthperf.guidance needs the 'diffusion' extra: pip install 'synthperf[diffusion]'") from exc
@@ -62,7 +62,8 @@ class FeedbackGuidedPixelPipeline(FeedbackGuidedPipeline):
     _optional_components = ["classifier"]
     _callback_tensor_inputs = ["latents"]
 
-    def __init__(self, unet, scheduler, classifier: nn.Module | None = None, null_class_id: int | None = None) -> None:
+    def __init__(self, unet: UNet2DModel, scheduler: SchedulerMixin, classifier: nn.Module | None = None,
+                 null_class_id: int | None = None) -> None:
         DiffusionPipeline.__init__(self)
         if classifier is not None and not isinstance(classifier, nn.Module):
             raise TypeError(f"classifier must be a torch nn.Module, got {type(classifier).__name__}")
@@ -89,7 +90,8 @@ class FeedbackGuidedPixelPipeline(FeedbackGuidedPipeline):
 
     @torch.no_grad()
     def __call__(self, prompt: str | Sequence[str] | None = None, class_ids: int | Sequence[int] = 0, *,
-                 seeds: int | Sequence[int] | None = None, criterion: Any = "entropy",
+                 seeds: int | Sequence[int] | None = None,
+                 criterion: CriterionSpec | Sequence[CriterionSpec] = "entropy",
                  fg_scale: float | Sequence[float] = 0.03, guidance_freq: int = 5, guidance_scale: float = 1.0,
                  num_inference_steps: int = 30, height: int | None = None, width: int | None = None,
                  eta: float = 0.0, num_images_per_prompt: int = 1,
@@ -151,7 +153,8 @@ class FeedbackGuidedPixelPipeline(FeedbackGuidedPipeline):
             step = self._guidance_step(denoiser, decoder, fns, mode=mode, mean=classifier_mean, std=classifier_std,
                                        classifier_size=classifier_size, compile=compile)
 
-        def run(r: Rows, crit_index: torch.Tensor, idx: list[int], gen: Any, init: torch.Tensor | None):
+        def run(r: Rows, crit_index: torch.Tensor, idx: list[int], gen: Generators, init: torch.Tensor | None
+                ) -> tuple[torch.Tensor, torch.Tensor | None]:
             return self._sample_pixels(r, crit_index, step, gen, init, call, callback_on_step_end,
                                        guidance_freq=guidance_freq, num_inference_steps=num_inference_steps,
                                        size=size, eta=eta, mode=mode, device=device)
@@ -160,7 +163,7 @@ class FeedbackGuidedPixelPipeline(FeedbackGuidedPipeline):
         return self._run_with_retry(rows, sample, retry_corrupted, noise, call, output_type, return_dict)
 
     def _sample_pixels(self, rows: Rows, crit_index: torch.Tensor, step: FeedbackGuidanceStep | None,
-                       generators: Any, init: torch.Tensor | None, call: dict, callback: Any, *,
+                       generators: Generators, init: torch.Tensor | None, call: dict, callback: Callable | None, *,
                        guidance_freq: int, num_inference_steps: int, size: int, eta: float, mode: str,
                        device) -> tuple[torch.Tensor, torch.Tensor | None]:
         """One run: (images (B,3,S,S) in [0,1], criterion (B,) or None)."""

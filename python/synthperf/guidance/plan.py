@@ -99,13 +99,13 @@ class PlanRow:
         return {k: (repr(v) if isinstance(v, float) else str(v)) for k, v in self.__dict__.items()}
 
 
-def _nonneg_int(value: Any, name: str) -> int:
+def _nonneg_int(value: object, name: str) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or value < 0:
         raise ValueError(f"{name} must be a non-negative integer, got {value!r}")
     return value
 
 
-def _positive_ints(**values: Any) -> None:
+def _positive_ints(**values: object) -> None:
     for name, v in values.items():
         if isinstance(v, bool) or not isinstance(v, int) or v < 1:
             raise ValueError(f"{name} must be a positive integer, got {v!r}")
@@ -193,7 +193,7 @@ def build_plan(classes: Sequence[ClassEntry], *, target: int, output_dir: str, m
     return rows
 
 
-def check_prompt_template(template: Any) -> str:
+def check_prompt_template(template: object) -> str:
     """``template`` if it holds only plain ``{name}`` / ``{id}`` placeholders (``{{``/``}}``
     escapes allowed); ValueError naming ``prompt_template`` otherwise: attribute or index
     access (``{name.__class__}``, ``{name[0]}``), positional ``{}``, conversions (``!r``),
@@ -294,7 +294,7 @@ def read_plan(path: str | Path, *, seed_base: int = 0, guidance_freq: int = 5, s
     return rows
 
 
-def _from_upstream(raw: dict, line: int, path: Any, fill: dict) -> PlanRow:
+def _from_upstream(raw: dict, line: int, path: str | Path, fill: dict[str, int]) -> PlanRow:
     """One upstream ``fakes.csv`` row as our columns (module docstring), then :func:`_parse_row`."""
     if None in raw or any(v is None for v in raw.values()):
         raise ValueError(f"plan {str(path)!r} line {line}: wrong number of fields")
@@ -321,7 +321,7 @@ def _from_upstream(raw: dict, line: int, path: Any, fill: dict) -> PlanRow:
     return _parse_row(ours, line, path, names={v: k for k, v in UPSTREAM_TO_OURS.items()})
 
 
-def _parse_row(raw: dict, line: int, path: Any, names: dict[str, str] | None = None) -> PlanRow:
+def _parse_row(raw: dict, line: int, path: str | Path, names: dict[str, str] | None = None) -> PlanRow:
     """``raw`` in our columns; ``names`` maps our column to the file's (upstream) for messages."""
     if None in raw or any(v is None for v in raw.values()):
         raise ValueError(f"plan {str(path)!r} line {line}: wrong number of fields")

@@ -25,6 +25,7 @@ from typing import Sequence
 import torch
 from torch import nn
 
+from .._typing import ArrayLike
 from .._validation import positive_int
 from .criteria import Criterion, check_float_tensor, check_labels, evaluate_criteria, needs_features
 
@@ -129,7 +130,9 @@ class FeedbackGuidanceStep(nn.Module):
             return p.dtype
         return torch.float32
 
-    def check_inputs(self, z, y, w, crit_index) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    def check_inputs(self, z: torch.Tensor | ArrayLike, y: torch.Tensor | ArrayLike, w: torch.Tensor | ArrayLike,
+                     crit_index: torch.Tensor | ArrayLike
+                     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
         """(z, y, w, crit_index) validated: z (B, ...) float, finite unless ``nonfinite_z='propagate'``,
         made contiguous; y (B,) int
         classes >= 0 (the upper bound is checked by the criterion against K); w (B,) finite
@@ -194,7 +197,7 @@ INDUCTOR_OPTIONS: dict = {"reorder_for_peak_memory": False}
 
 
 def compile_step(step: FeedbackGuidanceStep, *, backend: str = "inductor", fullgraph: bool = False,
-                 mode: str | None = None):
+                 mode: str | None = None) -> nn.Module:
     """``torch.compile`` the step. On CUDA pass ``mode="reduce-overhead"`` for CUDA graphs.
 
     ``fullgraph=False`` by default: ``torch.autograd.grad`` inside the step is a graph break
