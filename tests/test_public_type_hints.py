@@ -12,7 +12,8 @@ import typing
 import pytest
 import torch
 
-CLEAN = ["synthperf.metrics", "synthperf.conformal", "synthperf.ops", "synthperf.flows", "synthperf.experiments"]
+CLEAN = ["synthperf.metrics", "synthperf.conformal", "synthperf.ops", "synthperf.flows", "synthperf.experiments",
+         "synthperf.guidance"]
 
 # (qualified name, parameter) pairs where Any is justified:
 # - predict_interval(**kwargs): MAPIE's keyword arguments, forwarded unchanged to the base method.
