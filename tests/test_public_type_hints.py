@@ -13,7 +13,7 @@ import pytest
 import torch
 
 CLEAN = ["synthperf.metrics", "synthperf.conformal", "synthperf.ops", "synthperf.flows", "synthperf.experiments",
-         "synthperf.guidance"]
+         "synthperf.guidance", "synthperf.selective", "synthperf.selective.utils", "synthperf.selective.scores"]
 
 # (qualified name, parameter) pairs where Any is justified:
 # - predict_interval(**kwargs): MAPIE's keyword arguments, forwarded unchanged to the base method.

@@ -26,7 +26,7 @@ import inspect
 import warnings
 from abc import ABC, abstractmethod
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Mapping
 
 import numpy as np
 import torch
@@ -34,6 +34,7 @@ import torch
 from ._common import SelectiveInputError, check_embeddings, check_q, logger, pick, quantile_threshold
 from ._model_io import (batch_input, cache_path, check_embed_model, embed_batches, load_or_embed,  # noqa: F401
                         model_device, resolve_protocol)
+from ._types import Loader, Loaders, Projection, ScoresOrInput, SelectiveModel, TensorInput
 
 
 #: quantile level select() uses when no threshold was set (seapig's default; with a warning).
@@ -90,7 +91,7 @@ class UncertaintyScore(torch.nn.Module, ABC):
         if self.cal_required and not self.calibrated:
             raise RuntimeError(f"{type(self).__name__} needs a calibration set: call fit(..., Y=cal) before {action}")
 
-    def set_threshold(self, q: float = 0.99, *, synthetic: Any = None, beta: float = 0.4) -> torch.Tensor:
+    def set_threshold(self, q: float = 0.99, *, synthetic: ScoresOrInput | None = None, beta: float = 0.4) -> torch.Tensor:
         """Threshold = linear-interpolated ``q``-quantile of the stored scores; ``q`` in (0, 1].
 
         Accepting ``score < threshold`` keeps about a fraction ``q`` of calibration-like data;
@@ -116,7 +117,7 @@ class UncertaintyScore(torch.nn.Module, ABC):
         self.threshold_q_ = q
         return self.threshold
 
-    def _sppi_threshold(self, q: float, synthetic: Any, beta: float) -> torch.Tensor:
+    def _sppi_threshold(self, q: float, synthetic: ScoresOrInput, beta: float) -> torch.Tensor:
         from ..conformal import coverage_bounds, sppi_threshold
 
         if not self.calibrated:
@@ -161,15 +162,15 @@ class UncertaintyScore(torch.nn.Module, ABC):
         return {"score": s, "selected": s < thr}
 
     @abstractmethod
-    def fit(self, *args: Any, **kwargs: Any) -> "UncertaintyScore":
+    def fit(self, *args: object, **kwargs: object) -> "UncertaintyScore":
         """Fit on reference data (and optionally a calibration set)."""
 
     @abstractmethod
-    def score(self, *args: Any, **kwargs: Any) -> torch.Tensor:
+    def score(self, *args: object, **kwargs: object) -> torch.Tensor:
         """Scores (N,) of query samples; lower = more in-distribution."""
 
     @abstractmethod
-    def select(self, *args: Any, **kwargs: Any) -> dict[str, torch.Tensor]:
+    def select(self, *args: object, **kwargs: object) -> dict[str, torch.Tensor]:
         """``{"score": (N,), "selected": (N,) bool}``."""
 
     def plot(self, query_scores: torch.Tensor | None = None, bins: int = 100, *, show: bool = True):
@@ -239,10 +240,10 @@ class RandomScore(UncertaintyScore):
         self.threshold_q_ = float(q)
         return self.threshold
 
-    def fit(self, *args: Any, **kwargs: Any) -> "RandomScore":
+    def fit(self, *args: object, **kwargs: object) -> "RandomScore":
         raise NotImplementedError("RandomScore has nothing to fit; call score()/select() directly")
 
-    def score(self, X: Any = None, *, query: Any = None) -> torch.Tensor:
+    def score(self, X: TensorInput | None = None, *, query: TensorInput | None = None) -> torch.Tensor:
         _, x = pick(("X", X), ("query", query))
         if x is None:
             raise ValueError("score() needs the query samples (X= or query=)")
@@ -251,7 +252,7 @@ class RandomScore(UncertaintyScore):
         n = int(x.shape[0])
         return torch.rand(n, generator=self.generator)
 
-    def select(self, X: Any = None, *, query: Any = None) -> dict[str, torch.Tensor]:
+    def select(self, X: TensorInput | None = None, *, query: TensorInput | None = None) -> dict[str, torch.Tensor]:
         return self._selection(self.score(X, query=query))
 
 
@@ -265,7 +266,7 @@ class EmbeddingScore(UncertaintyScore):
 
     train_required = True
 
-    def __init__(self, pca: Any = None) -> None:
+    def __init__(self, pca: Projection | None = None) -> None:
         super().__init__()
         self.pca = pca
         self.register_buffer("ref_embeddings", None)
@@ -329,9 +330,10 @@ class EmbeddingScore(UncertaintyScore):
         return load_or_embed(cache_path(outdir, prefix, "" if key is None else "-embedding"), model, loader, key=key)
 
     # -- public API ----------------------------------------------------------------------------
-    def fit(self, X: Any = None, Y: Any = None, model: Any = None, loaders: Mapping[str, Any] | None = None,
-            outdir: str | Path | None = None, prefix: str | None = None, *, ref: Any = None, cal: Any = None,
-            q: float | bool = False) -> "EmbeddingScore":
+    def fit(self, X: TensorInput | None = None, Y: TensorInput | None = None, model: SelectiveModel | None = None,
+            loaders: Loaders | None = None,
+            outdir: str | Path | None = None, prefix: str | None = None, *, ref: TensorInput | None = None,
+            cal: TensorInput | None = None, q: float | bool = False) -> "EmbeddingScore":
         """Fit on reference embeddings ``X`` (N, D) and optional calibration embeddings ``Y`` (M, D),
         or on ``model.embed`` outputs over ``loaders["train"]`` / ``loaders["val"]``.
 
@@ -355,18 +357,20 @@ class EmbeddingScore(UncertaintyScore):
         # else: a seapig-A subclass whose own fit() calls super().fit(...) and then self._fit_impl()
         return self
 
-    def _check_query(self, X: Any) -> torch.Tensor:
+    def _check_query(self, X: TensorInput) -> torch.Tensor:
         self._check_ready("score()/select()")
         return check_embeddings(X, "X (query embeddings)", dim=self.n_features_in_)
 
-    def score(self, X: Any = None, model: Any = None, loader: Any = None, outdir: str | Path | None = None,
-              prefix: str | None = None, *, query: Any = None) -> torch.Tensor:
+    def score(self, X: TensorInput | None = None, model: SelectiveModel | None = None, loader: Loader | None = None,
+              outdir: str | Path | None = None, prefix: str | None = None, *,
+              query: TensorInput | None = None) -> torch.Tensor:
         """Scores (N,) of query embeddings ``X`` (N, D), or of ``model.embed`` over ``loader``."""
         x = self._query_input(X, model, loader, outdir, prefix, query)
         return self._score_embeddings(self._check_query(x))
 
-    def select(self, X: Any = None, model: Any = None, loader: Any = None, outdir: str | Path | None = None,
-               prefix: str | None = None, *, query: Any = None) -> dict[str, torch.Tensor]:
+    def select(self, X: TensorInput | None = None, model: SelectiveModel | None = None, loader: Loader | None = None,
+               outdir: str | Path | None = None, prefix: str | None = None, *,
+               query: TensorInput | None = None) -> dict[str, torch.Tensor]:
         """``{"score": (N,), "selected": score < threshold}`` (bool, strict).
 
         Raises RuntimeError before ``fit``. Without a prior ``set_threshold(q)`` the threshold is
@@ -375,7 +379,7 @@ class EmbeddingScore(UncertaintyScore):
         x = self._query_input(X, model, loader, outdir, prefix, query)
         return self._selection(self._score_embeddings(self._check_query(x)))
 
-    def set_threshold(self, q: float = 0.99, *, synthetic: Any = None, beta: float = 0.4) -> torch.Tensor:
+    def set_threshold(self, q: float = 0.99, *, synthetic: ScoresOrInput | None = None, beta: float = 0.4) -> torch.Tensor:
         return super().set_threshold(q, synthetic=synthetic, beta=beta)
 
     # -- hooks ---------------------------------------------------------------------------------
@@ -386,8 +390,8 @@ class EmbeddingScore(UncertaintyScore):
         if self.cal_embeddings is not None:
             self.cal_embeddings = self.pca.transform(self.cal_embeddings)
 
-    def plot_embs(self, query_embeddings: Any = None, method: str = "tsne", method_args: dict | None = None, *,
-                  query: Any = None):
+    def plot_embs(self, query_embeddings: TensorInput | None = None, method: str = "tsne", method_args: dict | None = None, *,
+                  query: TensorInput | None = None):
         """2-D map (``"tsne"``, or ``"umap"`` when umap-learn is installed) of the reference embeddings
         (as stored, i.e. after any PCA) and ``query_embeddings`` (M, D, original space); returns a
         ``matplotlib.figure.Figure`` (coordinates in ``fig.embedding_xy_``). ValueError for another

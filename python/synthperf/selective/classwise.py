@@ -25,6 +25,7 @@ import torch
 
 from ._common import LABEL_KEYS, SelectiveInputError, as_tensor, check_embeddings, check_q, pick, quantile_threshold
 from ._model_io import resolve_protocol, run_model
+from ._types import LabelsInput, Loader, Loaders, Projection, SelectiveModel, TensorInput
 from .base import _B_TENSORS, UncertaintyScore
 from .knn_scores import CosineScore, EuclideanScore, KNNScore, MahalanobisScore
 
@@ -94,8 +95,8 @@ class ClassWiseScore(UncertaintyScore):
     train_required = True
     ident = "classwise"
 
-    def __init__(self, base_score_cls: type, global_pca: Any = None,
-                 aggregation: str | Callable[[torch.Tensor, torch.Tensor], torch.Tensor] = "mean", **base_kwargs: Any) -> None:
+    def __init__(self, base_score_cls: type, global_pca: Projection | None = None,
+                 aggregation: str | Callable[[torch.Tensor, torch.Tensor], torch.Tensor] = "mean", **base_kwargs: object) -> None:
         super().__init__()
         if not (isinstance(base_score_cls, type) and issubclass(base_score_cls, KNNScore)):
             raise TypeError("Class-wise scores are currently only supported for KNNScore.")
@@ -131,8 +132,9 @@ class ClassWiseScore(UncertaintyScore):
     def _members(self, y: torch.Tensor, c: int) -> torch.Tensor:
         return (y == c) if self.mode_ == ClassWiseMode.SINGLE_LABEL else (y[:, c] == 1)
 
-    def fit(self, X: Any = None, Y: Any = None, *, ref: Any = None, cal: Any = None, labels: Any = None,
-            cal_labels: Any = None, model: Any = None, loaders: Any = None, y: Any = None) -> "ClassWiseScore":
+    def fit(self, X: TensorInput | None = None, Y: TensorInput | None = None, *, ref: TensorInput | None = None,
+            cal: TensorInput | None = None, labels: LabelsInput | None = None, cal_labels: LabelsInput | None = None,
+            model: SelectiveModel | None = None, loaders: Loaders | None = None, y: LabelsInput | None = None) -> "ClassWiseScore":
         """Fit on ``X`` (dict ``{"embedding", "label"}`` or embeddings (N, D) + ``labels`` (N,) / (N, C))
         and optional ``Y`` (same forms, labels in ``cal_labels``), or on ``model`` + ``loaders``
         (``"train"``, optional ``"cal"``/``"val"``; module notes). ``y`` is an alias of ``labels``."""
@@ -246,8 +248,9 @@ class ClassWiseScore(UncertaintyScore):
                              f"{tuple(pred.shape)}: predictions must be 1-D class indices")
         return emb, pred
 
-    def score(self, X: Any = None, *, query: Any = None, prediction: Any = None, full_matrix: bool = False,
-              model: Any = None, loader: Any = None) -> torch.Tensor:
+    def score(self, X: TensorInput | None = None, *, query: TensorInput | None = None,
+              prediction: LabelsInput | None = None, full_matrix: bool = False,
+              model: SelectiveModel | None = None, loader: Loader | None = None) -> torch.Tensor:
         """(N,) scores (single: predicted class's scorer; multi: aggregated) or (N, C) with ``full_matrix``;
         query embeddings from ``X``/``query`` or from ``model`` + ``loader``."""
         emb, pred = self._query(X, query, prediction, model, loader, full_matrix)
@@ -266,8 +269,9 @@ class ClassWiseScore(UncertaintyScore):
         j = torch.tensor([col[int(p)] for p in pred.tolist()], dtype=torch.long)
         return full[torch.arange(full.shape[0]), j]
 
-    def select(self, X: Any = None, *, query: Any = None, prediction: Any = None,
-               full_matrix: bool = False, model: Any = None, loader: Any = None) -> dict[str, torch.Tensor]:
+    def select(self, X: TensorInput | None = None, *, query: TensorInput | None = None,
+               prediction: LabelsInput | None = None, full_matrix: bool = False,
+               model: SelectiveModel | None = None, loader: Loader | None = None) -> dict[str, torch.Tensor]:
         self._check_ready("select()")
         if self.class_thresholds_ is None:
             self._default_threshold()
@@ -289,15 +293,15 @@ class ClassWiseScore(UncertaintyScore):
 
 
 class EuclideanClassWiseScore(ClassWiseScore):
-    def __init__(self, **kwargs: Any) -> None:
+    def __init__(self, **kwargs: object) -> None:
         super().__init__(EuclideanScore, **kwargs)
 
 
 class CosineClassWiseScore(ClassWiseScore):
-    def __init__(self, **kwargs: Any) -> None:
+    def __init__(self, **kwargs: object) -> None:
         super().__init__(CosineScore, **kwargs)
 
 
 class MahalanobisClassWiseScore(ClassWiseScore):
-    def __init__(self, **kwargs: Any) -> None:
+    def __init__(self, **kwargs: object) -> None:
         super().__init__(MahalanobisScore, **kwargs)

@@ -20,6 +20,7 @@ import torch
 
 from ..progress import track
 from ._model_io import load_cache, model_device, save_cache
+from ._types import ExtractorModel, Loader
 
 
 def _resolve_method(model: Any, name: str = "extract"):
@@ -70,7 +71,7 @@ class ModelExtractor:
         if missing:
             raise KeyError(f"{where} is missing key(s) {missing}")
 
-    def extract(self, model: Any, loader: Any, *, outdir: str | Path | None = None, prefix: str | None = None,
+    def extract(self, model: ExtractorModel, loader: Loader, *, outdir: str | Path | None = None, prefix: str | None = None,
                 overwrite: bool = False) -> dict[str, torch.Tensor]:
         """``{key: tensor (N, ...)}`` for every output and extra input key (module notes)."""
         fn = _resolve_method(model)

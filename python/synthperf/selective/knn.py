@@ -43,6 +43,7 @@ from ..backend import resolve_backend
 from ..progress import track
 from .._validation import positive_int
 from ._common import check_embeddings, logger
+from ._types import ArrayOrTensor
 from .knn_exact import ExactKNN, ShardedReference, data_fingerprint
 
 #: bounds on a search's k and result size (distances + indices), checked before allocating
@@ -267,7 +268,7 @@ class KNNIndex:
             return ref_device
         return torch.device("cpu")
 
-    def build(self, ref: Any, *, check_finite: bool = True) -> "KNNIndex":
+    def build(self, ref: ArrayOrTensor, *, check_finite: bool = True) -> "KNNIndex":
         """Index the reference ``ref``: an (N, D) array/tensor or a :class:`ShardedReference`
         (memory-mapped ``.npy`` shards, exact engines only); returns self. ``check_finite=False``
         skips the NaN/inf scan for data the caller already validated."""
@@ -321,7 +322,7 @@ class KNNIndex:
         d, i = self.index_.search(q, kk)
         return d, i.astype(np.int64, copy=False)
 
-    def search(self, query: Any, k: int, *, exclude_self: bool = False,
+    def search(self, query: ArrayOrTensor, k: int, *, exclude_self: bool = False,
                check_finite: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
         """The ``k`` nearest reference rows of each query row.
 
@@ -438,7 +439,7 @@ def meta_path(path: str | Path) -> Path:
     return p.with_name(p.name + ".json")
 
 
-def knn_search(ref: Any, query: Any, k: int, *, exclude_self: bool = False, metric: str = "l2",
+def knn_search(ref: ArrayOrTensor, query: ArrayOrTensor, k: int, *, exclude_self: bool = False, metric: str = "l2",
                index_factory: str | None = None, backend: str | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """One-shot k-NN: build an index on ``ref`` (N, D) and search ``query`` (M, D) (or ``ref``
     itself with ``exclude_self=True``). Returns float32 distances / int64 indices (M, k)."""

@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import warnings
 from pathlib import Path
-from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -34,6 +33,7 @@ import torch.nn.functional as F
 from ..backend import backend_option
 from .._validation import positive_int, real_scalar
 from ._common import SelectiveInputError, logger, quantile_threshold
+from ._types import DeviceLike, Projection
 from .base import EmbeddingScore
 from .knn import KNNIndex
 from .knn_exact import data_fingerprint
@@ -73,8 +73,8 @@ class KNNScore(EmbeddingScore):
 
     ident = "knn"
 
-    def __init__(self, k: int = 1, stat: str = "max", pca: Any = None, save_index: bool | str | Path = False, *,
-                 index_factory: str | None = None, chunk_size: int = 16384, device: Any = None,
+    def __init__(self, k: int = 1, stat: str = "max", pca: Projection | None = None, save_index: bool | str | Path = False, *,
+                 index_factory: str | None = None, chunk_size: int = 16384, device: DeviceLike = None,
                  backend: str | None = None, engine: str = "torch") -> None:
         super().__init__(pca=pca)
         self.k = positive_int(k, "k")
@@ -257,8 +257,8 @@ class MahalanobisScore(KNNScore):
     ident = "mahalanobis"
     SINGULAR = ("pinv", "pinv_sqrt", "raise")
 
-    def __init__(self, k: int = 1, stat: str = "max", pca: Any = None, save_index: bool | str | Path = False, *,
-                 ridge: float = 1e-8, singular: str = "pinv", **kwargs: Any) -> None:
+    def __init__(self, k: int = 1, stat: str = "max", pca: Projection | None = None, save_index: bool | str | Path = False, *,
+                 ridge: float = 1e-8, singular: str = "pinv", **kwargs: object) -> None:
         super().__init__(k, stat, pca, save_index, **kwargs)
         self.ridge = real_scalar(ridge, "ridge", allow_inf=False)
         if self.ridge < 0:

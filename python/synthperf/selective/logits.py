@@ -39,6 +39,7 @@ import torch.nn.functional as F
 
 from ._common import LABEL_KEYS, LOGIT_KEYS, LabelIndexError, as_tensor, pick
 from ._model_io import cache_path, load_cache, resolve_protocol, run_model, save_cache
+from ._types import LabelsInput, Loader, SelectiveModel, TensorInput
 from .base import UncertaintyScore
 
 #: seapig 0.3.0's wording for the same input errors (both versions' messages are kept, spec §1.9)
@@ -138,7 +139,8 @@ class LogitScore(UncertaintyScore):
         s = self._formula(flat, self.T)
         return s.reshape(-1, M).mean(dim=1) if self.per_member else s
 
-    def score(self, X: Any = None, *, query: Any = None, model: Any = None, loader: Any = None) -> torch.Tensor:
+    def score(self, X: TensorInput | None = None, *, query: TensorInput | None = None,
+              model: SelectiveModel | None = None, loader: Loader | None = None) -> torch.Tensor:
         """Scores (N,) of query logits (shapes in the module table); N = 0 gives an empty (0,) tensor.
 
         Model mode (seapig 0.3.0): ``model=`` and ``loader=`` compute the logits with
@@ -157,8 +159,8 @@ class LogitScore(UncertaintyScore):
             return torch.empty(0, dtype=t.dtype, device=t.device)
         return self._score_logits(t)
 
-    def select(self, X: Any = None, *, query: Any = None, model: Any = None,
-               loader: Any = None) -> dict[str, torch.Tensor]:
+    def select(self, X: TensorInput | None = None, *, query: TensorInput | None = None,
+               model: SelectiveModel | None = None, loader: Loader | None = None) -> dict[str, torch.Tensor]:
         """``{"score": (N,), "selected": score < threshold}``; arguments as :meth:`score`."""
         return self._selection(self.score(X, query=query, model=model, loader=loader))
 
@@ -242,8 +244,9 @@ class LogitScore(UncertaintyScore):
         labels = torch.cat([torch.as_tensor(y).cpu() for y in ys]).clone() if have else None
         return torch.cat(zs).clone(), labels
 
-    def fit(self, X: Any = None, Y: Any = None, model: Any = None, loader: Any = None,
-            outdir: str | Path | None = None, prefix: str | None = None, *, ref: Any = None, cal: Any = None,
+    def fit(self, X: TensorInput | None = None, Y: LabelsInput | None = None, model: SelectiveModel | None = None,
+            loader: Loader | None = None, outdir: str | Path | None = None, prefix: str | None = None, *,
+            ref: TensorInput | None = None, cal: LabelsInput | None = None,
             temp_scale: bool | None = None) -> "LogitScore":
         """Store logits ``X`` and optional labels ``Y``; fit T when ``temp_scale`` (default: labels are
         given under ``convention="A"``, never under ``"B"``).

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import copy
 import warnings
-from typing import Any, Callable
+from typing import Callable
 
 import torch
 from torchmetrics import Metric, MetricCollection
@@ -26,7 +26,7 @@ class SelectiveMetric(Metric):
 
     full_state_update = False
 
-    def __init__(self, base: Metric | MetricCollection, **kwargs: Any) -> None:
+    def __init__(self, base: Metric | MetricCollection, **kwargs: object) -> None:
         super().__init__(**kwargs)
         if isinstance(base, Metric) and not isinstance(base, MetricCollection):
             base = MetricCollection(base)
@@ -86,7 +86,7 @@ class RiskCoverageMetric(Metric):
     full_state_update = False
 
     def __init__(self, risk: str = "generalized", n_bins: int = 100, *, error_metric: Metric | MetricCollection | None = None,
-                 error_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None, **kwargs: Any) -> None:
+                 error_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None, **kwargs: object) -> None:
         super().__init__(**kwargs)
         if risk not in RISKS:
             raise ValueError(f"risk must be 'generalized' or 'selective', got '{risk}'")

@@ -117,7 +117,7 @@ class SelectiveInferenceTask(LightningModule):
             raise SelectiveTypeError(f"the wrapped task must return a tensor or a dict, got {type(preds).__name__}")
         return dict(preds)
 
-    def forward(self, x: Any) -> dict[str, Any]:
+    def forward(self, x: object) -> dict[str, Any]:
         """A: ``task(x)`` merged with the selection; B: ``task.extract(batch)`` merged with it."""
         with torch.inference_mode():
             if self.api_ == "B":
@@ -148,7 +148,7 @@ class SelectiveInferenceTask(LightningModule):
             self.test_outputs.append(outputs)
         return outputs
 
-    def test_step(self, batch: Any, batch_idx: int, dataloader_idx: int = 0) -> dict[str, Any]:
+    def test_step(self, batch: object, batch_idx: int, dataloader_idx: int = 0) -> dict[str, Any]:
         if self.api_ == "B":
             return self._test_step_b(batch)
         x = _get_from_batch(batch, self.input_key, 0)
@@ -171,7 +171,7 @@ class SelectiveInferenceTask(LightningModule):
         if self.rc_metric is not None:
             self.log_dict(self.rc_metric.compute(), sync_dist=True)
 
-    def predict_step(self, batch: Any, batch_idx: int, dataloader_idx: int = 0) -> dict[str, Any]:
+    def predict_step(self, batch: object, batch_idx: int, dataloader_idx: int = 0) -> dict[str, Any]:
         if self.api_ == "B":
             out = self(batch)
             self._require(out, "prediction")

@@ -16,11 +16,11 @@ from __future__ import annotations
 
 import math
 import numbers
-from typing import Any
 
 import torch
 
 from ._common import check_embeddings, logger, quantile_threshold
+from ._types import ArrayOrTensor
 from .base import EmbeddingScore
 
 _BUFFERS = ("mu", "u", "s", "s_acc", "u_q", "u_q_dot", "_rff_w", "_rff_u", "_sum_X", "_sum_outer")
@@ -102,7 +102,7 @@ class TensorPCA(torch.nn.Module):
         self._sum_X = self._sum_outer = None
         self._n_samples = 0
 
-    def partial_fit(self, X: Any) -> "TensorPCA":
+    def partial_fit(self, X: ArrayOrTensor) -> "TensorPCA":
         """Accumulate a batch X (N, D); call ``finalize()`` after the last batch."""
         X = check_embeddings(X, "X")
         phi = self._features(X)
@@ -138,12 +138,12 @@ class TensorPCA(torch.nn.Module):
         logger.info("TensorPCA kept %d of %d components (%.4f of the variance)", q, S.shape[0], float(self.s_acc[q - 1]))
         return self
 
-    def fit(self, X: Any) -> "TensorPCA":
+    def fit(self, X: ArrayOrTensor) -> "TensorPCA":
         """``reset_partial(); partial_fit(X); finalize()``."""
         self.reset_partial()
         return self.partial_fit(X).finalize()
 
-    def fit_transform(self, X: Any) -> torch.Tensor:
+    def fit_transform(self, X: ArrayOrTensor) -> torch.Tensor:
         return self.fit(X).transform(X)
 
     # -- projecting ------------------------------------------------------------------------------
@@ -151,7 +151,7 @@ class TensorPCA(torch.nn.Module):
         if self.u_q is None:
             raise RuntimeError("TensorPCA is not fitted: call fit(X) or partial_fit(...)+finalize() first")
 
-    def _preprocess(self, X: Any) -> torch.Tensor:
+    def _preprocess(self, X: ArrayOrTensor) -> torch.Tensor:
         self._check_fitted()
         X = check_embeddings(X, "X")
         phi = self._features(X)
@@ -159,7 +159,7 @@ class TensorPCA(torch.nn.Module):
             raise ValueError(f"X has {phi.shape[1]} features but the PCA was fitted on {self.mu.shape[0]}")
         return phi - self.mu.to(phi.device)
 
-    def transform(self, X: Any) -> torch.Tensor:
+    def transform(self, X: ArrayOrTensor) -> torch.Tensor:
         """Projections (N, q), float64."""
         xp = self._preprocess(X)
         return xp @ self.u_q.to(xp.device)
@@ -169,7 +169,7 @@ class TensorPCA(torch.nn.Module):
         self._check_fitted()
         return Z.double() @ self.u_q.to(Z.device).T
 
-    def reconstruct(self, X: Any) -> tuple[torch.Tensor, torch.Tensor]:
+    def reconstruct(self, X: ArrayOrTensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(reconstruction (N, F), error ||x_p - x_rec||₂ (N,)) in the centred feature space."""
         xp = self._preprocess(X)
         rec = (xp @ self.u_q.to(xp.device)) @ self.u_q.to(xp.device).T

@@ -12,16 +12,16 @@ when present, else ``decision_function`` on the reference.
 """
 from __future__ import annotations
 
-from typing import Any
 
 import numpy as np
 import torch
 
 from ._common import quantile_threshold
+from ._types import OutlierDetector, Projection
 from .base import EmbeddingScore
 
 
-def _check_detector(detector: Any) -> None:
+def _check_detector(detector: object) -> None:
     missing = [m for m in ("fit", "decision_function") if not callable(getattr(detector, m, None))]
     if missing:
         raise TypeError(f"detector must be a pyod-style outlier detector with fit(X) and decision_function(X); "
@@ -34,7 +34,7 @@ class PyODScore(EmbeddingScore):
     train_required = True
     cal_required = True
 
-    def __init__(self, detector: Any, pca: Any = None) -> None:
+    def __init__(self, detector: OutlierDetector, pca: Projection | None = None) -> None:
         _check_detector(detector)
         super().__init__(pca=pca)
         self.detector = detector

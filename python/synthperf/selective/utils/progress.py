@@ -22,7 +22,7 @@ from __future__ import annotations
 import builtins
 import os
 import sys
-from typing import Any, Iterable, Iterator, TypeVar
+from typing import Iterable, Iterator, TypeVar
 
 from ... import progress as _progress
 
@@ -146,7 +146,7 @@ def _tqdm_bar(iterable: Iterable[_T], total: int | None, desc: str, unit: str, l
 
 
 def track(iterable: Iterable[_T], total: int | None = None, desc: str = "Working…", unit: str = "it",
-          leave: bool = True, colour: str | None = None, smoothing: float = 0.3, **kwargs: Any) -> Iterator[_T]:
+          leave: bool = True, colour: str | None = None, smoothing: float = 0.3, **kwargs: object) -> Iterator[_T]:
     """Iterate ``iterable`` (items unchanged) with progress, seapig's signature.
 
     A bar on stderr when :func:`is_enabled`; ``unit``/``leave``/``colour``/``smoothing`` go to tqdm,
