@@ -62,8 +62,11 @@ def _seapig_binned_aucs(score: np.ndarray, res: np.ndarray, risk: str, n_bins: i
 def test_risk_coverage_aucs_are_taken_after_binning(risk):
     g = torch.Generator().manual_seed(0)
     score, res = torch.rand(5000, generator=g), torch.rand(5000, generator=g)
-    rc = risk_coverage(score, res, risk, n_bins=37)
+    rc = risk_coverage(score.double(), res.double(), risk, n_bins=37)  # float64 in: float64 out
     emp, ref = _seapig_binned_aucs(score.double().numpy(), res.double().numpy(), risk, 37)
+    rc32 = risk_coverage(score, res, risk, n_bins=37)  # float32 in: the same areas, rounded to float32
+    assert rc32.auc_empirical.dtype == torch.float32 and rc32.coverage.dtype == torch.float32
+    assert rc32.auc_empirical == torch.tensor(emp, dtype=torch.float64).float()
     assert float(rc.auc_empirical) == pytest.approx(emp, rel=1e-12)
     assert float(rc.auc_reference) == pytest.approx(ref, rel=1e-12)
     assert float(rc.auc_excess) == pytest.approx(emp - ref, rel=1e-10)

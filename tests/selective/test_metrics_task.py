@@ -16,14 +16,17 @@ def test_risk_coverage_closed_form():
     score = torch.tensor([0.1, 0.2, 0.3, 0.4])
     res = torch.tensor([0.0, 1.0, 0.0, 1.0])
     rc = risk_coverage(score, res, "generalized")
-    torch.testing.assert_close(rc.coverage, torch.tensor([0.25, 0.5, 0.75, 1.0], dtype=torch.float64))
-    torch.testing.assert_close(rc.risk, torch.tensor([0.0, 0.25, 0.25, 0.5], dtype=torch.float64))
-    torch.testing.assert_close(rc.reference, torch.tensor([0.0, 0.0, 0.25, 0.5], dtype=torch.float64))
+    torch.testing.assert_close(rc.coverage, torch.tensor([0.25, 0.5, 0.75, 1.0]))  # float32 in, float32 out
+    torch.testing.assert_close(rc.risk, torch.tensor([0.0, 0.25, 0.25, 0.5]))
+    torch.testing.assert_close(rc.reference, torch.tensor([0.0, 0.0, 0.25, 0.5]))
     # trapezoids over coverage: emp = 0.25*(0.125+0.25+0.375) ; ref = 0.25*(0+0.125+0.375)
     assert rc.aurc == pytest.approx(0.1875) and float(rc.auc_reference) == pytest.approx(0.125)
     assert rc.eaurc == pytest.approx(0.0625)
     sel = risk_coverage(score, res, "selective")
-    torch.testing.assert_close(sel.risk, torch.tensor([0.0, 0.5, 1 / 3, 0.5], dtype=torch.float64))
+    torch.testing.assert_close(sel.risk, torch.tensor([0.0, 0.5, 1 / 3, 0.5]))
+    rc64 = risk_coverage(score.double(), res.double(), "selective")  # float64 in, float64 out
+    torch.testing.assert_close(rc64.risk, torch.tensor([0.0, 0.5, 1 / 3, 0.5], dtype=torch.float64))
+    assert rc64.auc_excess.dtype == torch.float64 and sel.auc_excess.dtype == torch.float32
     assert "RiskCoverage(risk_type='generalized', n_points=4" in repr(rc)
 
 
@@ -36,7 +39,7 @@ def test_perfect_score_has_zero_excess_and_binning():
     assert rc.coverage.numel() == 50 and float(rc.coverage[-1]) == 1.0
     # full resolution (aurc) vs 50 bins: the binned area differs by at most the first bin's share
     assert aurc(res, res) == pytest.approx(float(rc.auc_reference), abs=1.0 / 50)
-    assert float(risk_coverage(torch.rand(1000, generator=g), res, n_bins=1000).auc_reference) == \
+    assert float(risk_coverage(torch.rand(1000, generator=g), res.double(), n_bins=1000).auc_reference) == \
         pytest.approx(aurc(res, res), rel=1e-12)
 
 

@@ -18,10 +18,16 @@ goes to bin b_i = clamp(searchsorted(e, c_i, right=False) - 1, 0, n_bins - 1), i
 threshold, empirical and reference risk of its points (an empty bin would stay 0; with
 n > n_bins none is empty). The AUCs are trapezoids over these binned points, so they depend on
 ``n_bins``; ``aurc``/``eaurc`` below use the full resolution (n_bins = n).
+
+Precision: every sum, cumulative sum and area is taken in float64. The returned tensors have the
+inputs' floating dtype (``torch.promote_types`` of the two, at least float32), as seapig returns
+them, so a float32 pipeline gets float32 curves and AUCs (``torch.isclose`` against its own
+float32 tensors works); float64 inputs give float64 results. ``aurc``/``eaurc`` return the
+float64 areas as Python floats.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 
 import torch
 
@@ -60,7 +66,8 @@ def _downsample(coverage, threshold, emp, ref, n_bins: int):
 
 @dataclass
 class RiskCoverage:
-    """A risk-coverage curve and its areas (float64 tensors; AUCs are 0-D)."""
+    """A risk-coverage curve and its areas: 1-D curves of n_points, 0-D AUCs, in the inputs'
+    floating dtype (at least float32; computed in float64, see the module notes)."""
 
     coverage: torch.Tensor
     threshold: torch.Tensor
@@ -115,7 +122,25 @@ class RiskCoverage:
 
 def risk_coverage(score: torch.Tensor, residuals: torch.Tensor, risk: str = "generalized",
                   n_bins: int = 100) -> RiskCoverage:
-    """Risk-coverage curve of ``score`` (N,) against ``residuals`` (N,); see the module notes."""
+    """Risk-coverage curve of ``score`` (N,) against ``residuals`` (N,); see the module notes.
+
+    Computed in float64; the returned tensors have the inputs' floating dtype (at least float32)."""
+    rc64 = _risk_coverage64(score, residuals, risk, n_bins)
+    out = _result_dtype(score, residuals)
+    if out == torch.float64:
+        return rc64
+    return RiskCoverage(**{f.name: (v.to(out) if isinstance(v, torch.Tensor) else v)
+                           for f in fields(RiskCoverage) for v in [getattr(rc64, f.name)]})
+
+
+def _result_dtype(score: torch.Tensor, residuals: torch.Tensor) -> torch.dtype:
+    """The inputs' promoted floating dtype, at least float32 (integer/bool inputs give float32)."""
+    dt = torch.promote_types(score.dtype, residuals.dtype)
+    return torch.float64 if dt == torch.float64 else torch.float32
+
+
+def _risk_coverage64(score: torch.Tensor, residuals: torch.Tensor, risk: str, n_bins: int) -> RiskCoverage:
+    """:func:`risk_coverage` with every tensor in float64 (validation included)."""
     if not isinstance(score, torch.Tensor) or not isinstance(residuals, torch.Tensor):
         raise TypeError("score and residuals must be torch tensors")
     if risk not in RISKS:
@@ -139,9 +164,15 @@ def risk_coverage(score: torch.Tensor, residuals: torch.Tensor, risk: str = "gen
 
 def aurc(score: torch.Tensor, residuals: torch.Tensor, risk: str = "generalized") -> float:
     """Area under the risk-coverage curve (full resolution)."""
-    return float(risk_coverage(score, residuals, risk, n_bins=max(1, score.numel())).auc_empirical)
+    return float(_risk_coverage64(score, residuals, risk, n_bins=max(1, _numel(score))).auc_empirical)
 
 
 def eaurc(score: torch.Tensor, residuals: torch.Tensor, risk: str = "generalized") -> float:
     """Excess AURC: AURC(score) - AURC(oracle ordering by the residuals)."""
-    return float(risk_coverage(score, residuals, risk, n_bins=max(1, score.numel())).auc_excess)
+    return float(_risk_coverage64(score, residuals, risk, n_bins=max(1, _numel(score))).auc_excess)
+
+
+def _numel(score: torch.Tensor) -> int:
+    if not isinstance(score, torch.Tensor):
+        raise TypeError("score and residuals must be torch tensors")
+    return score.numel()

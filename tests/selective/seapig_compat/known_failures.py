@@ -147,8 +147,6 @@ KNOWN_FAILURES: dict[str, dict[str, tuple[str, str]]] = {
             (PRIVATE, 'calls the private _fit_impl directly on a score whose calibration set was never given'),
         'tests/test_pyod.py::test_score_uses_detector_decision_function':
             (PRIVATE, 'sets the detector and flags by hand (internal attributes) instead of fit()'),
-        'tests/test_risk.py::TestRiskCoverage::test_perfect_score':
-            (DIVERGENCE, "RiskCoverage curves/AUCs are float64 (documented), seapig's float32; the values agree, torch.isclose refuses mixed dtypes"),
     },
     "pypi": {
         '::tests.test_extractor':
@@ -321,7 +319,5 @@ KNOWN_FAILURES: dict[str, dict[str, tuple[str, str]]] = {
             (PRIVATE, 'sets the detector and flags by hand (internal attributes) instead of fit()'),
         'tests/test_risk.py::test_gap_ordering_error':
             (PRIVATE, "monkeypatches the private _rc_curve with seapig's return layout; the reference (oracle ordering) can never exceed the empirical curve, so synthperf has no such check"),
-        'tests/test_risk.py::test_perfect_score':
-            (DIVERGENCE, "RiskCoverage curves/AUCs are float64 (documented), seapig's float32; the values agree, torch.isclose refuses mixed dtypes"),
     },
 }
