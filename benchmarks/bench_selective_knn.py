@@ -41,7 +41,7 @@ def make_data(seed: int = 0):
             torch.randn(N_QUERY, DIM, generator=g))
 
 
-def fit_select(ref, cal, query, *, engine: str = "torch"):
+def fit_select(ref, cal, query, *, engine: str = "auto"):
     from synthperf.selective import EuclideanScore
 
     score = EuclideanScore(k=K, stat="mean", engine=engine)
@@ -101,7 +101,7 @@ def test_bench_plain_torch_mm(benchmark):
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--rounds", type=int, default=5)
-    ap.add_argument("--engine", choices=("torch", "faiss"), default="torch")
+    ap.add_argument("--engine", choices=("auto", "torch", "faiss"), default="auto")
     args = ap.parse_args()
     from synthperf import disable_progress
 

@@ -127,6 +127,9 @@ class ExactKNN:
     ``scale_``, ``fallback_rows_`` (rows of the last search that needed the brute force).
     """
 
+    #: query rows per screening block (faiss's screen overrides it: its BLAS path blocks 4096)
+    query_block = 1024
+
     def __init__(self, *, metric: str = "l2", margin: int = 8, precision: str = "auto", block_elems: int = 1 << 25,
                  device: torch.device | str | None = None, threads: int | None = None) -> None:
         if metric not in ("l2", "ip"):
@@ -182,18 +185,24 @@ class ExactKNN:
         self.ntotal_, self.d_ = ref.shape
         self.dtype_ = torch.float64 if ref.dtype == torch.float64 else torch.float32
         self._ref = ref.to(dev)
-        with self._run_threads():
-            r64 = self._ref.double()
-            self.mu_ = r64.mean(0) if self.metric == "l2" else torch.zeros(self.d_, dtype=torch.float64, device=dev)
-            c = r64 - self.mu_
-            self._set_scale(float((c * c).sum()), float(r64.abs().max()))
+        with self._run_threads():  # few full passes, no (N, D) temporaries beyond c
+            c = self._ref.to(torch.float64, copy=True)  # a copy even for float64 data: c is scaled in place
+            lo, hi = torch.aminmax(c)
+            absmax = max(-float(lo), float(hi))
+            self.mu_ = c.mean(0) if self.metric == "l2" else torch.zeros(self.d_, dtype=torch.float64, device=dev)
+            c -= self.mu_
+            self._set_scale(float(torch.linalg.vector_norm(c)) ** 2, absmax)
             c /= self.scale_
-            norms = c.norm(dim=1)
+            norms = torch.linalg.vector_norm(c, dim=1)
             self._rmax = float(norms.max())
             self._sdtype = self._choose_dtype()
-            self._rt = c.to(self._sdtype).T.contiguous()          # (D, N) screening copy
-            self._rn = (norms * norms).to(self._sdtype)            # (N,)
+            self._set_screen_data(c, norms)
         return self
+
+    def _set_screen_data(self, c: torch.Tensor, norms: torch.Tensor) -> None:
+        """Keep the screening copy of the scaled reference ``c`` (N, D) float64 and its row norms."""
+        self._rt = c.to(self._sdtype).T.contiguous()          # (D, N) screening copy
+        self._rn = (norms * norms).to(self._sdtype)            # (N,)
 
     def _set_scale(self, ss: float, absmax: float) -> None:
         spread = math.sqrt(ss / max(1, self.ntotal_ * self.d_))
@@ -225,11 +234,14 @@ class ExactKNN:
             return self._ref[idx].double()
         return self._shards.rows(idx.cpu().numpy()).to(self._dev)
 
-    def _exact(self, q64: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
-        """Exact key per candidate: squared distance (l2) or -inner product (ip), float64."""
+    def _exact(self, q64: torch.Tensor, rows: torch.Tensor, *, inplace: bool = False) -> torch.Tensor:
+        """Exact key per candidate: squared distance (l2) or -inner product (ip), float64.
+        ``inplace``: ``rows`` (b, c, D) is a fresh tensor the caller gives up (no temporaries)."""
+        if not inplace:
+            rows = rows.clone()
         if self.metric == "l2":
-            return ((rows - q64[:, None, :]) ** 2).sum(-1)
-        return -(rows * q64[:, None, :]).sum(-1)
+            return rows.sub_(q64[:, None, :]).square_().sum(-1)
+        return rows.mul_(q64[:, None, :]).sum(-1).neg_()
 
     def _error_bound(self, qs: torch.Tensor, q64: torch.Tensor) -> torch.Tensor:
         """E_i (bq,) bounding |screening key - exact key| in the scaled space (module notes)."""
@@ -258,7 +270,7 @@ class ExactKNN:
         q_all = query.to(self._dev)
         m = q_all.shape[0]
         kp = min(k + self.margin, self.ntotal_)
-        bq = max(1, min(m, 1024))
+        bq = max(1, min(m, self.query_block))
         nb = max(kp, (self.block_elems // bq) // GROUP * GROUP)
         out_k = torch.empty((m, k), dtype=torch.float64, device=self._dev)
         out_i = torch.empty((m, k), dtype=torch.int64, device=self._dev)
@@ -300,7 +312,7 @@ class ExactKNN:
     def _finish(self, q64: torch.Tensor, cand: torch.Tensor, valid: torch.Tensor, k: int):
         """Exact keys of the candidates, sorted by (key, index); first k columns."""
         safe = torch.where(valid, cand, torch.zeros_like(cand))
-        ex = self._exact(q64, self._rows64(safe))
+        ex = self._exact(q64, self._rows64(safe), inplace=True)  # _rows64 returns a fresh tensor
         ex = torch.where(valid, ex, torch.full_like(ex, float("inf")))
         o = safe.argsort(dim=1, stable=True)
         ex, cand = ex.gather(1, o), torch.where(valid, cand, -1).gather(1, o)

@@ -68,14 +68,15 @@ class KNNScore(EmbeddingScore):
         ``.bin`` path; an existing file is loaded instead of rebuilding (with a warning).
     index_factory : faiss factory string for an approximate index (default exact flat).
     chunk_size, device, backend, engine : passed to :class:`~synthperf.selective.knn.KNNIndex`
-        (exact torch engine by default; ``engine="faiss"`` screens with a faiss flat index).
+        (``engine="auto"``: faiss's flat screen for CPU data when faiss is installed, else the
+        torch engine; ``"torch"``/``"faiss"`` force one; always exact, re-ranked in float64).
     """
 
     ident = "knn"
 
     def __init__(self, k: int = 1, stat: str = "max", pca: Projection | None = None, save_index: bool | str | Path = False, *,
                  index_factory: str | None = None, chunk_size: int = 16384, device: DeviceLike = None,
-                 backend: str | None = None, engine: str = "torch") -> None:
+                 backend: str | None = None, engine: str = "auto") -> None:
         super().__init__(pca=pca)
         self.k = positive_int(k, "k")
         if not isinstance(stat, str) or stat not in STATS:
