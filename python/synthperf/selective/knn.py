@@ -149,7 +149,6 @@ class _FaissScreenKNN(ExactKNN):
     """ExactKNN whose screening step is a faiss flat index (CPU BLAS path, or faiss-gpu's
     GpuIndexFlat) on the centred/scaled float32 data; re-ranking and certificate are shared."""
 
-
     def __init__(self, *, gpu_device: torch.device | None = None, **kw: Any) -> None:
         super().__init__(**kw)
         self.gpu_device = gpu_device
@@ -180,7 +179,7 @@ class _FaissScreenKNN(ExactKNN):
                row_offset: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
         """As :meth:`ExactKNN.search`, with one faiss call for all of ``query`` (faiss blocks its
         BLAS path itself; 1024-row calls measured ~20% slower); the re-ranking and certificate
-        then run per ``query_block`` rows on slices of that result."""
+        then run per 1024-row block on slices of that result."""
         if self.ntotal_ == 0:
             raise RuntimeError("the KNN index is empty: call build(ref) before searching")
         kk = min(min(k + self.margin, self.ntotal_) + (1 if exclude_self else 0), self.ntotal_)

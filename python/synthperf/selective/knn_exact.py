@@ -127,9 +127,6 @@ class ExactKNN:
     ``scale_``, ``fallback_rows_`` (rows of the last search that needed the brute force).
     """
 
-    #: query rows per screening block (faiss's screen overrides it: its BLAS path blocks 4096)
-    query_block = 1024
-
     def __init__(self, *, metric: str = "l2", margin: int = 8, precision: str = "auto", block_elems: int = 1 << 25,
                  device: torch.device | str | None = None, threads: int | None = None) -> None:
         if metric not in ("l2", "ip"):
@@ -270,7 +267,7 @@ class ExactKNN:
         q_all = query.to(self._dev)
         m = q_all.shape[0]
         kp = min(k + self.margin, self.ntotal_)
-        bq = max(1, min(m, self.query_block))
+        bq = max(1, min(m, 1024))
         nb = max(kp, (self.block_elems // bq) // GROUP * GROUP)
         out_k = torch.empty((m, k), dtype=torch.float64, device=self._dev)
         out_i = torch.empty((m, k), dtype=torch.int64, device=self._dev)
