@@ -228,7 +228,7 @@ KNOWN_FAILURES: dict[str, dict[str, tuple[str, str]]] = {
         'tests/test_knn.py::test_mahalanobis_matches_manual_calculation':
             (KNN, "private KNN index helper (_setup_index) of seapig A; synthperf's exact engine has none (knn_scores.py, KNN owner)"),
         'tests/test_knn.py::test_mahalanobis_singular_cov_warns':
-            (KNN, "seapig 0.3.0 warns 'Cholesky decomposition failed. Falling back to the pseudo-inverse.'; synthperf falls back to the pseudo-inverse without that UserWarning (knn_scores.py, KNN owner)"),
+            (KNN, "calls seapig's private _setup_index on three identical rows; synthperf's fit raises ValueError for a zero-variance reference (all rows identical), and on a rank-deficient covariance it warns 'Cholesky decomposition failed. Falling back to the pseudo-inverse.' as seapig does (knn_scores.py, KNN owner)"),
         'tests/test_knn.py::test_pca_reduces_dimension_and_is_applied':
             (KNN, "private KNN index helper (_setup_index) of seapig A; synthperf's exact engine has none (knn_scores.py, KNN owner)"),
         'tests/test_knn.py::test_query_dimension_mismatch_raises':
